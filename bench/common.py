@@ -1,0 +1,67 @@
+"""Shared helpers of the benchmark scripts: machine description, timing and
+JSON-lines output. Every benchmark prints one JSON object per measurement
+with the machine, the torch version and the device."""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["machine_info", "median_ms", "emit"]
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Describe the machine and the device a measurement ran on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 3, iters: int = 10) -> float:
+    """Median wall time of ``fn()`` in milliseconds after ``warmup`` calls,
+    synchronising the device around every call."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def emit(record: dict[str, Any], out: str | None = None) -> None:
+    """Print one JSON line (and append it to ``out`` when given)."""
+    line = json.dumps(record, sort_keys=False)
+    print(line, flush=True)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as f:
+            f.write(line + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,62 @@
+"""The exceptions semtts raises on bad input, and the entry-point wrapper that
+turns them into one line on stderr.
+
+Example
+-------
+>>> try:
+...     raise DataError("data/train.json: item 'u1' has no 'wav' field")
+... except SemttsError as err:
+...     print(f"error: {err}")
+error: data/train.json: item 'u1' has no 'wav' field
+"""
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+__all__ = ["SemttsError", "DataError", "ConfigError", "WeightsNotFound", "entry_point"]
+
+
+class SemttsError(Exception):
+    """Base class of every error that is the user's to fix (not a bug)."""
+
+
+class DataError(SemttsError):
+    """A corpus, manifest or feature file is missing, corrupt or inconsistent."""
+
+
+class ConfigError(SemttsError):
+    """An hparams value, command-line flag or stage setting is invalid."""
+
+
+class WeightsNotFound(SemttsError):
+    """Pretrained weights are needed but absent (and random init is not allowed)."""
+
+
+F = TypeVar("F", bound=Callable[..., int | None])
+
+
+def entry_point(func: F) -> F:
+    """Decorate a ``main()``: a :class:`SemttsError` becomes one stderr line and exit 2.
+
+    Arguments
+    ---------
+    func : callable
+        The entry point; its return value is used as the exit status.
+
+    Returns
+    -------
+    callable
+        A wrapper that calls :func:`sys.exit` with the status.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            status = func(*args, **kwargs)
+        except SemttsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(status or 0)
+
+    return wrapper  # type: ignore[return-value]
