@@ -156,7 +156,8 @@ def maximum_path_triton(
         Load score rows four to eight steps ahead of the DP (default), or
         each row when it is needed.
     num_warps : int, optional
-        Warps per program (default: one per 128 text positions, 1 to 16).
+        Warps per program (default: one per 64 text positions, 1 to 16;
+        the fastest setting measured on an H200 at T_text 512 and 2048).
     """
     n_b, n_y, n_x = value.shape
     if n_b == 0:
@@ -171,7 +172,7 @@ def maximum_path_triton(
     n_words = max(1, triton.cdiv(n_y, 32))
     bits = torch.empty((n_b, n_words, block_x), dtype=torch.int32, device=value.device)
     if num_warps is None:
-        num_warps = min(16, max(1, block_x // 128))
+        num_warps = min(16, max(1, block_x // 64))
     _mas_kernel[(n_b,)](
         value, path, bits, x_lengths, y_lengths,
         n_y, n_x,

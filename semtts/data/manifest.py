@@ -5,8 +5,10 @@ A manifest maps utterance ids to items::
     {"utt_id": {"wav": "{data_root}/wavs/a.wav", "text": "Hello.",
                 "spk": "p225", "duration": 1.93, "sr": 22050}}
 
-``{data_root}`` is kept literally in the file and replaced at load time, so
-an experiment folder survives moving the corpus (SpeechBrain convention).
+``{data_root}`` (the corpus folder) and ``{cache_root}`` (audio that data
+preparation resampled or downmixed) are kept literally in the file and
+replaced at load time by :func:`resolve_audio_path`, so an experiment folder
+survives moving the corpus (SpeechBrain convention).
 Stage 2 adds ``"tokens": [int]``.
 
 Example
@@ -27,7 +29,18 @@ from typing import Any
 
 from semtts.errors import DataError
 
-__all__ = ["REQUIRED_FIELDS", "read_manifest", "write_manifest", "resolve_wav", "write_json_atomic"]
+__all__ = [
+    "REQUIRED_FIELDS",
+    "DATA_ROOT",
+    "CACHE_ROOT",
+    "read_manifest",
+    "write_manifest",
+    "resolve_audio_path",
+    "write_json_atomic",
+]
+
+DATA_ROOT = "{data_root}"
+CACHE_ROOT = "{cache_root}"
 
 REQUIRED_FIELDS = {"wav": str, "text": str, "spk": str, "duration": (int, float), "sr": int}
 
@@ -99,22 +112,32 @@ def read_manifest(path: str | Path, check: bool = True) -> dict[str, dict]:
     return items
 
 
-def resolve_wav(item: dict, data_root: str | Path) -> str:
-    """Return the item's audio path with ``{data_root}`` replaced.
+def resolve_audio_path(wav: str, data_root: str | Path, cache_root: str | Path) -> str:
+    """Replace the ``{data_root}`` and ``{cache_root}`` placeholders of a
+    manifest ``wav`` field with the real folders.
 
     Arguments
     ---------
-    item : dict
-        A manifest item.
+    wav : str
+        The manifest path, e.g. ``"{cache_root}/wav48/p225/p225_001.wav"``.
     data_root : str or Path
-        The corpus root folder.
+        The corpus folder.
+    cache_root : str or Path
+        The folder of resampled/downmixed audio written by validation.
 
     Returns
     -------
     str
-        The absolute (or as-given) audio path.
+        The path with both placeholders replaced (other paths unchanged).
+
+    Example
+    -------
+    >>> resolve_audio_path("{cache_root}/a/b.wav", "/corpus", "/exp/data/audio_cache")
+    '/exp/data/audio_cache/a/b.wav'
+    >>> resolve_audio_path("{data_root}/wavs/c.wav", "/corpus", "/cache")
+    '/corpus/wavs/c.wav'
     """
-    return item["wav"].replace("{data_root}", str(data_root))
+    return wav.replace(DATA_ROOT, str(data_root)).replace(CACHE_ROOT, str(cache_root))
 
 
 def _check_item(path, utt_id, item) -> None:

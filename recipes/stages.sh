@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The shared stage driver of every semtts recipe. A recipe's run.sh sets
+# `hparams` (its corpus.yaml) and sources this file, then calls `run_stages "$@"`.
+#
+# Options: --stage N (default 0), --stop_stage M (default: the last stage this
+# version of semtts provides), --force (redo finished stages), --help. Any other
+# --key value is a HyperPyYAML override or a SpeechBrain run option, passed to
+# every Python stage; an unknown key fails before anything runs.
+#
+# Every stage is `python -m semtts.stages.<module> <hparams> [overrides]`, run
+# from the repository root; it skips work it has already done (a `done` marker
+# in its output folder) and says so.
+
+SEMTTS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Stage numbers are the same for every corpus.
+STAGE_NAMES=(
+    "corpus check"                    # 0
+    "data preparation"                # 1
+    "text frontend and token list"    # 2
+    "CAM++ speaker embeddings"        # 3
+    "Whisper teacher features"        # 4
+    "train stage A"                   # 5
+    "train stage B"                   # 6
+    "train stage C"                   # 7
+    "synthesize the test sets"        # 8
+    "evaluate"                        # 9
+    "pack the model"                  # 10
+)
+# The Python module of each stage; empty where this version has none yet.
+STAGE_MODULES=(check_corpus prepare frontend "" "" "" "" "" "" "" "")
+
+log() {
+    echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$(dirname "$0")")) $*"
+}
+
+last_stage() {
+    local i last=0
+    for i in "${!STAGE_MODULES[@]}"; do
+        [ -n "${STAGE_MODULES[$i]}" ] && last=$i
+    done
+    echo "$last"
+}
+
+stage_help() {
+    cat <<HELP
+Usage: bash $0 [--stage N] [--stop_stage M] [--force] [--key value ...]
+
+Stages:
+HELP
+    local i
+    for i in "${!STAGE_NAMES[@]}"; do
+        if [ -n "${STAGE_MODULES[$i]}" ]; then
+            printf "  %2d  %-32s python -m semtts.stages.%s\n" "$i" "${STAGE_NAMES[$i]}" "${STAGE_MODULES[$i]}"
+        else
+            printf "  %2d  %-32s (not in this version of semtts yet)\n" "$i" "${STAGE_NAMES[$i]}"
+        fi
+    done
+    cat <<HELP
+
+Options:
+  --stage N        first stage to run (default 0)
+  --stop_stage M   last stage to run (default $(last_stage))
+  --force          redo stages even if they are done
+  --help           this text
+  --key value      override any key of $hparams (e.g. --tag run2 --nj 4),
+                   or set a SpeechBrain run option (--device cuda:0, --precision bf16)
+HELP
+}
+
+# The Python of the project's virtualenv, unless one is active or SEMTTS_PYTHON is set.
+semtts_python() {
+    if [ -n "${SEMTTS_PYTHON:-}" ]; then echo "$SEMTTS_PYTHON"
+    elif [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$SEMTTS_ROOT/.venv/bin/python" ]; then echo "$SEMTTS_ROOT/.venv/bin/python"
+    else echo python3
+    fi
+}
+
+run_stages() {
+    local stage=0 stop_stage force="" overrides=() flags=()
+    stop_stage=$(last_stage)
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --help|-h) stage_help; return 0 ;;
+            --stage) [ $# -ge 2 ] || { echo "error: --stage needs a value" >&2; return 2; }; stage=$2; shift 2 ;;
+            --stop_stage) [ $# -ge 2 ] || { echo "error: --stop_stage needs a value" >&2; return 2; }; stop_stage=$2; shift 2 ;;
+            --force) force=--force; shift ;;
+            --*=*) flags+=("${1%%=*}"); overrides+=("${1%%=*}" "${1#*=}"); shift ;;
+            --*) [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; return 2; }
+                 flags+=("$1"); overrides+=("$1" "$2"); shift 2 ;;
+            *) echo "error: unexpected argument '$1' (flags are --key value; see --help)" >&2; return 2 ;;
+        esac
+    done
+    for value in "$stage" "$stop_stage"; do
+        [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -le 10 ] || {
+            echo "error: --stage and --stop_stage take a stage number from 0 to 10, got '$value'" >&2; return 2; }
+    done
+    local python
+    python=$(semtts_python)
+    cd "$SEMTTS_ROOT" || return 2
+    if [ ${#flags[@]} -gt 0 ]; then
+        "$python" -m semtts.stages.flags "$hparams" --check "${flags[@]}" || return 2
+    fi
+    log "stages $stage to $stop_stage with $hparams ${overrides[*]}"
+    local s
+    for ((s = stage; s <= stop_stage; s++)); do
+        if [ -z "${STAGE_MODULES[$s]}" ]; then
+            log "stage $s (${STAGE_NAMES[$s]}): not in this version of semtts yet (skipped)"
+            continue
+        fi
+        log "stage $s: ${STAGE_NAMES[$s]}"
+        if ! "$python" -m "semtts.stages.${STAGE_MODULES[$s]}" "$hparams" $force "${overrides[@]}"; then
+            log "stage $s (${STAGE_NAMES[$s]}) failed; fix the error above and rerun with --stage $s"
+            return 1
+        fi
+    done
+    log "done: stages $stage to $stop_stage; outputs under $("$python" -m semtts.stages.flags "$hparams" --output-folder "${overrides[@]}")"
+}

@@ -1,0 +1,258 @@
+"""Stage 1 in one function: corpus folder in, validated split manifests and a
+report out.
+
+:func:`prepare_manifests` checks the corpus layout, lists its utterances,
+validates each one (in a process pool when ``nj > 1``), assigns splits, and
+writes ``<out_dir>/<split>.json`` plus ``<out_dir>/report.json``: kept and
+dropped counts per reason, per-split utterances / speakers / hours, every
+dropped id with its reason, and every corpus line the parser skipped. A
+short summary goes to stdout. Too few survivors (below ``min_keep_ratio``)
+stop the run with a :class:`~semtts.errors.DataError` after the report is
+written, so the report says what went wrong.
+
+Example
+-------
+>>> import tempfile, torch
+>>> from pathlib import Path
+>>> from semtts.audio import save_audio
+>>> root = Path(tempfile.mkdtemp())
+>>> lines = []
+>>> for i in range(4):
+...     save_audio(root / "wavs" / f"LJ{i}.wav", 0.3 * torch.sin(torch.arange(16000) / 7.0), 16000)
+...     lines.append(f"LJ{i}|Text {i}.|Text number {i}.")
+>>> _ = (root / "metadata.csv").write_text("\\n".join(lines + ["LJ9|Gone.|Gone."]) + "\\n")
+>>> report = prepare_manifests("ljspeech", root, root / "exp", sample_rate=16000,
+...     min_duration=0.5, max_duration=10.0, min_keep_ratio=0.5, n_valid=1, n_test=1,
+...     heldout_speakers=[], seed=0, cleaner="english")  # doctest: +NORMALIZE_WHITESPACE
+prepare ljspeech: kept 4 of 5 utterances (80.0%)
+  dropped missing_audio: 1
+  train: 2 utterances, 1 speakers, 0.00 h
+  valid: 1 utterances, 1 speakers, 0.00 h
+  test: 1 utterances, 1 speakers, 0.00 h
+>>> report["dropped_items"], sorted(p.name for p in (root / "exp").glob("*.json"))
+({'LJ9': 'missing_audio'}, ['report.json', 'test.json', 'train.json', 'valid.json'])
+"""
+
+import inspect
+import logging
+import multiprocessing
+from collections import Counter
+from pathlib import Path
+
+from semtts.data.corpora import get_corpus
+from semtts.data.manifest import write_json_atomic, write_manifest
+from semtts.data.splits import SPLIT_ORDER, assign_splits
+from semtts.data.validate import DROP_REASONS, validate_utterance
+from semtts.errors import ConfigError, DataError, SemttsError
+
+__all__ = ["CACHE_DIRNAME", "REPORT_NAME", "prepare_manifests"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_DIRNAME = "audio_cache"
+REPORT_NAME = "report.json"
+
+
+def prepare_manifests(
+    corpus: str,
+    data_folder: str | Path,
+    out_dir: str | Path,
+    sample_rate: int,
+    min_duration: float,
+    max_duration: float,
+    min_keep_ratio: float,
+    n_valid: int,
+    n_test: int,
+    heldout_speakers: list[str],
+    seed: int,
+    cleaner: str,
+    nj: int = 1,
+    corpus_options: dict | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict:
+    """Validate a corpus and write its split manifests and report.
+
+    Arguments
+    ---------
+    corpus : str
+        A name of :data:`semtts.data.corpora.CORPORA`.
+    data_folder : str or Path
+        The corpus folder; manifests store paths under it as
+        ``{data_root}/...``.
+    out_dir : str or Path
+        Where ``<split>.json`` and ``report.json`` are written (manifests of
+        the standard splits left from an earlier run but not produced now
+        are removed).
+    sample_rate : int
+        The sample rate of every manifest item (others are resampled).
+    min_duration, max_duration : float
+        Bounds on the utterance duration, in seconds.
+    min_keep_ratio : float
+        Smallest acceptable share of kept utterances, in [0, 1].
+    n_valid, n_test : int
+        Sizes of the seeded valid and test splits drawn from seen speakers.
+    heldout_speakers : list of str
+        Speakers whose utterances all go to ``test_unseen``.
+    seed : int
+        Seed of the split assignment.
+    cleaner : str
+        Text cleaner used to find unusable transcripts.
+    nj : int
+        Number of validation processes.
+    corpus_options : dict, optional
+        Keyword options of the corpus module's ``list_utterances``.
+    cache_dir : str or Path, optional
+        Where resampled / downmixed audio goes (``{cache_root}`` in the
+        manifests); default ``<out_dir>/audio_cache``.
+
+    Returns
+    -------
+    dict
+        The report written to ``report.json``.
+    """
+    if not 0.0 <= min_keep_ratio <= 1.0:
+        raise ConfigError(f"min_keep_ratio must be in [0, 1] (got {min_keep_ratio})")
+    if nj < 1:
+        raise ConfigError(f"nj must be >= 1 (got {nj})")
+    if not 0 <= min_duration < max_duration:
+        raise ConfigError(f"need 0 <= min_duration < max_duration (got {min_duration} and {max_duration})")
+    module = get_corpus(corpus)
+    data_root = Path(data_folder).absolute()
+    out_dir = Path(out_dir)
+    cache_root = Path(cache_dir).absolute() if cache_dir is not None else (out_dir / CACHE_DIRNAME).absolute()
+    if cache_root == data_root:
+        raise ConfigError(f"cache_dir {cache_root} must not be the corpus folder")
+
+    module.check(data_root)
+    options = dict(corpus_options or {})
+    try:
+        inspect.signature(module.list_utterances).bind(data_root, **options)
+    except TypeError as err:
+        raise ConfigError(f"corpus_options {options} do not fit corpus '{corpus}' ({err})") from None
+    with _CollectWarnings("semtts.data.corpora") as skipped:
+        raws = module.list_utterances(data_root, **options)
+
+    unknown = sorted(set(heldout_speakers) - {raw["spk"] for raw in raws})
+    if unknown:
+        raise ConfigError(f"heldout_speakers not found in corpus '{corpus}': {', '.join(unknown)}")
+
+    jobs = [(raw, sample_rate, min_duration, max_duration, cache_root, cleaner, data_root) for raw in raws]
+    if nj > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("spawn").Pool(min(nj, len(jobs)), initializer=_init_worker) as pool:
+            results = pool.map(_validate_job, jobs, chunksize=max(1, len(jobs) // (nj * 8)))
+    else:
+        results = [_validate_job(job) for job in jobs]
+
+    kept, dropped = [], {}
+    for raw, (item, reason) in zip(raws, results):
+        if item is None:
+            dropped[raw["utt_id"]] = reason
+        else:
+            kept.append({"utt_id": raw["utt_id"], "spk": raw["spk"], "split": raw.get("split"), "item": item})
+    splits = assign_splits(kept, n_valid, n_test, heldout_speakers, seed)
+
+    report = _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped)
+    write_json_atomic(out_dir / REPORT_NAME, report)
+    _print_summary(report)
+
+    n_total, n_kept = len(raws), len(kept)
+    if n_total == 0:
+        raise DataError(f"{data_root}: no utterances found for corpus '{corpus}' (see {out_dir / REPORT_NAME})")
+    if n_kept < min_keep_ratio * n_total:
+        raise DataError(
+            f"{data_root}: only {n_kept} of {n_total} utterances survived validation "
+            f"({n_kept / n_total:.1%} < min_keep_ratio {min_keep_ratio}); see {out_dir / REPORT_NAME}"
+        )
+    for name in SPLIT_ORDER:
+        stale = out_dir / f"{name}.json"
+        if name not in splits and stale.is_file():
+            stale.unlink()
+    for name, members in splits.items():
+        write_manifest(out_dir / f"{name}.json", {m["utt_id"]: m["item"] for m in members})
+    return report
+
+
+def _validate_job(job: tuple) -> tuple[dict | None, str | None]:
+    """Validate one item; an unexpected error drops it as ``unreadable_audio``
+    instead of stopping the run (configuration errors still stop it)."""
+    raw = job[0]
+    try:
+        return validate_utterance(*job[:6], data_root=job[6])
+    except SemttsError:
+        raise
+    except Exception as err:  # one bad file must never stop the run
+        logger.warning(
+            "%s (%s): dropped as unreadable_audio: %s: %s",
+            raw.get("utt_id"),
+            raw.get("path"),
+            type(err).__name__,
+            err,
+        )
+        return None, "unreadable_audio"
+
+
+def _init_worker() -> None:
+    """One torch thread per worker: the pool supplies the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped) -> dict:
+    """The content of ``report.json``."""
+    counts = Counter(dropped.values())
+    split_stats = {}
+    for name, members in splits.items():
+        seconds = sum(m["item"]["duration"] for m in members)
+        split_stats[name] = {
+            "utterances": len(members),
+            "speakers": len({m["spk"] for m in members}),
+            "hours": round(seconds / 3600.0, 4),
+        }
+    return {
+        "corpus": corpus,
+        "data_root": str(data_root),
+        "cache_root": str(cache_root),
+        "sample_rate": sample_rate,
+        "total": len(raws),
+        "kept": len(kept),
+        "dropped": {reason: counts.get(reason, 0) for reason in DROP_REASONS},
+        "drop_reasons": DROP_REASONS,
+        "splits": split_stats,
+        "dropped_items": dropped,
+        "skipped_lines": skipped,
+    }
+
+
+def _print_summary(report: dict) -> None:
+    """Kept N of M, one line per drop reason that occurred, one per split."""
+    total, kept = report["total"], report["kept"]
+    share = f" ({kept / total:.1%})" if total else ""
+    print(f"prepare {report['corpus']}: kept {kept} of {total} utterances{share}")
+    for reason, count in report["dropped"].items():
+        if count:
+            print(f"  dropped {reason}: {count}")
+    if report["skipped_lines"]:
+        print(f"  corpus lines skipped by the parser: {len(report['skipped_lines'])}")
+    for name, stats in report["splits"].items():
+        print(f"  {name}: {stats['utterances']} utterances, {stats['speakers']} speakers, {stats['hours']:.2f} h")
+
+
+class _CollectWarnings(logging.Handler):
+    """Context manager that gathers the warning messages of a logger tree
+    (the corpus parsers' skipped lines) while still letting them through."""
+
+    def __init__(self, logger_name: str):
+        super().__init__(level=logging.WARNING)
+        self.logger = logging.getLogger(logger_name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        self.logger.addHandler(self)
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)

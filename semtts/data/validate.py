@@ -1,0 +1,289 @@
+"""Utterance validation: one raw corpus item in, a manifest item or a drop
+reason out.
+
+Every reason an utterance can be dropped is listed, with its explanation, in
+:data:`DROP_REASONS`. Two problems are fixed instead of dropped: audio at the
+wrong sample rate is resampled, and multi-channel audio is downmixed; the
+fixed audio is written once as 16-bit wav under a cache folder and reused on
+a rerun. Manifest paths keep the folder as a placeholder (``{data_root}``
+for corpus files, ``{cache_root}`` for cached ones), so both folders can move;
+:func:`semtts.data.manifest.resolve_audio_path` puts the real folders back.
+
+The text is only checked here (is anything left that the frontend can read
+after cleaning?); the manifest stores the original transcript.
+
+Example
+-------
+>>> import tempfile, torch
+>>> from pathlib import Path
+>>> from semtts.audio import save_audio
+>>> root = Path(tempfile.mkdtemp())
+>>> save_audio(root / "wavs" / "a.wav", 0.5 * torch.sin(torch.arange(32000) / 8.0), 16000)
+>>> raw = {"utt_id": "a", "path": str(root / "wavs" / "a.wav"), "text": "Hello.", "spk": "s1"}
+>>> item, reason = validate_utterance(raw, 16000, 0.5, 20.0, root / "cache", "basic", data_root=root)
+>>> item["wav"], item["duration"], item["sr"], reason
+('{data_root}/wavs/a.wav', 2.0, 16000, None)
+>>> validate_utterance(raw, 16000, 3.0, 20.0, root / "cache", "basic", data_root=root)
+(None, 'too_short')
+"""
+
+import os
+import struct
+from pathlib import Path
+
+import torch
+
+from semtts.audio import audio_info, load_audio, resample, save_audio
+from semtts.data.manifest import CACHE_ROOT, DATA_ROOT
+from semtts.errors import ConfigError, SemttsError
+
+__all__ = [
+    "DROP_REASONS",
+    "validate_utterance",
+]
+
+DROP_REASONS = {
+    "missing_audio": "the audio file named by the corpus does not exist",
+    "unreadable_audio": "the audio file cannot be opened or decoded (not audio, corrupt header, "
+    "or an unexpected decoder error)",
+    "truncated_audio": "the header promises more samples than the file holds (an interrupted "
+    "download or copy)",
+    "empty_audio": "the audio has no samples, or every sample is silent (peak below one "
+    "16-bit step)",
+    "too_short": "the audio is shorter than min_duration seconds",
+    "too_long": "the audio is longer than max_duration seconds",
+    "nonfinite_samples": "the audio holds NaN or infinite samples",
+    "empty_text": "the transcript is empty or only whitespace",
+    "unusable_text": "nothing the text frontend can read (letters, digits or characters) is "
+    "left after cleaning, e.g. only punctuation or emoji",
+}
+
+
+# Peak amplitude under which a file counts as silent: less than one step of
+# 16-bit PCM.
+_SILENCE_PEAK = 1.0 / 32768.0
+
+# Raw fields that become manifest fields under another name, or that are
+# handled by the split assignment; every other raw field is copied as is.
+_RAW_ONLY_FIELDS = ("utt_id", "path", "text", "spk", "split")
+
+
+def validate_utterance(
+    raw: dict,
+    sample_rate: int,
+    min_duration: float,
+    max_duration: float,
+    cache_dir: str | Path,
+    cleaner: str,
+    data_root: str | Path | None = None,
+) -> tuple[dict | None, str | None]:
+    """Check one raw corpus item and turn it into a manifest item.
+
+    Checks run cheapest first: audio present, transcript non-empty and
+    usable after cleaning, header readable, length within bounds, samples
+    decodable, complete, finite and not silent.
+
+    Arguments
+    ---------
+    raw : dict
+        ``{"utt_id", "path" (absolute audio path), "text", "spk"}`` plus
+        optional fields (``"split"`` is left to the split assignment; any
+        other, e.g. ``"pinyin"``, is copied into the manifest item).
+    sample_rate : int
+        The sample rate every manifest item must have; other rates are
+        resampled into ``cache_dir``.
+    min_duration : float
+        Shortest kept utterance, in seconds.
+    max_duration : float
+        Longest kept utterance, in seconds.
+    cache_dir : str or Path
+        Where resampled or downmixed audio is written (16-bit wav, same
+        relative path as in the corpus); an up-to-date file there is reused.
+    cleaner : str
+        The text cleaner (see :func:`semtts.text.cleaners.clean_text`) used to
+        decide whether the transcript is usable.
+    data_root : str or Path, optional
+        The corpus folder. Audio under it is written as
+        ``"{data_root}/<relative path>"``; without it (or for audio outside
+        it) the absolute path is stored.
+
+    Returns
+    -------
+    item : dict or None
+        ``{"wav", "text", "spk", "duration", "sr"}`` plus extra raw fields, or
+        None when dropped.
+    reason : str or None
+        A key of :data:`DROP_REASONS` when dropped, else None.
+    """
+    path = Path(raw["path"])
+    if not path.is_file():
+        return None, "missing_audio"
+    text = str(raw.get("text", "")).strip()
+    if not text:
+        return None, "empty_text"
+    if not _text_is_usable(text, cleaner):
+        return None, "unusable_text"
+
+    try:
+        info = audio_info(path)
+    except Exception:  # soundfile raises several types for non-audio files
+        return None, "unreadable_audio"
+    if info.frames == 0:
+        return None, "empty_audio"
+    if info.frames / info.samplerate > max_duration:
+        return None, "too_long"
+    try:
+        audio, orig_sr = load_audio(path)
+    except Exception:
+        # The header opened but decoding stopped early: fewer samples can be
+        # read than the header declares.
+        return None, "truncated_audio"
+    declared = _declared_frames(path, info.frames)
+    if audio.shape[1] < declared:
+        return None, "truncated_audio"
+    if audio.shape[1] == 0:
+        return None, "empty_audio"
+    if not bool(torch.isfinite(audio).all()):
+        return None, "nonfinite_samples"
+    if float(audio.abs().max()) < _SILENCE_PEAK:
+        return None, "empty_audio"
+    duration = audio.shape[1] / orig_sr
+    if duration < min_duration:
+        return None, "too_short"
+    if duration > max_duration:
+        return None, "too_long"
+
+    if orig_sr == sample_rate and audio.shape[0] == 1:
+        wav = _placeholder_path(path, data_root, DATA_ROOT)
+    else:
+        relative = _cache_relative_path(raw, path, data_root)
+        cached = Path(cache_dir) / relative
+        if cached.resolve() == path.resolve():
+            raise ConfigError(f"cache folder {cache_dir} would overwrite the corpus file {path}")
+        n_frames = _cached_frames(cached, path, sample_rate)
+        if n_frames is None:
+            fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
+            _save_atomic(cached, fixed, sample_rate)
+            n_frames = fixed.shape[1]
+        duration = n_frames / sample_rate
+        wav = f"{CACHE_ROOT}/{relative.as_posix()}"
+
+    item = {
+        "wav": wav,
+        "text": text,
+        "spk": str(raw["spk"]),
+        "duration": round(duration, 4),
+        "sr": int(sample_rate),
+    }
+    for key, value in raw.items():
+        if key not in _RAW_ONLY_FIELDS:
+            item[key] = value
+    return item, None
+
+
+def _text_is_usable(text: str, cleaner: str) -> bool:
+    """True when the cleaned text keeps at least one letter, digit or
+    (CJK) character; a cleaner that fails on this text makes it unusable."""
+    from semtts.text.cleaners import clean_text  # late import: data does not need text at load time
+
+    try:
+        cleaned = clean_text(text, cleaner)
+    except SemttsError:
+        raise  # an unknown cleaner name is a configuration error, not a bad item
+    except Exception:
+        return False
+    return any(ch.isalnum() for ch in cleaned)
+
+
+def _placeholder_path(path: Path, root: str | Path | None, placeholder: str) -> str:
+    """``"<placeholder>/<path relative to root>"``, or the absolute path when
+    ``path`` is not under ``root``."""
+    relative = _relative_to(path, root)
+    if relative is None:
+        return str(path.absolute())
+    return f"{placeholder}/{relative.as_posix()}"
+
+
+def _cache_relative_path(raw: dict, path: Path, data_root: str | Path | None) -> Path:
+    """The cached file's path under the cache folder: the corpus-relative
+    path with a ``.wav`` suffix, or ``_external/<spk>/<utt_id>.wav``."""
+    relative = _relative_to(path, data_root)
+    if relative is not None:
+        return relative.with_suffix(".wav")
+    safe = [str(raw[key]).replace("/", "_").replace(os.sep, "_") for key in ("spk", "utt_id")]
+    return Path("_external") / safe[0] / f"{safe[1]}.wav"
+
+
+def _relative_to(path: Path, root: str | Path | None) -> Path | None:
+    """``path`` relative to ``root`` (compared as given, then with symbolic
+    links resolved), or None when it is not under ``root``."""
+    if root is None:
+        return None
+    root = Path(root)
+    for a, b in ((path.absolute(), root.absolute()), (path.resolve(), root.resolve())):
+        try:
+            return a.relative_to(b)
+        except ValueError:
+            continue
+    return None
+
+
+def _cached_frames(cached: Path, source: Path, sample_rate: int) -> int | None:
+    """Frame count of an up-to-date cached file (mono, right rate, newer than
+    the source), or None when it must be (re)written."""
+    if not cached.is_file() or cached.stat().st_mtime < source.stat().st_mtime:
+        return None
+    try:
+        info = audio_info(cached)
+    except Exception:
+        return None
+    if info.samplerate != sample_rate or info.channels != 1 or info.frames == 0:
+        return None
+    return int(info.frames)
+
+
+def _save_atomic(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
+    """Write through a temporary file and a rename, so parallel workers or a
+    killed job never leave a half-written cache file."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.wav")
+    save_audio(tmp, audio, sample_rate)
+    os.replace(tmp, path)
+
+
+def _declared_frames(path: Path, header_frames: int) -> int:
+    """The number of frames the file's header promises.
+
+    libsndfile shortens the frame count of a WAV whose data chunk is cut off,
+    so for RIFF files the ``data`` chunk size is read from the header itself;
+    other formats (FLAC's STREAMINFO, ...) report the declared count.
+    """
+    declared = _riff_declared_frames(path)
+    return header_frames if declared is None else max(declared, header_frames)
+
+
+def _riff_declared_frames(path: Path) -> int | None:
+    """Frames declared by a RIFF/WAVE header (data chunk size / block align),
+    or None when the file is not a plain RIFF WAVE or the size is unset."""
+    block_align = None
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"fmt ":
+                fmt = f.read(min(size, 16))
+                if len(fmt) < 14:
+                    return None
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+                f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+            elif chunk_id == b"data":
+                # 0 and 0xFFFFFFFF mark streams written without a final size.
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)

@@ -1,0 +1,49 @@
+"""Padding masks from absolute lengths: the one mask helper of the VITS bricks.
+
+Every VITS brick works on padded batches ``[B, C, T]`` and multiplies its
+activations by a ``[B, 1, T]`` float mask that is 1 on valid frames and 0 on
+padding, so that nothing leaks from the padding into the valid frames.
+
+Example
+-------
+>>> lengths_to_mask(torch.tensor([3, 1]))
+tensor([[[1., 1., 1.]],
+<BLANKLINE>
+        [[1., 0., 0.]]])
+"""
+
+import torch
+
+__all__ = ["lengths_to_mask"]
+
+
+def lengths_to_mask(
+    lengths: torch.Tensor,
+    max_len: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Build a ``[B, 1, T]`` padding mask from absolute lengths.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        ``[B]`` integer lengths (number of valid frames per item).
+    max_len : int, optional
+        Width ``T`` of the mask; the largest length when omitted.
+    dtype : torch.dtype
+        Type of the mask (float so it can multiply activations).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, 1, T]`` mask, 1 where ``t < lengths[b]``.
+
+    Example
+    -------
+    >>> lengths_to_mask(torch.tensor([2, 4]), max_len=5).shape
+    torch.Size([2, 1, 5])
+    """
+    if max_len is None:
+        max_len = int(lengths.max()) if lengths.numel() else 0
+    steps = torch.arange(max_len, device=lengths.device)
+    return (steps.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(1).to(dtype)

@@ -1,0 +1,75 @@
+"""The shared recipe driver (recipes/stages.sh) through recipes/mini/run.sh:
+stage selection, --help, flag checking, overrides reaching Python, and
+idempotent stages."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "recipes" / "mini" / "run.sh"
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "SEMTTS_PYTHON": sys.executable}
+    return subprocess.run(["bash", str(RUN), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_every_stage():
+    out = run("--help")
+    assert out.returncode == 0
+    for number, name in [(0, "corpus check"), (1, "data preparation"), (2, "text frontend"),
+                         (5, "train stage A"), (10, "pack the model")]:
+        assert f"{number:>2}  {name}" in out.stdout
+
+
+def test_unknown_flag_fails_naming_the_valid_ones():
+    out = run("--stage", "1", "--stop_stage", "1", "--n_tset", "3")
+    assert out.returncode != 0
+    assert "unknown flag(s) --n_tset" in out.stderr
+    assert "--n_test" in out.stderr and "--stop_stage" in out.stderr
+
+
+@pytest.mark.parametrize("args", [["--stage", "x"], ["--stop_stage", "11"], ["stray"], ["--tag"]])
+def test_bad_driver_arguments_fail(args):
+    out = run(*args)
+    assert out.returncode == 2
+    assert "error:" in out.stderr
+
+
+def _flags(**overrides):
+    return [str(x) for key, value in overrides.items() for x in (f"--{key}", value)]
+
+
+def test_stages_0_to_2_then_skip_and_overrides(tmp_path):
+    hp = dict(exp_root=tmp_path / "exp", data_folder=tmp_path / "mini", mini_speakers=3,
+              mini_utts_per_speaker=4, heldout_speakers="[spk2]", n_valid=1, n_test=1, tag="t1")
+    first = run("--stage", 0, "--stop_stage", 2, *_flags(**hp))
+    assert first.returncode == 0, first.stderr + first.stdout
+    exp = tmp_path / "exp" / "mini" / "t1"  # --exp_root and --tag reached the Python side
+    for split in ("train", "valid", "test", "test_unseen"):
+        manifest = json.loads((exp / "data" / f"{split}.json").read_text())
+        tokens = json.loads((exp / "tokens" / f"{split}.json").read_text())
+        assert manifest and set(manifest) == set(tokens)
+        assert all(item["tokens"] for item in tokens.values())
+    unseen = json.loads((exp / "data" / "test_unseen.json").read_text())
+    assert {item["spk"] for item in unseen.values()} == {"spk2"}
+    assert json.loads((exp / "data" / "report.json").read_text())["kept"] == 12
+    assert (exp / "tokens" / "tokens.txt").read_text().splitlines()[:3] == ["<pad>", "<blank>", "<unk>"]
+
+    second = run("--stage", 1, "--stop_stage", 2, *_flags(**hp))
+    assert second.returncode == 0
+    assert second.stdout.count("skipped: already done") == 2
+
+    changed = run("--stage", 1, "--stop_stage", 1, *_flags(**{**hp, "n_test": 2}))
+    assert changed.returncode == 1
+    assert "other settings (n_test)" in changed.stderr
+
+    forced = run("--stage", 1, "--stop_stage", 1, "--force", *_flags(**{**hp, "n_test": 2}))
+    assert forced.returncode == 0, forced.stderr
+    assert len(json.loads((exp / "data" / "test.json").read_text())) == 2
