@@ -12,7 +12,7 @@ from pathlib import Path
 
 from semtts.data.corpora import get_corpus
 from semtts.errors import entry_point
-from semtts.stages.common import load_hparams, log, parse_stage_args
+from semtts.stages.common import load_stage_hparams, log, parse_stage_args
 
 __all__ = ["check_corpus", "main"]
 
@@ -49,7 +49,7 @@ def check_corpus(hparams: dict) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Stage 0 entry point."""
     args = parse_stage_args(argv)
-    hparams = load_hparams(args.hparams_file, args.overrides)
+    hparams = load_stage_hparams(args.hparams_file, args.overrides)
     folder = check_corpus(hparams)
     log("0", f"corpus '{hparams['corpus']}' found in {folder}")
     return 0

@@ -27,12 +27,13 @@ from typing import Any, Callable
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
 
 from semtts import __version__
 from semtts.data.manifest import write_json_atomic
 from semtts.errors import ConfigError
 
-__all__ = ["StageArgs", "parse_stage_args", "load_hparams", "run_stage", "log"]
+__all__ = ["StageArgs", "parse_stage_args", "load_hparams", "load_stage_hparams", "included_files", "run_stage", "log"]
 
 DONE_NAME = "done"
 logger = logging.getLogger("semtts.stages")
@@ -105,6 +106,93 @@ def load_hparams(hparams_file: str, overrides: str | dict = "") -> dict:
             if match:
                 raise ConfigError(f"{hparams_file}: set --{match.group(1)} (it has no default)") from None
             raise
+
+
+def _overrides_dict(overrides: str | dict | None) -> dict:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    return dict(YAML(typ="safe").load(overrides) or {})
+
+
+def _is_plain(value: Any) -> bool:
+    """A value that can travel as a YAML override (no built objects)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def included_files(hparams_file: str | Path) -> dict[str, str]:
+    """The files a recipe's ``corpus.yaml`` includes: every top-level key
+    ending in ``_hparams`` whose value is a YAML path (read as text).
+
+    Arguments
+    ---------
+    hparams_file : str or Path
+        The recipe's ``corpus.yaml``.
+
+    Returns
+    -------
+    dict
+        ``{key: path}``, e.g. ``{"model_hparams": "hparams/model/vits_tiny.yaml"}``.
+    """
+    text = Path(hparams_file).read_text(encoding="utf-8")
+    return dict(re.findall(r"^(\w+_hparams):\s*([^\s#]+\.yaml)", text, flags=re.M))
+
+
+def load_stage_hparams(
+    hparams_file: str,
+    overrides: str | dict | None,
+    include: tuple[str, ...] = (),
+    extra: dict | None = None,
+) -> dict:
+    """Load a recipe's ``corpus.yaml`` and the files a stage needs from it.
+
+    The files are loaded one after the other (corpus, then ``include`` in
+    order) and merged into one flat dict. A key an included file shares with
+    an earlier one is overridden with the earlier value (so ``sample_rate``
+    is set once, in the corpus file); command-line overrides reach every file
+    that has the key, and ``extra`` (values derived at run time, e.g.
+    ``n_vocab``) likewise. Keys of other stages' files are ignored here:
+    ``run.sh`` already checked every flag against all of them.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The recipe's ``corpus.yaml``.
+    overrides : str or dict
+        Command-line overrides.
+    include : tuple of str
+        Keys of ``corpus.yaml`` naming files to load, e.g. ``("model_hparams",
+        "train_A_hparams")``.
+    extra : dict, optional
+        Derived overrides, applied last.
+
+    Returns
+    -------
+    dict
+        The merged hparams.
+    """
+    from semtts.stages.flags import hparams_keys
+
+    cli = _overrides_dict(overrides)
+    corpus_keys = set(hparams_keys(hparams_file))
+    merged = load_hparams(hparams_file, {k: v for k, v in cli.items() if k in corpus_keys})
+    for key in include:
+        if key not in merged:
+            raise ConfigError(f"{hparams_file}: no '{key}' key naming the file this stage needs")
+        path = merged[key]
+        keys = set(hparams_keys(path))
+        values = {k: merged[k] for k in keys if k in merged and _is_plain(merged[k])}
+        values.update({k: v for k, v in cli.items() if k in keys})
+        values.update({k: v for k, v in (extra or {}).items() if k in keys})
+        merged.update(load_hparams(path, values))
+    return merged
 
 
 def log(stage: str, message: str) -> None:

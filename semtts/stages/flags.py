@@ -25,7 +25,7 @@ import speechbrain as sb
 
 from semtts.errors import ConfigError, entry_point
 
-__all__ = ["hparams_keys", "run_option_flags", "unknown_flags", "main"]
+__all__ = ["hparams_keys", "recipe_keys", "run_option_flags", "unknown_flags", "main"]
 
 # HyperPyYAML files keep their top-level keys at column 0.
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:")
@@ -55,6 +55,28 @@ def hparams_keys(hparams_file: str | Path) -> list[str]:
     return keys
 
 
+def recipe_keys(hparams_file: str | Path) -> list[str]:
+    """The keys of a recipe: its ``corpus.yaml`` and every file it includes
+    (keys ending in ``_hparams``), in order, without repeats.
+
+    Arguments
+    ---------
+    hparams_file : str or Path
+        The recipe's ``corpus.yaml``.
+
+    Returns
+    -------
+    list of str
+        Every key a ``--key value`` flag may set.
+    """
+    from semtts.stages.common import included_files
+
+    keys = hparams_keys(hparams_file)
+    for path in included_files(hparams_file).values():
+        keys += [key for key in hparams_keys(path) if key not in keys]
+    return keys
+
+
 def run_option_flags() -> list[str]:
     """SpeechBrain's run options (``--device``, ``--precision``, ...)."""
     _, run_opts, _ = sb.parse_arguments(["x.yaml"])
@@ -76,7 +98,7 @@ def unknown_flags(hparams_file: str | Path, flags: list[str]) -> list[str]:
     list of str
         The unknown ones, in the order given.
     """
-    valid = {f"--{key}" for key in hparams_keys(hparams_file)} | set(run_option_flags())
+    valid = {f"--{key}" for key in recipe_keys(hparams_file)} | set(run_option_flags())
     return [flag for flag in flags if flag.split("=", 1)[0] not in valid]
 
 
@@ -88,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         raise ConfigError("usage: python -m semtts.stages.flags HPARAMS.yaml [--check --flag ...]")
     hparams_file, rest = argv[0], argv[1:]
-    keys = [f"--{key}" for key in hparams_keys(hparams_file)]
+    keys = [f"--{key}" for key in recipe_keys(hparams_file)]
     if rest[:1] == ["--check"]:
         bad = unknown_flags(hparams_file, rest[1:])
         if bad:
@@ -99,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     if rest[:1] == ["--output-folder"]:
-        from semtts.stages.common import load_hparams, parse_stage_args
+        from semtts.stages.common import load_stage_hparams, parse_stage_args
 
         args = parse_stage_args([hparams_file] + rest[1:])
-        print(load_hparams(args.hparams_file, args.overrides)["output_folder"])
+        print(load_stage_hparams(args.hparams_file, args.overrides)["output_folder"])
         return 0
     print("\n".join(keys + run_option_flags()))
     return 0

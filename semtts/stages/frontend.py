@@ -21,7 +21,7 @@ from pathlib import Path
 
 from semtts.data.manifest import read_manifest, write_json_atomic, write_manifest
 from semtts.errors import DataError, entry_point
-from semtts.stages.common import load_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.text import Frontend, is_mandarin, train_bpe
 
 __all__ = ["SETTINGS", "tokenize_splits", "main"]
@@ -106,7 +106,7 @@ def _manifest_digest(data_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Stage 2 entry point."""
     args = parse_stage_args(argv)
-    hp = load_hparams(args.hparams_file, args.overrides)
+    hp = load_stage_hparams(args.hparams_file, args.overrides)
     data_dir = Path(hp["output_folder"]) / "data"
     out_dir = Path(hp["output_folder"]) / "tokens"
     if not (data_dir / "done").is_file():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from semtts.data.prepare import prepare_manifests
 from semtts.errors import entry_point
-from semtts.stages.common import load_hparams, parse_stage_args, run_stage
+from semtts.stages.common import load_stage_hparams, parse_stage_args, run_stage
 
 __all__ = ["SETTINGS", "main"]
 
@@ -25,7 +25,7 @@ SETTINGS = (
 def main(argv: list[str] | None = None) -> int:
     """Stage 1 entry point."""
     args = parse_stage_args(argv)
-    hp = load_hparams(args.hparams_file, args.overrides)
+    hp = load_stage_hparams(args.hparams_file, args.overrides)
     out_dir = Path(hp["output_folder"]) / "data"
     settings = {key: hp[key] for key in SETTINGS}
     settings["data_folder"] = str(Path(hp["data_folder"]).resolve())

@@ -1,0 +1,175 @@
+"""SpeechBrain datasets, pipelines and batching for training and synthesis.
+
+Items come from the stage-2 manifests (``tokens/<split>.json``). The
+pipelines load the audio (soundfile), intersperse blanks into the tokens when
+``add_blank`` is set and map speakers to ids; spectrograms are computed on the
+training device from the waveform batch (one STFT implementation, fast on a
+GPU). Batches are SpeechBrain ``PaddedBatch`` objects whose lengths are
+*relative*; :func:`absolute_lengths` turns them into the absolute integer
+lengths used everywhere inside semtts.
+
+Example
+-------
+>>> import torch
+>>> from speechbrain.dataio.batch import PaddedData
+>>> absolute_lengths(PaddedData(torch.zeros(2, 10), torch.tensor([1.0, 0.3])))
+tensor([10,  3])
+>>> build_speaker_table({"a": {"spk": "s2"}, "b": {"spk": "s1"}, "c": {"spk": "s2"}})
+{'s1': 0, 's2': 1}
+"""
+
+from pathlib import Path
+
+import torch
+from speechbrain.dataio.batch import PaddedData
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.utils.data_pipeline import provides, takes
+
+from semtts.audio import load_audio
+from semtts.data.manifest import read_manifest, resolve_audio_path
+from semtts.errors import DataError
+from semtts.text.tokenizer import BLANK_ID, intersperse
+
+__all__ = ["absolute_lengths", "build_speaker_table", "dataio_prepare", "make_train_sampler"]
+
+
+def absolute_lengths(padded: PaddedData) -> torch.Tensor:
+    """SpeechBrain's relative lengths of a padded field as absolute integers.
+
+    Arguments
+    ---------
+    padded : PaddedData
+        A field of a ``PaddedBatch`` (``data`` ``[B, T, ...]``, ``lengths`` ``[B]``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B]`` int64 lengths on the data's device.
+    """
+    return torch.round(padded.lengths * padded.data.shape[1]).long().to(padded.data.device)
+
+
+def build_speaker_table(manifest: dict[str, dict]) -> dict[str, int]:
+    """Map the speakers of a manifest to ids ``0..S-1`` (sorted, deterministic).
+
+    Arguments
+    ---------
+    manifest : dict
+        ``{utt_id: item}`` with ``"spk"`` fields.
+
+    Returns
+    -------
+    dict
+        ``{speaker: id}``.
+    """
+    return {spk: i for i, spk in enumerate(sorted({item["spk"] for item in manifest.values()}))}
+
+
+def dataio_prepare(
+    manifests: dict[str, str | Path],
+    data_root: str | Path,
+    cache_root: str | Path,
+    sample_rate: int,
+    add_blank: bool,
+    speaker_table: dict[str, int] | None = None,
+) -> dict[str, DynamicItemDataset]:
+    """Build one ``DynamicItemDataset`` per split with the semtts pipelines.
+
+    Output keys: ``id``, ``sig`` (``[T]`` waveform), ``token_ids`` (blanks
+    interspersed when ``add_blank``), ``spk_id`` (``-1`` for speakers outside
+    ``speaker_table``), ``spk``, ``duration``.
+
+    Arguments
+    ---------
+    manifests : dict
+        ``{split: path to tokens/<split>.json}``.
+    data_root : str or Path
+        Replaces ``{data_root}`` in the audio paths.
+    cache_root : str or Path
+        Replaces ``{cache_root}`` in the audio paths.
+    sample_rate : int
+        The rate every file must have (stage 1 guarantees it).
+    add_blank : bool
+        Intersperse the blank token (VITS).
+    speaker_table : dict, optional
+        ``{speaker: id}``; default: built on the ``train`` split.
+
+    Returns
+    -------
+    dict
+        ``{split: DynamicItemDataset}``.
+    """
+    loaded = {split: read_manifest(path) for split, path in manifests.items()}
+    for split, manifest in loaded.items():
+        missing = [utt for utt, item in manifest.items() if "tokens" not in item]
+        if missing:
+            raise DataError(f"{manifests[split]}: item '{missing[0]}' has no tokens (run stage 2)")
+    if speaker_table is None:
+        if "train" not in loaded:
+            raise DataError("dataio_prepare: no train split to build the speaker table from")
+        speaker_table = build_speaker_table(loaded["train"])
+
+    @takes("wav")
+    @provides("sig")
+    def audio_pipeline(wav: str) -> torch.Tensor:
+        path = resolve_audio_path(wav, data_root, cache_root)
+        try:
+            audio, sr = load_audio(path, mono=True)
+        except Exception as err:  # a corrupt file after preparation: name it
+            raise DataError(f"{path}: cannot read audio ({err})") from None
+        if sr != sample_rate:
+            raise DataError(f"{path}: sample rate {sr} != {sample_rate} (rerun stage 1)")
+        return audio[0]
+
+    @takes("tokens")
+    @provides("token_ids")
+    def token_pipeline(tokens: list[int]) -> torch.Tensor:
+        ids = intersperse(tokens, BLANK_ID) if add_blank else list(tokens)
+        return torch.tensor(ids, dtype=torch.long)
+
+    @takes("spk")
+    @provides("spk_id")
+    def speaker_pipeline(spk: str) -> int:
+        return speaker_table.get(spk, -1)
+
+    datasets = {}
+    for split, manifest in loaded.items():
+        datasets[split] = DynamicItemDataset(
+            manifest,
+            dynamic_items=[audio_pipeline, token_pipeline, speaker_pipeline],
+            output_keys=["id", "sig", "token_ids", "spk_id", "spk", "duration"],
+        )
+    return datasets
+
+
+def make_train_sampler(
+    dataset: DynamicItemDataset, max_batch_seconds: float, num_buckets: int, seed: int
+) -> DynamicBatchSampler:
+    """Length-bucketed dynamic batching: batches of about ``max_batch_seconds``
+    of audio in total (frames, not utterances, bound the memory).
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        The training set (items with ``duration``).
+    max_batch_seconds : float
+        Total padded audio per batch.
+    num_buckets : int
+        Length buckets.
+    seed : int
+        Shuffling seed (SpeechBrain reseeds per epoch).
+
+    Returns
+    -------
+    DynamicBatchSampler
+    """
+    return DynamicBatchSampler(
+        dataset,
+        max_batch_length=max_batch_seconds,
+        num_buckets=num_buckets,
+        length_func=lambda item: item["duration"],
+        shuffle=True,
+        batch_ordering="random",
+        seed=seed,
+    )

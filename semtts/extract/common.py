@@ -1,0 +1,172 @@
+"""What the feature-extraction stages share: sharding, per-utterance feature
+files written atomically (so a killed job resumes where it stopped), and the
+metadata that training checks against its hparams before the first step.
+
+Example
+-------
+>>> import tempfile, pathlib, numpy as np
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> parse_shard("2/3"), shard_items(["a", "b", "c", "d", "e"], 2, 3)
+((2, 3), ['b', 'e'])
+>>> save_array_atomic(feature_path(root, "spk1/utt 1"), np.ones(3, dtype=np.float16))
+>>> sorted(p.name for p in (root / "feats").iterdir())
+['spk1%2Futt 1.npy']
+>>> write_metadata(root / "meta.json", {"model": "campplus", "dim": 192})
+>>> check_metadata(root / "meta.json", {"dim": 512}, "speaker embeddings")
+Traceback (most recent call last):
+...
+semtts.errors.ConfigError: speaker embeddings in ...meta.json: dim is 192 there but 512 in the hparams; re-extract them (--force) or fix the hparams
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from semtts import __version__
+from semtts.data.manifest import write_json_atomic
+from semtts.errors import ConfigError, DataError
+
+__all__ = [
+    "parse_shard",
+    "shard_items",
+    "feature_path",
+    "save_array_atomic",
+    "load_array",
+    "write_metadata",
+    "read_metadata",
+    "check_metadata",
+    "file_sha256",
+]
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` (1-based, as Kaldi's ``JOB``) into ``(i, n)``.
+
+    Arguments
+    ---------
+    shard : str
+        E.g. ``"1/4"``.
+
+    Returns
+    -------
+    tuple of int
+        ``(i, n)`` with ``1 <= i <= n``.
+    """
+    try:
+        i, n = (int(part) for part in str(shard).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 1/4), got {shard!r}") from None
+    if not 1 <= i <= n:
+        raise ConfigError(f"--shard {shard}: need 1 <= i <= n")
+    return i, n
+
+
+def shard_items(items: list[str], i: int, n: int) -> list[str]:
+    """The ``i``-th of ``n`` interleaved shards of the sorted ``items``.
+
+    Arguments
+    ---------
+    items : list of str
+        Utterance ids.
+    i : int
+        The shard, 1-based.
+    n : int
+        The number of shards.
+
+    Returns
+    -------
+    list of str
+        Every ``n``-th id of the sorted list, starting at the ``i``-th.
+    """
+    return sorted(items)[i - 1 :: n]
+
+
+def feature_path(root: str | Path, utt_id: str, suffix: str = ".npy") -> Path:
+    """Where the feature file of one utterance lives: ``root/feats/<id>.npy``
+    (the id percent-encoded, so any id is a safe file name)."""
+    return Path(root) / "feats" / (quote(utt_id, safe=" -_.") + suffix)
+
+
+def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
+    """Save a ``.npy`` file through a temporary name and a rename.
+
+    Arguments
+    ---------
+    path : str or Path
+        The destination.
+    array : np.ndarray
+        The data.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def load_array(path: str | Path) -> np.ndarray:
+    """Load a feature file; a missing or corrupt one is a :class:`DataError`."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read the feature file ({err}); re-extract it") from None
+
+
+def write_metadata(path: str | Path, meta: dict[str, Any]) -> None:
+    """Write feature metadata (plus the semtts version) atomically."""
+    write_json_atomic(path, {**meta, "semtts_version": __version__})
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read feature metadata; missing is a :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: feature metadata not found (run the extraction stage first)")
+    return json.loads(path.read_text())
+
+
+def check_metadata(path: str | Path, expected: dict[str, Any], what: str) -> dict[str, Any]:
+    """Compare stored feature metadata with what the hparams expect.
+
+    Arguments
+    ---------
+    path : str or Path
+        The ``meta.json`` of the features.
+    expected : dict
+        The values the hparams imply, e.g. ``{"dim": 192, "sha256": ...}``.
+    what : str
+        What the features are, for the message.
+
+    Returns
+    -------
+    dict
+        The stored metadata.
+
+    Raises
+    ------
+    ConfigError
+        On the first mismatch, naming both sides.
+    """
+    meta = read_metadata(path)
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise ConfigError(
+                f"{what} in {path}: {key} is {meta.get(key)!r} there but {value!r} in the hparams; "
+                "re-extract them (--force) or fix the hparams"
+            )
+    return meta
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file (checkpoint identity in the metadata)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
