@@ -28,7 +28,7 @@ STAGE_NAMES=(
     "pack the model"                  # 10
 )
 # The Python module of each stage; empty where this version has none yet.
-STAGE_MODULES=(check_corpus prepare frontend "" "" "" "" "" "" "" "")
+STAGE_MODULES=(check_corpus prepare frontend speaker_embeddings teacher_features train_a "" "" synthesize "" "")
 
 log() {
     echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$(dirname "$0")")) $*"
@@ -114,5 +114,15 @@ run_stages() {
             return 1
         fi
     done
-    log "done: stages $stage to $stop_stage; outputs under $("$python" -m semtts.stages.flags "$hparams" --output-folder "${overrides[@]}")"
+    local out
+    out=$("$python" -m semtts.stages.flags "$hparams" --output-folder "${overrides[@]}")
+    log "done: stages $stage to $stop_stage; outputs under $out"
+    for report in "$out"/data/report.json "$out"/tokens/report.json "$out"/spk_emb/report.json \
+                  "$out"/teacher/report.json "$out"/synth/*/*/report.json; do
+        [ -f "$report" ] && log "  report: $report"
+    done
+    for wavs in "$out"/synth/*/*/; do
+        [ -d "$wavs" ] && log "  synthesized wavs: $wavs"
+    done
+    return 0
 }

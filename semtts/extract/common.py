@@ -21,6 +21,8 @@ semtts.errors.ConfigError: speaker embeddings in ...meta.json: dim is 192 there 
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,10 +30,13 @@ from urllib.parse import quote
 import numpy as np
 
 from semtts import __version__
-from semtts.data.manifest import write_json_atomic
+from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.errors import ConfigError, DataError
 
 __all__ = [
+    "pop_option",
+    "collect_items",
+    "run_shards",
     "parse_shard",
     "shard_items",
     "feature_path",
@@ -42,6 +47,99 @@ __all__ = [
     "check_metadata",
     "file_sha256",
 ]
+
+
+def pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """Remove ``flag VALUE`` or ``flag=VALUE`` from a command line (the
+    extraction stages take ``--shard i/n`` besides the hparams overrides).
+
+    Arguments
+    ---------
+    argv : list of str
+        The arguments.
+    flag : str
+        E.g. ``"--shard"``.
+
+    Returns
+    -------
+    value : str or None
+        The (last) value of the flag, None if absent.
+    rest : list of str
+        The other arguments.
+
+    Example
+    -------
+    >>> pop_option(["h.yaml", "--shard", "2/4", "--force"], "--shard")
+    ('2/4', ['h.yaml', '--force'])
+    """
+    rest, value, i = [], None, 0
+    while i < len(argv):
+        if argv[i] == flag:
+            if i + 1 >= len(argv):
+                raise ConfigError(f"{flag} needs a value")
+            value = argv[i + 1]
+            i += 2
+            continue
+        if argv[i].startswith(flag + "="):
+            value = argv[i].split("=", 1)[1]
+        else:
+            rest.append(argv[i])
+        i += 1
+    return value, rest
+
+
+def collect_items(tokens_dir: str | Path) -> dict[str, dict]:
+    """Every utterance of every split manifest in ``tokens_dir`` (stage 2).
+
+    Arguments
+    ---------
+    tokens_dir : str or Path
+        The folder with ``<split>.json``.
+
+    Returns
+    -------
+    dict
+        ``{utt_id: item}`` sorted by id; an id in two splits must name the
+        same audio.
+    """
+    tokens_dir = Path(tokens_dir)
+    if not (tokens_dir / "done").is_file():
+        raise DataError(f"{tokens_dir}: stage 2 (text frontend) has not finished")
+    items: dict[str, dict] = {}
+    for path in sorted(p for p in tokens_dir.glob("*.json") if p.stem != "report"):
+        for utt_id, item in read_manifest(path).items():
+            if utt_id in items and items[utt_id]["wav"] != item["wav"]:
+                raise DataError(f"{path}: utterance '{utt_id}' is in another split with other audio")
+            items[utt_id] = item
+    if not items:
+        raise DataError(f"{tokens_dir}: the manifests hold no utterance")
+    return dict(sorted(items.items()))
+
+
+def run_shards(module: str, argv: list[str], nj: int, what: str) -> None:
+    """Run ``nj`` subprocesses ``python -m module ARGV --shard i/nj`` and wait.
+
+    Arguments
+    ---------
+    module : str
+        The stage module, e.g. ``"semtts.stages.speaker_embeddings"``.
+    argv : list of str
+        Its arguments, without ``--shard`` or ``--force``.
+    nj : int
+        Number of shards.
+    what : str
+        What they extract, for the error message.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nj)))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", module, *argv, "--shard", f"{k}/{nj}"], env=env)
+        for k in range(1, nj + 1)
+    ]
+    codes = [proc.wait() for proc in procs]
+    failed = [f"{k}/{nj} (exit {code})" for k, code in enumerate(codes, 1) if code != 0]
+    if failed:
+        raise DataError(f"{what}: shard {', '.join(failed)} failed; see the errors above (a rerun resumes)")
 
 
 def parse_shard(shard: str) -> tuple[int, int]:

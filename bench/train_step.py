@@ -1,0 +1,132 @@
+"""Benchmark one VITS training step (discriminator and generator update, the
+whole ``VITSBrain.fit_batch``): median time, audio seconds trained per
+second, and peak memory, per batch size and precision.
+
+Batches are LJSpeech-like: random audio of ``--min_seconds`` to
+``--max_seconds`` (uniform; LJSpeech spans 1-10 s) with one token per 3.2
+frames (LJSpeech's average with blanks: about 150 tokens for 6 s), random
+token ids, one speaker. Models are randomly initialised; the optimizers,
+losses and schedules are those of ``hparams/train_A.yaml``. Logging is off
+during timing. fp16 needs CUDA (SpeechBrain refuses it on a CPU): on a CPU it
+is reported as skipped.
+
+    python bench/train_step.py                               # tiny model, CPU
+    python bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \\
+        --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out bench/results/train_step_cuda.jsonl
+"""
+
+import argparse
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.batch import PaddedBatch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine_info, median_ms  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES_PER_TOKEN = 3.2
+
+
+def load_hparams(config: str, output_folder: str) -> dict:
+    """The model file and ``train_A.yaml`` merged as the training stage merges them."""
+    with open(config) as f:
+        hp = load_hyperpyyaml(f, {"n_vocab": 178})
+    overrides = {"output_folder": output_folder, "log_interval": 10**9, "audio_log_interval": 10**9,
+                 "tensorboard_folder": None, "train_log": f"{output_folder}/train_log.txt"}
+    with open(ROOT / "hparams" / "train_A.yaml") as f:
+        hp.update(load_hyperpyyaml(f, overrides))
+    return hp
+
+
+def make_batch(batch_size: int, sample_rate: int, hop: int, min_s: float, max_s: float, seed: int) -> PaddedBatch:
+    """Random audio of LJSpeech-like lengths with about one token per 3.2 frames."""
+    gen = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(batch_size):
+        seconds = min_s + (max_s - min_s) * float(torch.rand(1, generator=gen))
+        n_samples = int(seconds * sample_rate)
+        n_tokens = max(1, int(n_samples // hop / FRAMES_PER_TOKEN))
+        items.append({
+            "sig": 0.1 * torch.randn(n_samples, generator=gen),
+            "token_ids": torch.randint(1, 178, (n_tokens,), generator=gen),
+            "spk_id": 0,
+        })
+    return PaddedBatch(items)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated since the last reset, or the process's peak RSS on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def bench_one(args, device: torch.device, precision: str, batch_size: int, info: dict) -> dict:
+    """Time ``fit_batch`` for one setting; the record to emit."""
+    from semtts.brain import VITSBrain
+    from semtts.errors import ConfigError
+
+    record = {"bench": "train_step", **info, "config": args.config, "precision": precision,
+              "batch_size": batch_size, "threads": torch.get_num_threads()}
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        hp = load_hparams(args.config, folder)
+        modules = {"generator": hp["generator"], "discriminator": hp["discriminator"]}
+        try:
+            brain = VITSBrain(modules, hparams=hp, run_opts={"device": str(device), "precision": precision,
+                                                              "noprogressbar": True})
+        except ConfigError as err:
+            return {**record, "skipped": str(err)}
+        brain.on_fit_start()
+        brain.modules.train()
+        spectrogram = hp["spectrogram"]
+        batch = make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length,
+                           args.min_seconds, args.max_seconds, seed=batch_size)
+        audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / spectrogram.sample_rate
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            ms = median_ms(lambda: brain.fit_batch(batch), device, warmup=args.warmup, iters=args.steps)
+        except torch.OutOfMemoryError as err:
+            return {**record, "error": f"out of memory: {str(err).splitlines()[0]}"}
+        return {**record, "audio_s_per_batch": round(audio_s, 2),
+                "tokens_mean": round(float((batch.token_ids.lengths * batch.token_ids.data.shape[1]).mean()), 1),
+                "median_ms": round(ms, 1), "audio_s_per_s": round(audio_s / (ms / 1000.0), 2),
+                "peak_memory_mb": round(peak_memory_mb(device), 1),
+                "skipped_steps": brain.nonfinite_total, "steps": args.steps}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", default=None,
+                        help="model file (default: vits_tiny.yaml on a CPU, vits_base.yaml on CUDA)")
+    parser.add_argument("--batch_sizes", nargs="*", type=int, default=None,
+                        help="default: 2 on a CPU, 32 64 on CUDA")
+    parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16", "fp16"])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (median)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--min_seconds", type=float, default=2.0)
+    parser.add_argument("--max_seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    on_cuda = device.type == "cuda"
+    args.config = args.config or str(ROOT / "hparams" / "model" / ("vits_base.yaml" if on_cuda else "vits_tiny.yaml"))
+    batch_sizes = args.batch_sizes or ([32, 64] if on_cuda else [2])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info(device)
+    for batch_size in batch_sizes:
+        for precision in args.precisions:
+            emit(bench_one(args, device, precision, batch_size, info), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,605 @@
+"""The VITS training Brain: GAN training of the generator against the
+discriminator, with SpeechBrain's loop, precision, DDP and checkpoints.
+
+One training step (:meth:`VITSBrain.fit_batch`), in the order of VITS:
+
+1. the generator runs on the batch (posterior, flow, alignment, duration
+   loss, one decoded window per item); spectrograms are computed here, on
+   the device, in float32 (:mod:`semtts.audio`);
+2. the discriminator learns to tell the real windows from the (detached)
+   generated ones (least-squares loss);
+3. the generator learns from the mel L1, KL, duration, adversarial and
+   feature-matching losses against the updated discriminator.
+
+Both updates honour ``--precision`` (autocast through SpeechBrain's
+``training_ctx``; one gradient scaler per optimizer for fp16; losses and
+STFTs in float32) and ``--max_grad_norm`` (gradients unscaled, then clipped,
+per network). A step whose discriminator loss, reconstruction losses or
+gradient norms are not finite updates neither network; a non-finite total
+generator loss skips the generator update. Either is counted and logged, and
+more than ``--nonfinite_patience`` such steps in a row stop training with
+:class:`NonFiniteLossError`. Under DDP all processes agree on every skip.
+
+Stages A, B and C differ by hparams, not by subclasses. The checkpoint
+(:func:`semtts.checkpoint.make_checkpointer`) gets both optimizers and
+schedulers, the fp16 scalers, the step counters and the data-loader position
+from this class.
+
+Example
+-------
+>>> VITSForward._fields  # what compute_forward hands to the losses (see VITSBrain for a step)
+('output', 'y', 'y_hat', 'mel', 'mel_real', 'mel_fake', 'spec_lengths', 'speaker')
+"""
+
+import contextlib
+import logging
+import math
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+import yaml
+from speechbrain.dataio.batch import PaddedBatch, PaddedData
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechbrain.utils.distributed import if_main_process
+
+from semtts.data.dataset import absolute_lengths
+from semtts.errors import ConfigError, DataError, SemttsError
+from semtts.lobes.vits.segments import slice_segments
+from semtts.lobes.vits.synthesizer import VITSOutput
+from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
+
+__all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
+
+logger = logging.getLogger(__name__)
+
+SPEAKER_MODES = ("sid", "speaker", "utterance")
+REQUIRED_KEYS = ("spectrogram", "generator_opt_class", "discriminator_opt_class", "scheduler_class", "generator_loss",
+                 "discriminator_loss", "speaker_mode", "log_interval", "audio_log_interval", "keep_checkpoints")
+EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm")
+"""Training terms written to the epoch log (TensorBoard gets them all)."""
+RUN_OPTIONS_LOGGED = ("precision", "max_grad_norm", "nonfinite_patience", "ckpt_interval_steps",
+                      "ckpt_interval_minutes")
+
+
+class NonFiniteLossError(SemttsError):
+    """Training stopped: too many non-finite steps in a row."""
+
+
+class VITSForward(NamedTuple):
+    """What :meth:`VITSBrain.compute_forward` returns."""
+
+    output: VITSOutput
+    """The generator's training output."""
+    y: torch.Tensor
+    """``[B, 1, S]`` real waveform windows (S = segment frames x hop)."""
+    y_hat: torch.Tensor
+    """``[B, 1, S]`` generated windows."""
+    mel: torch.Tensor
+    """``[B, n_mels, T_spec]`` float32 log mel of the whole utterances."""
+    mel_real: torch.Tensor
+    """``[B, n_mels, S / hop]`` the windows of ``mel``."""
+    mel_fake: torch.Tensor
+    """``[B, n_mels, S / hop]`` float32 log mel of ``y_hat``."""
+    spec_lengths: torch.Tensor
+    """``[B]`` frames per utterance."""
+    speaker: dict
+    """The speaker keyword arguments given to the generator."""
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside DDP / DataParallel / torch.compile wrappers."""
+    while True:
+        inner = getattr(module, "module", None) or getattr(module, "_orig_mod", None)
+        if not isinstance(inner, torch.nn.Module):
+            return module
+        module = inner
+
+
+def _image(x: torch.Tensor) -> torch.Tensor:
+    """A ``[H, W]`` tensor as a ``[1, H, W]`` image in [0, 1], row 0 at the bottom."""
+    x = x.detach().float().cpu()
+    return torch.flip((x - x.min()) / (x.max() - x.min()).clamp_min(1e-8), dims=[0]).unsqueeze(0)
+
+
+@register_checkpoint_hooks
+class VITSBrain(sb.Brain):
+    """Train the VITS generator and its discriminator (SpeechBrain Brain).
+
+    Arguments
+    ---------
+    modules : dict
+        ``{"generator": VITSSynthesizer, "discriminator": MultiPeriodDiscriminator}``.
+    opt_class : None
+        Not used: the optimizers come from ``generator_opt_class`` and
+        ``discriminator_opt_class`` in the hparams.
+    hparams : dict
+        The merged stage hparams: ``spectrogram`` (SpectrogramConfig),
+        ``generator_opt_class``, ``discriminator_opt_class``,
+        ``scheduler_class`` (per-epoch, one per optimizer),
+        ``generator_loss`` (VITSGeneratorLoss), ``discriminator_loss``,
+        ``speaker_mode`` (sid | speaker | utterance), ``log_interval``,
+        ``audio_log_interval`` (steps), ``keep_checkpoints``; optional
+        ``tensorboard_folder``, ``train_logger``, ``seed``.
+    run_opts : dict or RunOptions, optional
+        SpeechBrain's run options (``--device``, ``--precision``, ...).
+    checkpointer : AtomicCheckpointer, optional
+        From :func:`semtts.checkpoint.make_checkpointer`.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> folder = Path(__file__).resolve().parents[1] / "hparams"
+    >>> hp = load_hyperpyyaml((folder / "model" / "vits_tiny.yaml").read_text(),
+    ...                       {"n_speakers": 2, "disc_periods": [2]})
+    >>> hp.update(load_hyperpyyaml((folder / "train_A.yaml").read_text(), {"output_folder": tempfile.mkdtemp()}))
+    >>> brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]},
+    ...                   hparams=hp, run_opts={"device": "cpu", "precision": "bf16"})
+    >>> brain.on_fit_start()
+    >>> items = [{"sig": torch.randn(8192) * 0.1, "token_ids": torch.arange(1, 9), "spk_id": i} for i in (0, 1)]
+    >>> batch = PaddedBatch(items)  # sig [2, 8192], token_ids [2, 8], spk_id [2]
+    >>> loss = brain.fit_batch(batch)
+    >>> loss.shape, brain.global_step, brain.optimizer_step, brain.step_stats["mel"].dtype
+    (torch.Size([]), 1, 1, torch.float32)
+    >>> sorted(key for key in brain.step_stats if not key[-1].isdigit())
+    ['adv', 'dur', 'fm', 'grad_norm_d', 'grad_norm_g', 'kl', 'loss_d', 'loss_g', 'mel']
+    """
+
+    def __init__(
+        self,
+        modules: dict[str, torch.nn.Module] | None = None,
+        opt_class: Any = None,
+        hparams: dict | None = None,
+        run_opts: Any = None,
+        checkpointer: Any = None,
+    ) -> None:
+        if opt_class is not None:
+            raise ConfigError("VITSBrain: give generator_opt_class and discriminator_opt_class in the hparams")
+        missing = [k for k in ("generator", "discriminator") if k not in (modules or {})]
+        if missing:
+            raise ConfigError(f"VITSBrain: modules lacks {', '.join(missing)}")
+        missing = [k for k in REQUIRED_KEYS if k not in (hparams or {})]
+        if missing:
+            raise ConfigError(f"VITSBrain: hparams lack {', '.join(missing)} (see hparams/train_A.yaml)")
+        if hparams["speaker_mode"] not in SPEAKER_MODES:
+            raise ConfigError(f"speaker_mode must be one of {'|'.join(SPEAKER_MODES)}, got {hparams['speaker_mode']!r}")
+        try:
+            super().__init__(modules, None, hparams, run_opts, checkpointer)
+        except ValueError as err:
+            if "fp16" in str(err):
+                raise ConfigError("--precision fp16 needs a CUDA device (SpeechBrain refuses it on CPU); "
+                                  "use --precision bf16 or fp32") from err
+            raise
+        self.spectrogram = hparams["spectrogram"]
+        generator = _unwrap(self.modules["generator"])
+        if (self.spectrogram.hop_length, self.spectrogram.n_freqs) != (generator.hop_length, generator.spec_channels):
+            raise ConfigError(
+                f"spectrogram (hop {self.spectrogram.hop_length}, {self.spectrogram.n_freqs} bins) does not match "
+                f"the generator (hop {generator.hop_length}, {generator.spec_channels} bins)"
+            )
+        self.speaker_mode = hparams["speaker_mode"]
+        self.generator_loss = hparams["generator_loss"]
+        self.discriminator_loss = hparams["discriminator_loss"]
+        self.log_interval = int(hparams["log_interval"])
+        self.audio_log_interval = int(hparams["audio_log_interval"])
+        self.keep_checkpoints = int(hparams["keep_checkpoints"])
+        if min(self.log_interval, self.audio_log_interval, self.keep_checkpoints) < 1:
+            raise ConfigError("log_interval, audio_log_interval and keep_checkpoints must be >= 1")
+        # SpeechBrain's self.scaler serves the generator; the discriminator gets its own
+        self.scaler_g = self.scaler
+        self.scaler_d = torch.GradScaler(self.device_type, enabled=self.scaler.is_enabled())
+        if self.scaler_d.is_enabled() and self.checkpointer is not None:
+            self.checkpointer.add_recoverable("scaler_discriminator", self.scaler_d, optional_load=True)
+        self.global_step = 0          # training batches seen (updated or skipped)
+        self.nonfinite_total = 0
+        self.nonfinite_in_a_row = 0
+        self.step_stats: dict[str, torch.Tensor] = {}
+        self.tensorboard = None
+        self._has_valid = True
+        self._sums: dict[str, list] = {}
+        self._eval_sample = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def init_optimizers(self) -> None:
+        """Build both AdamW optimizers and their per-epoch schedulers, and
+        register them with the checkpointer."""
+        self.optimizer_g = self.hparams.generator_opt_class(self.modules.generator.parameters())
+        self.optimizer_d = self.hparams.discriminator_opt_class(self.modules.discriminator.parameters())
+        self.scheduler_g = self.hparams.scheduler_class(self.optimizer_g)
+        self.scheduler_d = self.hparams.scheduler_class(self.optimizer_d)
+        self.optimizers_dict = {"generator": self.optimizer_g, "discriminator": self.optimizer_d}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer_generator", self.optimizer_g)
+            self.checkpointer.add_recoverable("optimizer_discriminator", self.optimizer_d)
+            self.checkpointer.add_recoverable("scheduler_generator", self.scheduler_g)
+            self.checkpointer.add_recoverable("scheduler_discriminator", self.scheduler_d)
+
+    def on_fit_start(self) -> None:
+        """Wrap for DDP, build the optimizers, resume, open TensorBoard (main process)."""
+        super().on_fit_start()
+        folder = getattr(self.hparams, "tensorboard_folder", None)
+        if folder and if_main_process() and self.tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(folder))
+        train_logger = getattr(self.hparams, "train_logger", None)
+        if train_logger is not None and if_main_process():
+            Path(train_logger.save_file).parent.mkdir(parents=True, exist_ok=True)
+        options = ", ".join(f"{key} {getattr(self, key)}" for key in RUN_OPTIONS_LOGGED)
+        logger.info(f"VITSBrain: {options}; resuming at step {self.global_step}")
+
+    def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
+            train_loader_kwargs: dict | None = None, valid_loader_kwargs: dict | None = None) -> None:
+        """SpeechBrain's ``fit``; without a validation set, checkpoints are saved
+        at the end of each training epoch instead of after validation."""
+        self._has_valid = valid_set is not None
+        super().fit(epoch_counter, train_set, valid_set, progressbar,
+                    dict(train_loader_kwargs or {}), dict(valid_loader_kwargs or {}))
+
+    def make_dataloader(self, dataset: Any, stage: sb.Stage, ckpt_prefix: str | None = "dataloader-",
+                        **loader_kwargs) -> Any:
+        """SpeechBrain's loader; the training loader gets its own seeded
+        ``generator`` so that making an iterator never draws from the global
+        generators (a resumed run then repeats the uninterrupted one)."""
+        if stage == sb.Stage.TRAIN and "generator" not in loader_kwargs:
+            loader_kwargs["generator"] = torch.Generator().manual_seed(int(getattr(self.hparams, "seed", 0)))
+        return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+
+    # ------------------------------------------------------------------ forward and losses
+
+    def _speaker_inputs(self, batch: PaddedBatch) -> dict[str, torch.Tensor]:
+        """The generator's speaker arguments by ``speaker_mode``: ``{"sid": [B]}``
+        or ``{"spk_embed": [B, D]}`` (nothing for a single-speaker model)."""
+        if _unwrap(self.modules["generator"]).speaker is None:
+            return {}
+        if self.speaker_mode == "sid":
+            ids = getattr(batch, "spk_id", None)
+            if ids is None:
+                raise DataError("speaker_mode 'sid': the batch has no spk_id")
+            ids = torch.as_tensor(ids).long()
+            unknown = (ids < 0).nonzero() if ids.device.type == "cpu" else ids[:0]  # no sync on a device
+            if unknown.numel():
+                index = int(unknown[0])
+                name = batch.id[index] if hasattr(batch, "id") else f"batch item {index}"
+                raise DataError(f"{name}: speaker not in the training speaker table (spk_id -1)")
+            return {"sid": ids.to(self.device, non_blocking=True)}
+        embed = getattr(batch, "spk_embed", None)
+        if embed is None:
+            raise DataError(f"speaker_mode '{self.speaker_mode}': the batch has no spk_embed (speaker vectors)")
+        embed = embed.data if isinstance(embed, PaddedData) else embed
+        return {"spk_embed": embed.to(self.device, non_blocking=True).float()}
+
+    def compute_forward(self, batch: PaddedBatch, stage: sb.Stage) -> VITSForward:
+        """Run the generator on a batch.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            ``sig`` ``[B, T]``, ``token_ids`` ``[B, T_text]``, and ``spk_id``
+            or ``spk_embed`` by ``speaker_mode``.
+        stage : sb.Stage
+            Unused (training and evaluation run the same pass).
+
+        Returns
+        -------
+        VITSForward
+        """
+        speaker = self._speaker_inputs(batch)
+        batch = batch.to(self.device)
+        wav, wav_lengths = batch.sig.data.float(), absolute_lengths(batch.sig)
+        tokens, token_lengths = batch.token_ids.data, absolute_lengths(batch.token_ids)
+        raw = _unwrap(self.modules["generator"])
+        hop, frames = raw.hop_length, raw.segment_frames
+        spec = self.spectrogram.linear_spectrogram(wav)  # [B, F, T // hop], float32
+        spec_lengths = torch.div(wav_lengths, hop, rounding_mode="floor")
+        out = self.modules.generator(tokens, token_lengths, spec, spec_lengths, **speaker)
+        mel = self.spectrogram.spec_to_mel(spec)
+        return VITSForward(
+            output=out,
+            y=slice_segments(wav.unsqueeze(1), out.slice_starts * hop, frames * hop),
+            y_hat=out.waveform,
+            mel=mel,
+            mel_real=slice_segments(mel, out.slice_starts, frames),
+            mel_fake=self.spectrogram.mel_spectrogram(out.waveform),
+            spec_lengths=spec_lengths,
+            speaker=speaker,
+        )
+
+    def compute_objectives(
+        self, predictions: VITSForward, batch: PaddedBatch, stage: sb.Stage
+    ) -> dict[str, torch.Tensor]:
+        """The generator losses against the current discriminator.
+
+        Arguments
+        ---------
+        predictions : VITSForward
+            From :meth:`compute_forward`.
+        batch, stage
+            Unused (the targets travel in ``predictions``).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``loss`` (weighted total) and the terms of :class:`~semtts.losses.VITSGeneratorLoss`.
+        """
+        out = predictions.output
+        _, fake_scores, real_fmaps, fake_fmaps = self.modules.discriminator(predictions.y, predictions.y_hat)
+        return self.generator_loss(
+            mel_real=predictions.mel_real, mel_fake=predictions.mel_fake, fake_scores=fake_scores,
+            real_fmaps=real_fmaps, fake_fmaps=fake_fmaps, z_p=out.z_p, logs_q=out.logs_q, m_p=out.m_p,
+            logs_p=out.logs_p, z_mask=out.spec_mask, x_mask=out.token_mask, duration_nll=out.duration_loss,
+        )
+
+    @staticmethod
+    @torch.no_grad()
+    def reconstruction_check(predictions: VITSForward) -> torch.Tensor:
+        """The unweighted sum of the discriminator-free generator terms (mel
+        L1, KL, duration) of ``predictions`` (:class:`VITSForward`), without
+        gradient: a float32 scalar, finite exactly when they are, so that a
+        step can be skipped before either network is updated."""
+        out = predictions.output
+        mel = F.l1_loss(predictions.mel_fake.float(), predictions.mel_real.float())
+        kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.spec_mask)
+        return mel + kl + stochastic_duration_loss(out.duration_loss, out.token_mask)
+
+    # ------------------------------------------------------------------ the training step
+
+    def _clip(self, optimizer: torch.optim.Optimizer, scaler: torch.GradScaler) -> torch.Tensor:
+        """Unscale the gradients of ``optimizer``, clip them to
+        ``max_grad_norm`` (none if it is 0 or unset) and return their norm
+        before clipping (a device tensor: no host sync)."""
+        scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        limit = self.max_grad_norm if self.max_grad_norm and self.max_grad_norm > 0 else math.inf
+        if not params:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.clip_grad_norm_(params, limit)
+
+    def _agreed(self, *values: torch.Tensor) -> torch.Tensor:
+        """1.0 if every value is finite on every process, else 0.0 (device tensor)."""
+        flag = torch.stack([torch.isfinite(v.detach().float()).all() for v in values]).all().float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return flag
+
+    def fit_batch(self, batch: PaddedBatch) -> torch.Tensor:
+        """One discriminator update, then one generator update.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            A training batch.
+
+        Returns
+        -------
+        torch.Tensor
+            The generator's total loss (CPU scalar; NaN for a skipped step).
+        """
+        self.on_fit_batch_start(batch, True)
+        self.global_step += 1
+        disc = self.modules.discriminator
+        with self.training_ctx:
+            predictions = self.compute_forward(batch, sb.Stage.TRAIN)
+            real_scores, fake_scores, _, _ = disc(predictions.y, predictions.y_hat.detach())
+        d_terms = self.discriminator_loss(real_scores, fake_scores)
+        self.scaler_d.scale(d_terms["loss"]).backward()
+        norm_d = self._clip(self.optimizer_d, self.scaler_d)
+        checks = [d_terms["loss"], self.reconstruction_check(predictions)]
+        if not self.scaler_d.is_enabled():  # with fp16 the scaler handles overflowing gradients
+            checks.append(norm_d)
+        d_ok = bool(self._agreed(*checks).item())  # host sync 1
+        if d_ok:
+            self.scaler_d.step(self.optimizer_d)
+        self.scaler_d.update()
+        self.optimizer_d.zero_grad(set_to_none=True)
+
+        no_sync = disc.no_sync() if hasattr(disc, "no_sync") else contextlib.nullcontext()
+        with self.training_ctx, no_sync:  # the discriminator's gradients here are discarded
+            g_terms = self.compute_objectives(predictions, batch, sb.Stage.TRAIN)
+        self.scaler_g.scale(g_terms["loss"]).backward()
+        self.optimizer_d.zero_grad(set_to_none=True)
+        norm_g = self._clip(self.optimizer_g, self.scaler_g)
+        checks = [g_terms["loss"]] + ([] if self.scaler_g.is_enabled() else [norm_g])
+        g_ok_and_loss = torch.stack([self._agreed(*checks), g_terms["loss"].detach().float()]).cpu()  # host sync 2
+        g_ok = bool(g_ok_and_loss[0])
+        if d_ok and g_ok:
+            self.scaler_g.step(self.optimizer_g)
+        self.scaler_g.update()
+        self.optimizer_g.zero_grad(set_to_none=True)
+
+        stats = {"loss_g": g_terms["loss"], **{k: v for k, v in g_terms.items() if k != "loss"}}
+        stats.update({"loss_d": d_terms["loss"], **{f"d_{k}": v for k, v in d_terms.items() if k != "loss"}})
+        stats.update(grad_norm_g=norm_g, grad_norm_d=norm_d)
+        self.step_stats = {k: v.detach() for k, v in stats.items()}
+        if d_ok and g_ok:
+            self.optimizer_step += 1
+            self.nonfinite_in_a_row = 0
+            self._accumulate("window", self.step_stats)
+            self._accumulate("epoch", self.step_stats)
+        else:
+            self._on_nonfinite("discriminator and generator" if not d_ok else "generator")
+        self._log_train(predictions, media=d_ok and g_ok)
+        self.on_fit_batch_end(batch, predictions, g_terms["loss"], True)
+        return g_ok_and_loss[1] if d_ok and g_ok else torch.tensor(float("nan"))
+
+    def _on_nonfinite(self, skipped: str) -> None:
+        """Count a skipped step; stop after more than ``nonfinite_patience`` in a row."""
+        self.nonfinite_total += 1
+        self.nonfinite_in_a_row += 1
+        logger.warning(
+            f"step {self.global_step}: non-finite loss or gradients, {skipped} update skipped "
+            f"({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total)"
+        )
+        if self.nonfinite_in_a_row > self.nonfinite_patience:
+            raise NonFiniteLossError(
+                f"training stopped at step {self.global_step}: {self.nonfinite_in_a_row} steps in a row had "
+                f"non-finite losses or gradients (--nonfinite_patience {self.nonfinite_patience}); "
+                "try a lower lr, --precision fp32 or a smaller --max_grad_norm"
+            )
+
+    def _accumulate(self, name: str, stats: dict[str, torch.Tensor]) -> None:
+        """Add a step's terms to a running sum kept on the device (no host sync)."""
+        keys = list(stats)
+        values = torch.stack([v.float() for v in stats.values()])
+        current = self._sums.get(name)
+        if current is None or current[0] != keys:
+            self._sums[name] = [keys, values, 1]
+        else:
+            current[1] = current[1] + values
+            current[2] += 1
+
+    def _means(self, name: str) -> dict[str, float]:
+        """The means of a running sum (one host sync), then reset it."""
+        current = self._sums.pop(name, None)
+        if current is None:
+            return {}
+        keys, values, count = current
+        return dict(zip(keys, (values / count).tolist()))
+
+    # ------------------------------------------------------------------ logging
+
+    def _log_train(self, predictions: VITSForward, media: bool) -> None:
+        """TensorBoard scalars every ``log_interval`` steps, images and audio
+        every ``audio_log_interval`` steps (main process; no media of a skipped step)."""
+        if self.global_step % self.log_interval == 0:
+            means = self._means("window")
+            if self.tensorboard is not None:
+                for key, value in means.items():
+                    self.tensorboard.add_scalar(f"train/{key}", value, self.global_step)
+                self.tensorboard.add_scalar("train/lr_g", self.optimizer_g.param_groups[0]["lr"], self.global_step)
+                self.tensorboard.add_scalar("train/lr_d", self.optimizer_d.param_groups[0]["lr"], self.global_step)
+                self.tensorboard.add_scalar("train/nonfinite_steps", self.nonfinite_total, self.global_step)
+        if media and self.tensorboard is not None and self.global_step % self.audio_log_interval == 0:
+            self._log_media("train", predictions)
+
+    def _log_media(self, split: str, predictions: VITSForward, synthesized: torch.Tensor | None = None) -> None:
+        """Alignment and mel images and audio of the first item (main process)."""
+        out, writer, step = predictions.output, self.tensorboard, self.global_step
+        n_frames, n_tokens = int(out.spec_mask[0].sum()), int(out.token_mask[0].sum())
+        writer.add_image(f"{split}/alignment", _image(out.path[0, :n_frames, :n_tokens].T), step)
+        writer.add_image(f"{split}/mel_real", _image(predictions.mel_real[0]), step)
+        writer.add_image(f"{split}/mel_generated", _image(predictions.mel_fake[0]), step)
+        rate = self.spectrogram.sample_rate
+        waveforms = {"real": predictions.y[0], "generated": predictions.y_hat[0], "synthesized": synthesized}
+        for name, wav in waveforms.items():
+            if wav is not None:
+                writer.add_audio(f"{split}/{name}", wav.detach().float().clamp(-1, 1).cpu(), step, sample_rate=rate)
+        if synthesized is not None:
+            writer.add_image(f"{split}/mel_synthesized", _image(self.spectrogram.mel_spectrogram(synthesized)[0]), step)
+
+    # ------------------------------------------------------------------ evaluation and stages
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch: PaddedBatch, stage: sb.Stage) -> torch.Tensor:
+        """Losses and the mel L1 of the whole reconstructed utterances.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            A validation or test batch.
+        stage : sb.Stage
+            VALID or TEST.
+
+        Returns
+        -------
+        torch.Tensor
+            The batch's ``mel_l1`` (CPU scalar): the L1 between the log mel of
+            the utterances decoded from their posterior and the real one.
+        """
+        with self.evaluation_ctx:
+            predictions = self.compute_forward(batch, stage)
+            terms = self.compute_objectives(predictions, batch, stage)
+            raw = _unwrap(self.modules["generator"])
+            g = raw.speaker_condition(**predictions.speaker)
+            wav = raw.decoder(predictions.output.z * predictions.output.spec_mask, g=g)
+        mel = self.spectrogram.mel_spectrogram(wav)
+        mel_l1 = MaskedL1()(mel.transpose(1, 2), predictions.mel.transpose(1, 2), predictions.spec_lengths)
+        stats = {"mel_l1": mel_l1, "loss_g": terms["loss"], **{k: v for k, v in terms.items() if k != "loss"}}
+        self._accumulate(stage.name, {k: v.detach() for k, v in stats.items()})
+        if self._eval_sample is None:
+            self._eval_sample = (predictions, batch)
+        return mel_l1.detach().cpu()
+
+    def _synthesize_sample(self, predictions: VITSForward, batch: PaddedBatch) -> torch.Tensor:
+        """Synthesise the first item of a batch from its text (at most 4x its length)."""
+        raw = _unwrap(self.modules["generator"])
+        tokens, lengths = batch.token_ids.data[:1], absolute_lengths(batch.token_ids)[:1]
+        speaker = {k: v[:1] for k, v in predictions.speaker.items()}
+        result = raw.infer(tokens, lengths, max_len=4 * int(predictions.spec_lengths[0]), **speaker)
+        return result.waveform[0, :, : int(result.wav_lengths[0])]
+
+    def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
+        """Reset the running sums of the stage."""
+        self._sums.pop(stage.name, None)
+        if stage == sb.Stage.TRAIN:
+            self._sums.pop("epoch", None)
+        self._eval_sample = None
+
+    def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
+        """TRAIN: step both schedulers (per epoch). VALID: log, then save a
+        checkpoint, keeping the best ``keep_checkpoints`` by mel L1 and the
+        latest. TEST: log."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {k: v for k, v in self._means("epoch").items() if k in EPOCH_STATS}
+            self.scheduler_g.step()
+            self.scheduler_d.step()
+            if self.tensorboard is not None:
+                self.tensorboard.flush()
+            if not self._has_valid:
+                self._save_checkpoint(epoch, None)
+            return
+        stats = self._means(stage.name)
+        lr_g = self.optimizer_g.param_groups[0]["lr"] if hasattr(self, "optimizer_g") else None
+        meta = {"epoch": epoch, "step": self.global_step, "lr_g": lr_g}
+        train_logger = getattr(self.hparams, "train_logger", None)
+        if train_logger is not None:
+            brief = {k: v for k, v in stats.items() if k in EPOCH_STATS or k == "mel_l1"}
+            if stage == sb.Stage.VALID:
+                train_logger.log_stats(meta, train_stats=getattr(self, "train_stats", None), valid_stats=brief)
+            else:
+                train_logger.log_stats(meta, test_stats=brief)
+        if self.tensorboard is not None:
+            for key, value in stats.items():
+                self.tensorboard.add_scalar(f"{stage.name.lower()}/{key}", value, self.global_step)
+            if self._eval_sample is not None:
+                predictions, batch = self._eval_sample
+                self._log_media(stage.name.lower(), predictions, self._synthesize_sample(predictions, batch))
+            self.tensorboard.flush()
+        self._eval_sample = None
+        if stage == sb.Stage.VALID:
+            self._save_checkpoint(epoch, stats.get("mel_l1"))
+
+    def _save_checkpoint(self, epoch: int, mel_l1: float | None) -> None:
+        """An end-of-epoch checkpoint; keeps the best by ``mel_l1`` and the latest."""
+        if self.checkpointer is None:
+            return
+        meta = {"epoch": epoch, "step": self.global_step, **({"mel_l1": mel_l1} if mel_l1 is not None else {})}
+        self.checkpointer.save_and_keep_only(
+            meta=meta, end_of_epoch=True, num_to_keep=self.keep_checkpoints,
+            min_keys=["mel_l1"] if mel_l1 is not None else [], importance_keys=[],
+        )
+
+    # ------------------------------------------------------------------ checkpointed counters
+
+    @mark_as_saver
+    def _save(self, path) -> None:
+        state = {
+            "step": self.step, "avg_train_loss": float(self.avg_train_loss), "optimizer_step": self.optimizer_step,
+            "global_step": self.global_step, "nonfinite_total": self.nonfinite_total,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+        }
+        Path(path).write_text(yaml.safe_dump(state), encoding="utf-8")
+
+    @mark_as_loader
+    def _recover(self, path, end_of_epoch) -> None:
+        del end_of_epoch
+        state = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        self.step, self.avg_train_loss = state["step"], state["avg_train_loss"]
+        self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]
+        self.nonfinite_total, self.nonfinite_in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
+

@@ -1,0 +1,158 @@
+"""Stage 3: CAM++ speaker embeddings of every utterance of every split.
+
+Reads the stage-2 manifests ``<output_folder>/tokens/<split>.json`` and
+writes ``<output_folder>/spk_emb/`` (per-utterance files, ``utt_emb.npy``,
+``spk_mean.npy``, ``index.json``, ``report.json``, ``meta.json``; see
+:mod:`semtts.extract.speaker`)::
+
+    python -m semtts.stages.speaker_embeddings HPARAMS.yaml [--force] [--shard i/n] [--device cuda] [--key value]
+
+- resumable: utterances whose file exists are not redone;
+- ``--shard i/n`` embeds every n-th utterance (Kaldi-style jobs); the run
+  that finds every utterance finished (or a final call without ``--shard``)
+  writes the means, the report, ``meta.json`` and the ``done`` marker;
+- ``--nj N`` (hparam ``nj``) runs N shard subprocesses and then merges;
+- unreadable or too short audio (< ``min_speaker_audio`` s) is skipped and
+  reported, never fatal;
+- ``--force`` redoes everything (with ``--shard``: the utterances of that shard).
+
+Hparams read: ``output_folder``, ``data_folder``, ``campplus_ckpt``,
+``campplus_embed_dim``, ``allow_random_init``, ``campplus_cache_dir``,
+``min_speaker_audio``, ``nj``, ``seed``.
+"""
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from semtts.data.manifest import write_json_atomic
+from semtts.errors import ConfigError, DataError, entry_point
+from semtts.extract.common import collect_items, parse_shard, pop_option, run_shards, shard_items
+from semtts.extract.speaker import (SpeakerEmbedder, checkpoint_identity, embed_utterances,
+                                    pending_utterances, speaker_metadata, write_speaker_outputs)
+from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+
+__all__ = ["STAGE", "stage_settings", "main"]
+
+STAGE = "3 speaker embeddings"
+PROGRESS_NAME = "settings.json"  # the settings partial outputs were made with
+
+
+class _NotAllDone(Exception):
+    """A shard finished while other shards still have work (no merge yet)."""
+
+    def __init__(self, remaining: int):
+        super().__init__(remaining)
+        self.remaining = remaining
+
+
+def stage_settings(hp: dict, identity: str, tokens_dir: Path) -> dict:
+    """The values that decide the outputs of stage 3 (for the ``done`` marker).
+
+    Arguments
+    ---------
+    hp : dict
+        The hparams.
+    identity : str
+        Checkpoint sha256 or ``random-init-seed<N>``.
+    tokens_dir : Path
+        The stage-2 folder (its manifests are hashed).
+
+    Returns
+    -------
+    dict
+    """
+    digest = hashlib.sha256()
+    for path in sorted(tokens_dir.glob("*.json")):
+        if path.stem != "report":
+            digest.update(path.name.encode() + path.read_bytes())
+    return {
+        "ckpt_sha256": identity,
+        "campplus_embed_dim": int(hp["campplus_embed_dim"]),
+        "min_speaker_audio": float(hp["min_speaker_audio"]),
+        "data_folder": str(Path(hp["data_folder"]).resolve()),
+        "manifests_sha256": digest.hexdigest(),
+    }
+
+
+def _prepare_folder(out_dir: Path, settings: dict, force: bool, sharded: bool) -> None:
+    """Refuse partial outputs made with other settings; ``--force`` without
+    ``--shard`` starts from an empty folder."""
+    progress = out_dir / PROGRESS_NAME
+    if progress.is_file():
+        old = json.loads(progress.read_text())
+        current = json.loads(json.dumps(settings))
+        if old != current and not (force and not sharded):
+            changed = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
+            raise ConfigError(f"{out_dir}: partial outputs were made with other settings ({', '.join(changed)}); "
+                              f"rerun without --shard with --force, or remove {out_dir}")
+    if force and not sharded:
+        shutil.rmtree(out_dir / "feats", ignore_errors=True)
+        for name in ("utt_emb.npy", "spk_mean.npy", "index.json", "report.json", "meta.json"):
+            (out_dir / name).unlink(missing_ok=True)
+    write_json_atomic(progress, settings)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """Stage 3 entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    shard_arg, argv = pop_option(argv, "--shard")
+    args = parse_stage_args(argv)
+    hp = load_stage_hparams(args.hparams_file, args.overrides)
+    shard = parse_shard(shard_arg) if shard_arg is not None else None
+    device = args.run_opts.get("device") or "cpu"
+    output = Path(hp["output_folder"])
+    tokens_dir, out_dir = output / "tokens", output / "spk_emb"
+    if not (tokens_dir / "done").is_file():
+        raise DataError(f"{tokens_dir}: stage 2 (text frontend) has not finished")
+    identity = checkpoint_identity(hp["campplus_ckpt"], bool(hp["allow_random_init"]), hp["campplus_cache_dir"],
+                                   int(hp["seed"]))
+    settings = stage_settings(hp, identity, tokens_dir)
+    items = collect_items(tokens_dir)
+    nj = max(1, int(hp["nj"]))
+    label = f"shard {shard[0]}/{shard[1]}" if shard else "all"
+
+    def body() -> dict:
+        _prepare_folder(out_dir, settings, args.force, sharded=shard is not None)
+        spawned = shard is None and nj > 1
+        if spawned:
+            log(STAGE, f"{len(items)} utterances in {nj} shard jobs")
+            _, shard_argv = pop_option([a for a in argv if a != "--force"], "--nj")
+            run_shards("semtts.stages.speaker_embeddings", shard_argv + ["--nj", "1"], nj, "speaker embeddings")
+        ids = shard_items(list(items), *shard) if shard else sorted(items)
+        redo = args.force and not spawned  # the shard jobs already redid everything
+        todo = ids if redo else pending_utterances(ids, out_dir)
+        if todo:
+            embedder = SpeakerEmbedder.from_checkpoint(
+                hp["campplus_ckpt"], int(hp["campplus_embed_dim"]), bool(hp["allow_random_init"]),
+                hp["campplus_cache_dir"], int(hp["seed"]), device=device)
+            weights = identity if identity.startswith("random-init") else f"sha256 {identity[:12]}"
+            log(STAGE, f"{label}: embedding {len(todo)} of {len(ids)} utterances on {device} ({weights})")
+            done = embed_utterances(embedder, {u: items[u] for u in todo}, out_dir, hp["data_folder"],
+                                    output / "data" / "audio_cache", float(hp["min_speaker_audio"]),
+                                    desc=f"CAM++ {label}")
+            if done["skipped"]:
+                first = next(iter(done["skipped"].items()))
+                log(STAGE, f"{label}: skipped {len(done['skipped'])} utterances, e.g. {first[0]}: {first[1]}")
+        remaining = pending_utterances(list(items), out_dir)
+        if remaining:
+            raise _NotAllDone(len(remaining))
+        meta = speaker_metadata(identity, int(hp["campplus_embed_dim"]), hp["campplus_ckpt"])
+        report = write_speaker_outputs(items, out_dir, meta)
+        note = f"; {report['n_skipped']} skipped (see {out_dir / 'report.json'})" if report["n_skipped"] else ""
+        log(STAGE, f"{report['n_embedded']} utterances, {report['n_speakers']} speakers{note}")
+        return {key: report[key] for key in ("n_utterances", "n_embedded", "n_skipped", "n_speakers")}
+
+    try:
+        run_stage(STAGE, out_dir, settings, body, force=args.force)
+    except _NotAllDone as pending:
+        log(STAGE, f"{label} finished; {pending.remaining} utterances are left to other shards "
+                   "(the last shard, or a run without --shard, writes the means and meta.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Stage 8: synthesize every test set with a trained stage.
+
+For each split in ``synth_splits`` (e.g. ``test`` and ``test_unseen``) the
+generator of stage ``synth_stage`` (its ``synth_checkpoint``: the last, or the
+best by validation mel L1) writes
+
+- ``<output_folder>/synth/<stage>/<split>/<utt_id>.wav``;
+- ``durations.json``: the per-token frame counts and the sample count of
+  every utterance (``n_samples == sum(durations) * hop_length``);
+- ``report.json``: utterances, audio seconds, real-time factor, and the
+  items that came out silent.
+
+A split whose speakers the model cannot condition on (held-out speakers with a
+speaker-id table) is skipped with a log line.
+
+    python -m semtts.stages.synthesize recipes/mini/hparams/corpus.yaml [--device cuda]
+"""
+
+import time
+from pathlib import Path
+
+import torch
+from speechbrain.utils.checkpoints import Checkpointer
+
+from semtts.audio import save_audio
+from semtts.data.dataset import absolute_lengths, dataio_prepare
+from semtts.data.manifest import read_manifest, write_json_atomic
+from semtts.errors import ConfigError, DataError, entry_point
+from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.train import model_sizes, stage_dir
+
+__all__ = ["load_generator", "synthesize_split", "main"]
+
+SETTINGS = ("synth_stage", "synth_splits", "synth_checkpoint", "synth_batch_size", "noise_scale",
+            "noise_scale_w", "length_scale", "seed")
+
+
+def load_generator(save_folder: str | Path, generator: torch.nn.Module, which: str) -> str:
+    """Load trained generator weights from a stage's checkpoints.
+
+    Arguments
+    ---------
+    save_folder : str or Path
+        The stage's ``save`` folder.
+    generator : torch.nn.Module
+        A generator of the same architecture.
+    which : str
+        ``"last"`` or ``"best"`` (lowest validation ``mel_l1``).
+
+    Returns
+    -------
+    str
+        The name of the checkpoint folder loaded.
+    """
+    if which not in ("last", "best"):
+        raise ConfigError(f"synth_checkpoint must be 'last' or 'best', got {which!r}")
+    checkpointer = Checkpointer(save_folder, recoverables={"generator": generator})
+    kwargs = {"min_key": "mel_l1"} if which == "best" else {}
+    try:
+        checkpoint = checkpointer.find_checkpoint(**kwargs)
+    except (KeyError, ValueError):
+        checkpoint = None
+    if checkpoint is None:
+        raise DataError(f"{save_folder}: no checkpoint to synthesize from (train that stage first)")
+    checkpointer.load_checkpoint(checkpoint)
+    return checkpoint.path.name
+
+
+@torch.inference_mode()
+def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Path, device: torch.device) -> dict:
+    """Synthesize one split into ``out_dir``; returns its report."""
+    from speechbrain.dataio.dataloader import make_dataloader
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sample_rate, hop = hp["sample_rate"], hp["hop_length"]
+    dataset.set_output_keys(["id", "token_ids", "spk_id"])
+    loader = make_dataloader(dataset, batch_size=hp["synth_batch_size"], shuffle=False)
+    durations, silent, audio_s, start = {}, [], 0.0, time.perf_counter()
+    for batch in loader:
+        tokens = batch.token_ids.data.to(device)
+        lengths = absolute_lengths(batch.token_ids)
+        sid = batch.spk_id.to(device) if hp["n_speakers"] > 0 else None
+        out = generator.infer(tokens, lengths, sid=sid, noise_scale=hp["noise_scale"],
+                              noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
+        for i, utt_id in enumerate(batch.id):
+            n = int(out.wav_lengths[i])
+            wav = out.waveform[i, 0, :n].float().cpu()
+            if not torch.isfinite(wav).all():
+                raise DataError(f"{utt_id}: the generator produced non-finite audio")
+            if wav.abs().max() < 1e-4:
+                silent.append(utt_id)
+            save_audio(out_dir / f"{utt_id}.wav", wav, sample_rate)
+            item_durations = out.durations[i, : int(lengths[i])].tolist()
+            durations[utt_id] = {"durations": item_durations, "n_samples": n}
+            assert n == sum(item_durations) * hop, f"{utt_id}: length does not match the durations"
+            audio_s += n / sample_rate
+    seconds = time.perf_counter() - start
+    write_json_atomic(out_dir / "durations.json", durations)
+    report = {"utterances": len(durations), "audio_seconds": round(audio_s, 2),
+              "rtf": round(seconds / max(audio_s, 1e-9), 4), "silent": silent}
+    write_json_atomic(out_dir / "report.json", report)
+    return report
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """Stage 8 entry point."""
+    args = parse_stage_args(argv)
+    probe = load_stage_hparams(args.hparams_file, args.overrides)
+    stage = probe["synth_stage"]
+    if stage not in ("A", "B", "C"):
+        raise ConfigError(f"synth_stage must be A, B or C, got {stage!r}")
+    include = ("model_hparams", f"train_{stage}_hparams")
+    probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
+    extra, _ = model_sizes(probe["output_folder"], probe["speaker_mode"])
+    hp = load_stage_hparams(args.hparams_file, args.overrides, include=include, extra=extra)
+    trained = stage_dir(hp, stage)
+    if not (trained / "done").is_file():
+        raise DataError(f"{trained}: stage {stage} has not finished training")
+    speakers = read_manifest(trained / "speakers.json", check=False)
+    device = torch.device(args.run_opts.device or "cpu")
+    generator = hp["generator"]
+    checkpoint = load_generator(hp["save_folder"], generator, hp["synth_checkpoint"])
+    generator.remove_weight_norm()
+    generator.to(device).eval()
+    out_root = Path(hp["output_folder"]) / "synth" / stage
+    settings = {key: hp[key] for key in SETTINGS} | {"checkpoint": checkpoint}
+
+    def body() -> dict:
+        torch.manual_seed(hp["seed"])
+        tokens_dir = Path(hp["output_folder"]) / "tokens"
+        reports = {}
+        for split in hp["synth_splits"]:
+            manifest = tokens_dir / f"{split}.json"
+            if not manifest.is_file():
+                log("8", f"{split}: no manifest, skipped")
+                continue
+            unseen = {item["spk"] for item in read_manifest(manifest).values()} - set(speakers)
+            if hp["n_speakers"] > 0 and unseen:
+                log("8", f"{split}: skipped: speakers {sorted(unseen)[:3]}... are not in the speaker table "
+                         "(speaker_mode sid cannot synthesize unseen voices)")
+                continue
+            dataset = dataio_prepare({split: manifest}, hp["data_folder"], "", hp["sample_rate"],
+                                     hp["add_blank"], speakers)[split]
+            reports[split] = synthesize_split(hp, generator, dataset, out_root / split, device)
+            log("8", f"{split}: {reports[split]['utterances']} utterances, "
+                     f"{reports[split]['audio_seconds']} s of audio in {out_root / split}")
+        return reports
+
+    run_stage(f"8 synthesize ({stage}, {checkpoint})", out_root, settings, body, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Stage 4: Whisper teacher features for every utterance of every split.
+
+Reads the stage-2 manifests ``<output_folder>/tokens/<split>.json`` and
+writes, under ``<output_folder>/teacher/``:
+
+- ``feats/<utt_id>.npy``: fp16 ``[T_sem, D]`` encoder features at 50 Hz
+  (see :mod:`semtts.extract.teacher`);
+- ``meta.json``: model, checkpoint sha256 (or ``random-init``), layer, ``D``,
+  frame and sample rates, ``n_mels``, semtts version; training checks it
+  with :func:`semtts.extract.teacher.expected_metadata`;
+- ``report.json``: counts, and the utterances skipped with the reason
+  (unreadable or too short audio);
+- ``done`` when every shard has finished.
+
+The stage resumes: an utterance whose file exists is not recomputed
+(``--force`` starts afresh). ``nj > 1`` runs ``nj`` subprocesses, each on
+one interleaved shard; ``--shard i/n`` runs one shard only (a cluster job;
+no ``done`` marker, a final run without ``--shard`` finds the files and
+finishes the stage; ``--force`` with ``--shard`` recomputes that shard's
+files and takes over ``meta.json``).
+
+    python -m semtts.stages.teacher_features HPARAMS.yaml [--force] [--shard i/n] [--device cuda]
+
+hparams read: ``output_folder``, ``data_folder``, ``whisper_model``,
+``whisper_layer``, ``whisper_cache_dir``, ``allow_random_init``,
+``whisper_random_dims``, ``whisper_batch_size``, ``nj``, ``seed``.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semtts.data.manifest import resolve_audio_path, write_json_atomic
+from semtts.errors import ConfigError, DataError, entry_point
+from semtts.extract.common import (collect_items, feature_path, parse_shard, pop_option, read_metadata, run_shards,
+                                   shard_items, write_metadata)
+from semtts.extract.teacher import extract_teacher_features, load_whisper_teacher
+from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+
+__all__ = ["SETTINGS", "collect_audio", "main"]
+
+STAGE = "4 teacher features"
+# The hparams that decide this stage's outputs.
+SETTINGS = ("whisper_model", "whisper_layer", "allow_random_init", "whisper_random_dims")
+
+
+def collect_audio(hp: dict) -> dict[str, str]:
+    """``{utt_id: audio file}`` over every stage-2 manifest.
+
+    Arguments
+    ---------
+    hp : dict
+        Hparams with ``output_folder`` and ``data_folder``.
+
+    Returns
+    -------
+    dict
+        The resolved audio paths, sorted by utterance id.
+    """
+    out = Path(hp["output_folder"])
+    audio = {
+        utt_id: resolve_audio_path(item["wav"], data_root=hp["data_folder"], cache_root=out / "data" / "audio_cache")
+        for utt_id, item in collect_items(out / "tokens").items()
+    }
+    return dict(sorted(audio.items()))
+
+
+def _manifest_digest(tokens_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(tokens_dir.glob("*.json")):
+        if path.stem != "report":
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run_option(run_opts: Any, name: str) -> Any:
+    return run_opts.get(name) if isinstance(run_opts, dict) else getattr(run_opts, name, None)
+
+
+def _device(run_opts: Any) -> str:
+    device = _run_option(run_opts, "device") or "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available")
+    return str(device)
+
+
+def _load_teacher(hp: dict):
+    return load_whisper_teacher(
+        str(hp["whisper_model"]),
+        layer=hp["whisper_layer"],
+        cache_dir=hp["whisper_cache_dir"],
+        allow_random_init=bool(hp["allow_random_init"]),
+        random_dims=hp["whisper_random_dims"],
+        seed=int(hp["seed"]),
+    )
+
+
+def _claim_output(out_dir: Path, meta: dict, replace: bool) -> None:
+    """Write ``meta.json``, or check that the existing one describes the same
+    features (files of another teacher must never be mixed)."""
+    meta_path = out_dir / "meta.json"
+    if meta_path.is_file() and not replace:
+        stored = read_metadata(meta_path)
+        changed = sorted(k for k in meta if stored.get(k) != meta[k])
+        if changed:
+            raise ConfigError(
+                f"{meta_path}: the features there come from another teacher ({', '.join(changed)} differ); "
+                "rerun with --force to replace them"
+            )
+        return
+    write_metadata(meta_path, meta)
+
+
+def _shard_report_path(out_dir: Path, i: int, n: int) -> Path:
+    return out_dir / "reports" / f"shard_{i}-of-{n}.json"
+
+
+def _extract_shard(hp: dict, teacher, audio: dict[str, str], out_dir: Path, i: int, n: int,
+                   device: str, overwrite: bool, progress: bool, num_workers: int) -> dict:
+    ids = shard_items(list(audio), i, n)
+    report = extract_teacher_features(
+        teacher, {u: audio[u] for u in ids}, out_dir, batch_size=int(hp["whisper_batch_size"]),
+        device=device, overwrite=overwrite, num_workers=num_workers, progress=progress,
+        desc=f"teacher features {i}/{n}",
+    )
+    write_json_atomic(_shard_report_path(out_dir, i, n), report)
+    log(STAGE, f"shard {i}/{n}: {report['extracted']} extracted, {report['existing']} already there, "
+               f"{len(report['failed'])} skipped")
+    return report
+
+
+def _summarise(out_dir: Path, audio: dict[str, str], reports: list[dict]) -> dict:
+    failed = {u: r for report in reports for u, r in report["failed"].items()}
+    missing = [u for u in audio if not feature_path(out_dir, u).is_file()]
+    summary = {
+        "total": len(audio),
+        "with_features": len(audio) - len(missing),
+        "extracted": sum(r["extracted"] for r in reports),
+        "existing": sum(r["existing"] for r in reports),
+        "skipped": {u: failed.get(u, "no feature file (unknown reason: rerun the stage)") for u in missing},
+    }
+    write_json_atomic(out_dir / "report.json", summary)
+    log(STAGE, f"{summary['with_features']}/{summary['total']} utterances have teacher features "
+               f"({summary['extracted']} extracted now, {summary['existing']} already there)")
+    if missing:
+        log(STAGE, f"{len(missing)} utterance(s) skipped (see {out_dir / 'report.json'}): "
+                   + "; ".join(f"{u}: {summary['skipped'][u]}" for u in missing[:5]))
+    if not summary["with_features"]:
+        raise DataError(f"{out_dir}: no utterance could be processed (see report.json)")
+    return summary
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """Stage 4 entry point."""
+    shard, argv = pop_option(list(sys.argv[1:] if argv is None else argv), "--shard")
+    args = parse_stage_args(argv)
+    hp = load_stage_hparams(args.hparams_file, args.overrides)
+    out_dir = Path(hp["output_folder"]) / "teacher"
+    device = _device(args.run_opts)
+    progress = not _run_option(args.run_opts, "noprogressbar")
+    num_workers = min(4, os.cpu_count() or 1) if device.startswith("cuda") else 0
+    nj = int(hp["nj"])
+    if nj < 1:
+        raise ConfigError(f"nj must be >= 1, got {nj}")
+
+    if shard is not None:  # one shard: no done marker
+        i, n = parse_shard(shard)
+        audio = collect_audio(hp)
+        teacher = _load_teacher(hp)
+        _claim_output(out_dir, teacher.metadata(), replace=args.force)
+        _extract_shard(hp, teacher, audio, out_dir, i, n, device, args.force, progress, num_workers)
+        return 0
+
+    settings = {key: hp[key] for key in SETTINGS}
+    settings["seed"] = hp["seed"] if hp["allow_random_init"] else None
+    settings["manifests_sha256"] = _manifest_digest(Path(hp["output_folder"]) / "tokens")
+
+    def body() -> dict:
+        audio = collect_audio(hp)
+        if args.force:
+            for stale in ("feats", "reports"):
+                shutil.rmtree(out_dir / stale, ignore_errors=True)
+        teacher = _load_teacher(hp)  # downloads the weights once, before any subprocess
+        _claim_output(out_dir, teacher.metadata(), replace=args.force)
+        log(STAGE, f"{len(audio)} utterances, Whisper {teacher.name} layer {teacher.layer} (D={teacher.dim}) "
+                   f"on {device}, {nj} job(s)")
+        shutil.rmtree(out_dir / "reports", ignore_errors=True)
+        if nj == 1:
+            reports = [_extract_shard(hp, teacher, audio, out_dir, 1, 1, device, False, progress, num_workers)]
+        else:
+            del teacher
+            run_shards("semtts.stages.teacher_features", [a for a in argv if a != "--force"], nj, "teacher features")
+            reports = []
+            for k in range(1, nj + 1):
+                path = _shard_report_path(out_dir, k, nj)
+                if not path.is_file():
+                    raise DataError(f"{path}: shard {k}/{nj} wrote no report")
+                reports.append(json.loads(path.read_text()))
+        summary = _summarise(out_dir, audio, reports)
+        return {k: v for k, v in summary.items() if k != "skipped"} | {"skipped": len(summary["skipped"])}
+
+    run_stage(STAGE, out_dir, settings, body, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Tests of semtts.brain.VITSBrain on the tiny model (CPU): learning, precision,
+exact resume, interrupted checkpoints, non-finite steps, DDP and clipping."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import speechbrain as sb
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+
+from ddp_train_worker import build_brain, load_tiny_hparams, synthetic_dataset, synthetic_items, write_corpus_yaml
+from semtts.brain import NonFiniteLossError
+from semtts.checkpoint import TMP_PREFIX, make_checkpointer
+from semtts.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = {"device": "cpu", "noprogressbar": True}
+
+
+def make_run(folder: Path, seed: int, overrides: dict | None = None, run_opts: dict | None = None,
+             checkpoint: bool = True):
+    """Hparams, checkpointer and brain of a tiny run in ``folder``."""
+    torch.manual_seed(seed)
+    hp = load_tiny_hparams(write_corpus_yaml(folder), overrides)
+    checkpointer = None
+    if checkpoint:
+        checkpointer = make_checkpointer(hp["save_folder"], hp["generator"], hp["discriminator"], hp["epoch_counter"])
+    return hp, checkpointer, build_brain(hp, {**CPU, **(run_opts or {})}, checkpointer)
+
+
+def parameters(*modules: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for m in modules for p in m.parameters()]
+
+
+def fixed_batch(n_items: int = 2) -> PaddedBatch:
+    """Utterances exactly one decoder segment long (4096 samples): the window is fixed."""
+    return PaddedBatch(synthetic_items(n_items, 4096, 5))
+
+
+def mel_l1(brain, batch) -> float:
+    """Reconstruction mel L1 in eval mode with a fixed posterior sample."""
+    brain.modules.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        value = float(brain.evaluate_batch(batch, sb.Stage.VALID))
+    brain.modules.train()
+    return value
+
+
+def test_training_one_batch_lowers_mel_l1(tmp_path):
+    hp, _, brain = make_run(tmp_path, 0, {"log_interval": 1000, "audio_log_interval": 1000}, checkpoint=False)
+    brain.on_fit_start()
+    batch = fixed_batch()
+    start, history = mel_l1(brain, batch), []
+    for step in range(1, 301):
+        brain.fit_batch(batch)
+        if step % 10 == 0:
+            history.append((step, round(mel_l1(brain, batch), 3)))
+            if history[-1][1] <= 0.7 * start:
+                break
+    print(f"mel L1 {start:.3f} -> {history[-1][1]:.3f} after {history[-1][0]} steps: {history}")
+    assert history[-1][1] <= 0.7 * start, history
+    assert brain.optimizer_step == brain.global_step == history[-1][0] and brain.nonfinite_total == 0
+
+
+def test_precision_flag_sets_the_compute_dtype(tmp_path):
+    seen = {}
+    for precision in ("fp32", "bf16"):
+        _, _, brain = make_run(tmp_path / precision, 0, run_opts={"precision": precision}, checkpoint=False)
+        brain.on_fit_start()
+        def recorder(network: str, precision: str = precision):
+            def hook(module, inputs, output):
+                seen.setdefault((network, precision), output.dtype)
+            return hook
+
+        hooks = [
+            brain.modules.generator.decoder.conv_pre.register_forward_hook(recorder("generator")),
+            brain.modules.discriminator.discriminators[0].convs[0].register_forward_hook(recorder("discriminator")),
+        ]
+        loss = brain.fit_batch(fixed_batch())
+        for hook in hooks:
+            hook.remove()
+        assert torch.isfinite(loss) and all(v.dtype == torch.float32 for v in brain.step_stats.values())
+        assert next(brain.modules.generator.parameters()).dtype == torch.float32  # master weights
+    assert seen == {("generator", "fp32"): torch.float32, ("discriminator", "fp32"): torch.float32,
+                    ("generator", "bf16"): torch.bfloat16, ("discriminator", "bf16"): torch.bfloat16}
+    # SpeechBrain refuses fp16 autocast on a CPU; the Brain says so in one line
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        make_run(tmp_path / "fp16", 0, run_opts={"precision": "fp16"}, checkpoint=False)
+
+
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def fit(brain, hp, kill_before_step: int | None = None) -> None:
+    if kill_before_step is not None:
+        def on_fit_batch_start(batch, should_step):
+            if brain.global_step + 1 == kill_before_step:
+                raise Killed
+
+        brain.on_fit_batch_start = on_fit_batch_start
+    brain.fit(hp["epoch_counter"], synthetic_dataset(8), synthetic_dataset(2, seed=7),
+              train_loader_kwargs={"batch_size": 2, "shuffle": True}, valid_loader_kwargs={"batch_size": 2})
+
+
+def test_resume_repeats_the_uninterrupted_run(tmp_path):
+    overrides = {"number_of_epochs": 2, "keep_checkpoints": 1}
+    opts = {"ckpt_interval_steps": 3}
+    hp_a, _, brain_a = make_run(tmp_path / "a", 0, overrides, opts)
+    fit(brain_a, hp_a)  # 2 epochs of 4 steps
+
+    hp_b, _, brain_b = make_run(tmp_path / "b", 0, overrides, opts)
+    with pytest.raises(Killed):
+        fit(brain_b, hp_b, kill_before_step=4)  # intra-epoch checkpoint after step 3
+    assert brain_b.global_step == 3
+    hp_c, ckpter_c, brain_c = make_run(tmp_path / "b", 123, overrides, opts)  # other init, same folder
+    fit(brain_c, hp_c)
+
+    assert brain_a.global_step == brain_c.global_step == 8 and brain_c.optimizer_step == 8
+    for opt in ("optimizer_g", "optimizer_d"):
+        lr_a, lr_c = getattr(brain_a, opt).param_groups[0]["lr"], getattr(brain_c, opt).param_groups[0]["lr"]
+        assert lr_a == lr_c == pytest.approx(2e-4 * 0.999875**2)
+    for a, c in zip(parameters(hp_a["generator"], hp_a["discriminator"]),
+                    parameters(hp_c["generator"], hp_c["discriminator"])):
+        assert torch.allclose(a, c, rtol=0, atol=1e-6)
+    # the right schedulers are checkpointed, and the best-by-mel-L1 policy kept a checkpoint with the metric
+    assert ckpter_c.recoverables["scheduler_generator"].optimizer is brain_c.optimizer_g
+    assert ckpter_c.recoverables["scheduler_discriminator"].optimizer is brain_c.optimizer_d
+    metas = [c.meta for c in ckpter_c.list_checkpoints()]
+    assert any("mel_l1" in m for m in metas) and max(m["step"] for m in metas) == 8
+
+    # TensorBoard and the epoch log of the uninterrupted run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(hp_a["tensorboard_folder"]), size_guidance={"images": 0, "audio": 0}).Reload()
+    tags = events.Tags()
+    for tag in ("train/mel", "train/kl", "train/dur", "train/adv", "train/fm", "train/loss_d", "train/lr_g",
+                "train/grad_norm_g", "train/grad_norm_d", "valid/mel_l1"):
+        assert tag in tags["scalars"], tag
+    assert {"train/alignment", "train/mel_generated", "valid/mel_synthesized"} <= set(tags["images"])
+    assert {"train/generated", "valid/synthesized"} <= set(tags["audio"])
+    assert "epoch: 2" in Path(hp_a["train_log"]).read_text()
+
+
+def test_checkpoint_cut_off_mid_save_is_ignored(tmp_path):
+    hp, ckpter, brain = make_run(tmp_path, 0, {"number_of_epochs": 1}, {"ckpt_interval_steps": 1})
+    saves = []
+
+    def save_then_fail(obj, path):
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError("killed while saving")
+        torch.save(obj.state_dict(), path)
+
+    ckpter.custom_save_hooks["discriminator"] = save_then_fail
+    with pytest.raises(OSError, match="killed while saving"):
+        fit(brain, hp)
+    save = Path(hp["save_folder"])
+    entries = sorted(p.name for p in save.iterdir())
+    assert len(entries) == 2 and entries[0].startswith(TMP_PREFIX) and entries[1].startswith("CKPT+")
+    saved_generator = torch.load(save / entries[1] / "generator.ckpt", weights_only=True)
+
+    hp2, _, brain2 = make_run(tmp_path, 5, {"number_of_epochs": 1}, {"ckpt_interval_steps": 1})
+    brain2.on_fit_start()  # resumes
+    assert brain2.global_step == 1 and brain2.step == 1
+    assert sorted(p.name for p in save.iterdir()) == entries[1:]
+    for key, value in hp2["generator"].state_dict().items():
+        assert torch.equal(value, saved_generator[key]), key
+
+
+def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path):
+    _, _, brain = make_run(tmp_path, 0, run_opts={"nonfinite_patience": 2}, checkpoint=False)
+    brain.on_fit_start()
+    batch, forward = fixed_batch(), brain.compute_forward
+    brain.fit_batch(batch)
+    poison = {"waveform": lambda p: p._replace(y_hat=p.y_hat * math.nan),
+              "kl": lambda p: p._replace(output=p.output._replace(z_p=p.output.z_p * math.nan))}
+
+    def step(kind: str | None) -> torch.Tensor:
+        brain.compute_forward = (lambda b, s: poison[kind](forward(b, s))) if kind else forward
+        return brain.fit_batch(batch)
+
+    for n, kind in enumerate(("waveform", "kl"), start=1):  # D loss non-finite; reconstruction non-finite
+        before = parameters(brain.modules.generator, brain.modules.discriminator)
+        assert math.isnan(float(step(kind)))
+        after = parameters(brain.modules.generator, brain.modules.discriminator)
+        assert all(torch.equal(a, b) for a, b in zip(before, after)), kind
+        assert (brain.nonfinite_total, brain.nonfinite_in_a_row, brain.optimizer_step) == (n, n, 1)
+    assert math.isfinite(float(step(None))) and brain.nonfinite_in_a_row == 0 and brain.optimizer_step == 2
+    step("waveform"), step("waveform")
+    with pytest.raises(NonFiniteLossError, match="3 steps in a row .*nonfinite_patience 2") as err:
+        step("waveform")
+    assert "\n" not in str(err.value) and brain.nonfinite_total == 5
+
+
+def test_ddp_processes_end_with_identical_parameters(tmp_path):
+    write_corpus_yaml(tmp_path)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "tests" / "ddp_train_worker.py"), str(tmp_path), "--distributed_backend", "gloo",
+               "--device", "cpu", "--noprogressbar", "--ckpt_interval_steps", "2"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert int(rank0["global_step"]) == int(rank1["global_step"]) == 4  # 16 items / 2 ranks / batch 2
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "parameters differ between ranks"
+    ckpts = list((tmp_path / "exp" / "stage_A" / "save").glob("CKPT+*"))
+    rng = torch.load(ckpts[0] / "rng.ckpt", weights_only=True)
+    assert len(ckpts) >= 1 and len(rng["ranks"]) == 2
+
+
+def test_max_grad_norm_clips_both_networks_after_unscaling(tmp_path):
+    limit = 0.01
+    _, _, brain = make_run(tmp_path, 0, run_opts={"max_grad_norm": limit}, checkpoint=False)
+    brain.on_fit_start()
+    # scaled gradients (as with fp16): clipping must see the unscaled ones
+    brain.scaler_g = torch.GradScaler("cpu", init_scale=1024.0)
+    brain.scaler_d = torch.GradScaler("cpu", init_scale=1024.0)
+    norms = {}
+    for name, opt in (("g", brain.optimizer_g), ("d", brain.optimizer_d)):
+        def recording_step(*args, opt=opt, name=name, step=opt.step, **kwargs):
+            grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+            norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+            return step(*args, **kwargs)
+
+        opt.step = recording_step
+    brain.fit_batch(fixed_batch())
+    for name in ("g", "d"):
+        assert float(brain.step_stats[f"grad_norm_{name}"]) > 10 * limit  # it had to clip
+        assert norms[name] == pytest.approx(limit, rel=1e-3), name
+
+
+def test_speaker_inputs_follow_the_speaker_mode(tmp_path):
+    from semtts.errors import DataError
+
+    items = synthetic_items(2, 4096, 5)
+    # speaker vectors (speaker / utterance modes)
+    torch.manual_seed(0)
+    hp = load_tiny_hparams(write_corpus_yaml(tmp_path / "emb"), {"speaker_mode": "utterance", "spk_embed_dim": 4},
+                           n_speakers=0)
+    brain = build_brain(hp, CPU)
+    brain.on_fit_start()
+    with pytest.raises(DataError, match="no spk_embed"):
+        brain.fit_batch(PaddedBatch(items))
+    embedded = PaddedBatch([{**item, "spk_embed": torch.randn(4)} for item in items])
+    assert brain._speaker_inputs(embedded)["spk_embed"].shape == (2, 4)
+    assert torch.isfinite(brain.fit_batch(embedded))
+    # speaker ids: unknown speakers are named; a one-speaker model takes none
+    _, _, brain = make_run(tmp_path / "sid", 0, checkpoint=False)
+    brain.on_fit_start()
+    with pytest.raises(DataError, match="utt1: speaker not in the training speaker table"):
+        brain.fit_batch(PaddedBatch([items[0], {**items[1], "spk_id": -1}]))
+    hp = load_tiny_hparams(write_corpus_yaml(tmp_path / "one"), n_speakers=0)
+    brain = build_brain(hp, CPU)
+    brain.on_fit_start()
+    assert brain._speaker_inputs(PaddedBatch(items)) == {}
+    assert torch.isfinite(brain.fit_batch(PaddedBatch(items)))

@@ -1,0 +1,295 @@
+"""CAM++ speaker embeddings: weights loading, the embedder (batch invariance,
+determinism) and stage 3 end to end (skips, resume, shards, metadata)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from semtts.data.manifest import write_manifest
+from semtts.errors import ConfigError, DataError, WeightsNotFound
+from semtts.extract.common import check_metadata, feature_path, file_sha256
+from semtts.extract.speaker import (SpeakerEmbedder, compute_fbank, expected_metadata, load_campplus,
+                                    load_speaker_embeddings)
+from semtts.lobes.campplus import CAMPPlus
+from semtts.stages.speaker_embeddings import main
+
+SR = 22050  # the manifests' rate; the embedder resamples to 16 kHz
+
+
+def _tone(seconds: float, freq: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Weights and the embedder
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return SpeakerEmbedder.from_checkpoint(None, 192, allow_random_init=True, seed=11, batch_size=4)
+
+
+def test_random_init_needs_the_switch(tmp_path):
+    with pytest.raises(WeightsNotFound, match="allow_random_init"):
+        load_campplus(None, 192, allow_random_init=False, cache_dir=tmp_path)
+
+
+def test_missing_file_is_weights_not_found(tmp_path):
+    with pytest.raises(WeightsNotFound, match=r"nope\.bin: file not found.*campplus_cn_common\.bin"):
+        load_campplus(str(tmp_path / "nope.bin"), 192, allow_random_init=True, cache_dir=tmp_path)
+
+
+def test_failed_download_is_weights_not_found(tmp_path):
+    url = "http://127.0.0.1:9/campplus_cn_common.bin"  # nothing listens on port 9
+    with pytest.raises(WeightsNotFound, match="download failed.*speech_campplus_sv_en_voxceleb_16k"):
+        load_campplus(url, 192, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "campplus_cn_common.bin").exists()
+
+
+def test_saved_checkpoint_loads_and_embeds_identically(tmp_path, embedder):
+    wavs = [torch.from_numpy(_tone(0.8, 200, 1)), torch.from_numpy(_tone(1.3, 310, 2))]
+    reference = embedder.embed(wavs, SR)
+    bare = tmp_path / "campplus_cn_common.bin"
+    torch.save(embedder.model.state_dict(), bare)
+    nested = tmp_path / "nested.ckpt"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in embedder.model.state_dict().items()}}, nested)
+    for path in (bare, nested):
+        loaded = SpeakerEmbedder.from_checkpoint(str(path), 192, cache_dir=tmp_path)
+        assert torch.equal(loaded.embed(wavs, SR), reference)
+        assert loaded.metadata()["ckpt_sha256"] == file_sha256(path)
+    # an https-style source already in the cache is not downloaded again
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(bare, cache / bare.name)
+    cached = SpeakerEmbedder.from_checkpoint(f"https://example.invalid/x/{bare.name}", 192, cache_dir=cache)
+    assert cached.identity == file_sha256(bare)
+
+
+def test_wrong_checkpoints_are_clear_errors(tmp_path, embedder):
+    bare = tmp_path / "c.bin"
+    torch.save(embedder.model.state_dict(), bare)
+    with pytest.raises(ConfigError, match="192-d CAM\\+\\+ checkpoint, but campplus_embed_dim is 512"):
+        load_campplus(str(bare), 512)
+    partial = dict(embedder.model.state_dict())
+    partial.pop("xvector.tdnn.linear.weight")
+    torch.save(partial, tmp_path / "p.bin")
+    with pytest.raises(DataError, match="missing: xvector.tdnn.linear.weight"):
+        load_campplus(str(tmp_path / "p.bin"), 192)
+    (tmp_path / "junk.bin").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="junk.bin: not a readable torch checkpoint"):
+        load_campplus(str(tmp_path / "junk.bin"), 192)
+
+
+def test_random_init_is_deterministic_and_leaves_the_global_rng(embedder):
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    other = SpeakerEmbedder.from_checkpoint(None, 192, allow_random_init=True, seed=11)
+    assert torch.equal(torch.rand(1), before)
+    wav = [torch.from_numpy(_tone(0.7, 150, 3))]
+    assert torch.equal(other.embed(wav, SR), embedder.embed(wav, SR))
+    different = SpeakerEmbedder.from_checkpoint(None, 192, allow_random_init=True, seed=12)
+    assert not torch.allclose(different.embed(wav, SR), embedder.embed(wav, SR))
+
+
+def test_batched_equals_one_at_a_time(embedder):
+    wavs = [torch.from_numpy(_tone(s, f, i)) for i, (s, f) in enumerate([(0.5, 120), (2.6, 180), (1.1, 260),
+                                                                          (0.9, 330), (1.7, 90)])]
+    batched = embedder.embed(wavs, SR)  # batch_size 4: two padded batches
+    alone = torch.cat([embedder.embed([w], SR) for w in wavs])
+    assert batched.shape == (5, 192)
+    scale = alone.abs().max()
+    assert (batched - alone).abs().max() <= 1e-4 * scale
+    # and the embeddings do depend on the audio
+    assert (alone[0] - alone[1]).abs().max() > 1e-2 * scale
+
+
+def test_embed_file_and_fbank(tmp_path, embedder):
+    audio = _tone(1.0, 240, 5)
+    sf.write(tmp_path / "a.wav", np.stack([audio, audio], axis=1), SR, subtype="FLOAT")  # stereo is averaged
+    from_file = embedder.embed_file(tmp_path / "a.wav")
+    assert from_file.shape == (192,)
+    assert torch.allclose(from_file, embedder.embed([torch.from_numpy(audio)], SR)[0], atol=1e-6)
+    feats = compute_fbank(torch.randn(16000) * 0.1)
+    assert feats.shape == (98, 80) and torch.allclose(feats.mean(0), torch.zeros(80), atol=1e-4)
+    with pytest.raises(DataError, match="shorter than one 25.0 ms fbank frame"):
+        compute_fbank(torch.randn(300))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(embedder):
+    wavs = [torch.from_numpy(_tone(1.0, 200, 7)), torch.from_numpy(_tone(1.6, 120, 8))]
+    gpu = SpeakerEmbedder(CAMPPlus().eval(), "x", device="cuda")
+    gpu.model.load_state_dict(embedder.model.state_dict())
+    cpu, cuda = embedder.embed(wavs, SR), gpu.embed(wavs, SR)  # cuDNN may use TF32
+    assert torch.nn.functional.cosine_similarity(cpu, cuda).min() > 0.999
+
+
+# ---------------------------------------------------------------------------
+# Stage 3
+# ---------------------------------------------------------------------------
+
+SPEAKERS = {"spkA": 110.0, "spkB": 190.0, "spkC": 290.0}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    for s, (spk, freq) in enumerate(SPEAKERS.items()):
+        for k in range(2):
+            sf.write(root / f"{spk}_{k}.wav", _tone(0.6 + 0.3 * k, freq * (1 + 0.05 * k), 10 * s + k), SR)
+    sf.write(root / "short.wav", _tone(0.2, 200, 99), SR)
+    (root / "corrupt.wav").write_bytes(b"RIFF\x00\x00junk, not audio")
+    return root
+
+
+def _experiment(corpus: Path, root: Path, **overrides) -> Path:
+    """Stage-2 outputs (manifests + done marker) and an hparams file."""
+    output = root / "exp"
+    items = {}
+    for spk in SPEAKERS:
+        for k in range(2):
+            items[f"{spk}_{k}"] = {"wav": f"{{data_root}}/{spk}_{k}.wav", "text": "hi", "spk": spk,
+                                   "duration": 0.6 + 0.3 * k, "sr": SR, "tokens": [3, 4]}
+    # one item read through the audio cache of stage 1
+    cached = output / "data" / "audio_cache" / "spkA_9.wav"
+    cached.parent.mkdir(parents=True)
+    sf.write(cached, _tone(1.2, 115.0, 77), SR)
+    items["spkA_9"] = {"wav": "{cache_root}/spkA_9.wav", "text": "hi", "spk": "spkA", "duration": 1.2, "sr": SR,
+                       "tokens": [5]}
+    bad = {"spkD_short": "short.wav", "spkD_corrupt": "corrupt.wav", "spkD_missing": "missing.wav"}
+    valid = {u: {"wav": f"{{data_root}}/{name}", "text": "x", "spk": "spkD", "duration": 0.5, "sr": SR,
+                 "tokens": [6]} for u, name in bad.items()}
+    write_manifest(output / "tokens" / "train.json", items)
+    write_manifest(output / "tokens" / "valid.json", valid)
+    (output / "tokens" / "report.json").write_text("{}")
+    (output / "tokens" / "done").write_text("{}")
+    hp = {"output_folder": str(output), "data_folder": str(corpus), "campplus_ckpt": None,
+          "campplus_embed_dim": 192, "allow_random_init": True, "campplus_cache_dir": str(root / "cache"),
+          "min_speaker_audio": 0.3, "nj": 1, "seed": 3, **overrides}
+    (root / "hparams.yaml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in hp.items()))
+    return root / "hparams.yaml"
+
+
+def _run(*argv) -> int:
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in argv])
+    return stop.value.code
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to float effects of a different batch composition."""
+    return a.shape == b.shape and float(np.abs(a - b).max()) <= 1e-5 * float(np.abs(b).max())
+
+
+def _outputs(yaml: Path) -> tuple:
+    folder = yaml.parent / "exp" / "spk_emb"
+    index = json.loads((folder / "index.json").read_text())
+    return np.load(folder / "utt_emb.npy"), np.load(folder / "spk_mean.npy"), index
+
+
+@pytest.fixture(scope="module")
+def one_run(corpus, tmp_path_factory) -> Path:
+    yaml = _experiment(corpus, tmp_path_factory.mktemp("one"))
+    assert _run(yaml) == 0
+    return yaml
+
+
+def test_stage_end_to_end(one_run, corpus):
+    folder = one_run.parent / "exp" / "spk_emb"
+    utt, spk_mean, meta = load_speaker_embeddings(folder)
+    assert sorted(utt) == ["spkA_0", "spkA_1", "spkA_9", "spkB_0", "spkB_1", "spkC_0", "spkC_1"]
+    assert all(v.shape == (192,) and v.dtype == np.float32 for v in utt.values())
+    assert np.allclose(spk_mean["spkA"], np.mean([utt["spkA_0"], utt["spkA_1"], utt["spkA_9"]], axis=0), atol=1e-7)
+    assert meta["model"] == "campplus" and meta["embed_dim"] == 192 and meta["sample_rate"] == 16000
+    assert meta["ckpt_sha256"] == "random-init-seed3" and meta["fbank"]["num_mel_bins"] == 80
+    assert "semtts_version" in meta
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report["skipped"]) == {"spkD_short", "spkD_corrupt", "spkD_missing"}
+    assert "too short" in report["skipped"]["spkD_short"]
+    assert "unreadable audio" in report["skipped"]["spkD_corrupt"]
+    assert "not found" in report["skipped"]["spkD_missing"]
+    assert report["speakers_without_embeddings"] == ["spkD"]
+    assert (folder / "done").is_file()
+    # the stage's files are the embedder's embeddings of the same audio
+    embedder = SpeakerEmbedder.from_checkpoint(None, 192, allow_random_init=True, seed=3)
+    direct = embedder.embed_file(corpus / "spkB_1.wav")
+    assert np.allclose(utt["spkB_1"], direct.numpy(), atol=1e-6)
+
+
+def test_second_run_does_no_work(one_run, capsys):
+    folder = one_run.parent / "exp" / "spk_emb"
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    assert _run(one_run) == 0
+    assert "skipped: already done" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_resume_redoes_only_missing_utterances(corpus, tmp_path, capsys):
+    yaml = _experiment(corpus, tmp_path)
+    assert _run(yaml, "--shard", "1/2") == 0
+    out = capsys.readouterr().out
+    assert "utterances are left to other shards" in out
+    folder = tmp_path / "exp" / "spk_emb"
+    assert not (folder / "done").exists() and not (folder / "meta.json").exists()
+    finished = sorted(folder.glob("feats/*"))
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    assert len(finished) == 5  # 10 utterances, every second one
+    assert _run(yaml) == 0
+    assert "embedding 5 of 10 utterances" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in finished}
+    assert (folder / "done").is_file()
+
+
+def test_two_shards_equal_one_run(corpus, one_run, tmp_path):
+    yaml = _experiment(corpus, tmp_path)
+    assert _run(yaml, "--shard", "2/2") == 0
+    assert not (tmp_path / "exp" / "spk_emb" / "meta.json").exists()
+    assert _run(yaml, "--shard=1/2") == 0  # the last shard merges
+    assert (tmp_path / "exp" / "spk_emb" / "done").is_file()
+    mine, theirs = _outputs(yaml), _outputs(one_run)
+    assert _close(mine[0], theirs[0]) and _close(mine[1], theirs[1]) and mine[2] == theirs[2]
+
+
+def test_nj_spawns_shard_jobs(corpus, one_run, tmp_path, capsys):
+    yaml = _experiment(corpus, tmp_path)
+    assert _run(yaml, "--nj", "2") == 0
+    assert "in 2 shard jobs" in capsys.readouterr().out
+    mine, theirs = _outputs(yaml), _outputs(one_run)
+    assert _close(mine[0], theirs[0]) and _close(mine[1], theirs[1]) and mine[2] == theirs[2]
+
+
+def test_changed_settings_are_refused(corpus, tmp_path, capsys):
+    yaml = _experiment(corpus, tmp_path)
+    assert _run(yaml, "--shard", "1/2") == 0
+    assert _run(yaml, "--shard", "2/2", "--min_speaker_audio", "0.1") == 2
+    assert "partial outputs were made with other settings (min_speaker_audio)" in capsys.readouterr().err
+    assert _run(yaml, "--force", "--min_speaker_audio", "0.1") == 0  # a full redo is allowed
+    report = json.loads((tmp_path / "exp" / "spk_emb" / "report.json").read_text())
+    assert "spkD_short" not in report["skipped"]
+
+
+def test_metadata_mismatch_names_both_sides(one_run):
+    meta_path = one_run.parent / "exp" / "spk_emb" / "meta.json"
+    hp = {"campplus_ckpt": None, "campplus_embed_dim": 192, "allow_random_init": True,
+          "campplus_cache_dir": "/unused", "seed": 3}
+    assert check_metadata(meta_path, expected_metadata(hp), "speaker embeddings")["embed_dim"] == 192
+    with pytest.raises(ConfigError, match="embed_dim is 192 there but 512 in the hparams"):
+        check_metadata(meta_path, expected_metadata({**hp, "campplus_embed_dim": 512}), "speaker embeddings")
+    with pytest.raises(ConfigError, match="'random-init-seed3' there but 'random-init-seed4'"):
+        check_metadata(meta_path, expected_metadata({**hp, "seed": 4}), "speaker embeddings")
+
+
+def test_feature_files_are_per_utterance(one_run):
+    folder = one_run.parent / "exp" / "spk_emb"
+    assert feature_path(folder, "spkC_0").is_file()
+    assert np.load(feature_path(folder, "spkC_0")).dtype == np.float32
+    assert json.loads(feature_path(folder, "spkD_short", ".skipped.json").read_text())["reason"]
