@@ -75,9 +75,14 @@ def prior_log_likelihood(
 
 @torch.no_grad()
 def search_path(
-    neg_cent: torch.Tensor, token_lengths: torch.Tensor, spec_lengths: torch.Tensor
+    neg_cent: torch.Tensor, token_lengths: torch.Tensor, spec_lengths: torch.Tensor, backend: str = "auto"
 ) -> torch.Tensor:
     """Monotonic alignment search by :func:`semtts.align.maximum_path`.
+
+    The scores are a temporary of the training step, so the path is written
+    into them (``inplace``: no second score-sized buffer), and the lengths,
+    already checked by the synthesizer, are not validated again (no device
+    sync); NaN scores give NaN losses, which the Brain skips.
 
     Arguments
     ---------
@@ -87,14 +92,17 @@ def search_path(
         ``[B]`` absolute token counts.
     spec_lengths : torch.Tensor
         ``[B]`` absolute frame counts.
+    backend : str
+        ``auto`` (Triton on CUDA, numba on CPU), ``cpu``, ``triton`` or ``super_mas``.
 
     Returns
     -------
     torch.Tensor
-        ``[B, T_spec, T_text]`` {0, 1} path, in the dtype of ``neg_cent``.
+        ``[B, T_spec, T_text]`` {0, 1} path, in the dtype of ``neg_cent``
+        (``neg_cent`` itself, overwritten).
     """
-    path = maximum_path(neg_cent, x_lengths=token_lengths, y_lengths=spec_lengths)
-    return path.to(neg_cent.dtype)
+    return maximum_path(neg_cent, x_lengths=token_lengths, y_lengths=spec_lengths, backend=backend,
+                        inplace=True, validate=False)
 
 
 def durations_to_path(

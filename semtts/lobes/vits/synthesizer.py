@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from semtts.errors import ConfigError, DataError
+from semtts.align import BACKENDS
 from semtts.lobes.vits.alignment import (
     durations_to_path,
     expand_by_path,
@@ -172,6 +173,9 @@ class VITSSynthesizer(nn.Module):
         conditioning layer built, when neither speaker mode is set).
     hop_length : int, optional
         Samples per frame, checked against ``prod(upsample_rates)``.
+    mas_backend : str
+        Monotonic alignment search backend: ``auto`` (Triton on CUDA, numba on
+        CPU), ``cpu``, ``triton`` or ``super_mas``.
 
     Example
     -------
@@ -221,6 +225,7 @@ class VITSSynthesizer(nn.Module):
         spk_embed_l2norm: bool = False,
         gin_channels: int = 256,
         hop_length: int | None = None,
+        mas_backend: str = "auto",
     ):
         super().__init__()
         if hop_length is not None and hop_length != math.prod(upsample_rates):
@@ -234,6 +239,9 @@ class VITSSynthesizer(nn.Module):
         self.spec_channels = spec_channels
         self.segment_frames = segment_frames
         self.hop_length = math.prod(upsample_rates)
+        if mas_backend not in BACKENDS:
+            raise ConfigError(f"mas_backend must be one of {', '.join(BACKENDS)}, got {mas_backend!r}")
+        self.mas_backend = mas_backend
         self.use_sdp = use_sdp
 
         self.speaker = None
@@ -360,7 +368,7 @@ class VITSSynthesizer(nn.Module):
         z_p = self.flow(posterior.z, posterior.mask, g=g)
 
         neg_cent = prior_log_likelihood(z_p, text.m_p, text.logs_p)
-        path = search_path(neg_cent, token_lengths, spec_lengths)  # [B, T_spec, T_text]
+        path = search_path(neg_cent, token_lengths, spec_lengths, self.mas_backend)  # [B, T_spec, T_text]
 
         durations = path.sum(1).unsqueeze(1).to(text.hidden.dtype)  # [B, 1, T_text]
         duration_loss = self.duration_predictor.loss(text.hidden, text.mask, durations, g=g)
