@@ -50,6 +50,7 @@ from semtts.errors import ConfigError, DataError, SemttsError
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
+from semtts.speaker_consistency import speaker_consistency_loss
 
 __all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
 
@@ -58,7 +59,7 @@ logger = logging.getLogger(__name__)
 SPEAKER_MODES = ("sid", "speaker", "utterance")
 REQUIRED_KEYS = ("spectrogram", "generator_opt_class", "discriminator_opt_class", "scheduler_class", "generator_loss",
                  "discriminator_loss", "speaker_mode", "log_interval", "audio_log_interval", "keep_checkpoints")
-EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm")
+EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm", "spk")
 """Training terms written to the epoch log (TensorBoard gets them all)."""
 RUN_OPTIONS_LOGGED = ("precision", "max_grad_norm", "nonfinite_patience", "ckpt_interval_steps",
                       "ckpt_interval_minutes")
@@ -122,7 +123,8 @@ class VITSBrain(sb.Brain):
         ``generator_loss`` (VITSGeneratorLoss), ``discriminator_loss``,
         ``speaker_mode`` (sid | speaker | utterance), ``log_interval``,
         ``audio_log_interval`` (steps), ``keep_checkpoints``; optional
-        ``tensorboard_folder``, ``train_logger``, ``seed``.
+        ``tensorboard_folder``, ``train_logger``, ``seed``, ``c_spk`` (> 0: the
+        CAM++ speaker-consistency term, :mod:`semtts.speaker_consistency`).
     run_opts : dict or RunOptions, optional
         SpeechBrain's run options (``--device``, ``--precision``, ...).
     checkpointer : AtomicCheckpointer, optional
@@ -184,6 +186,7 @@ class VITSBrain(sb.Brain):
         self.speaker_mode = hparams["speaker_mode"]
         self.generator_loss = hparams["generator_loss"]
         self.discriminator_loss = hparams["discriminator_loss"]
+        self.speaker_loss = speaker_consistency_loss(hparams, self.device)  # None (no CAM++) when c_spk is 0
         self.log_interval = int(hparams["log_interval"])
         self.audio_log_interval = int(hparams["audio_log_interval"])
         self.keep_checkpoints = int(hparams["keep_checkpoints"])
@@ -325,15 +328,17 @@ class VITSBrain(sb.Brain):
         Returns
         -------
         dict of str to torch.Tensor
-            ``loss`` (weighted total) and the terms of :class:`~semtts.losses.VITSGeneratorLoss`.
+            ``loss`` (weighted total), the terms of :class:`~semtts.losses.VITSGeneratorLoss`, and ``spk``
+            (speaker consistency) when ``c_spk > 0``.
         """
         out = predictions.output
         _, fake_scores, real_fmaps, fake_fmaps = self.modules.discriminator(predictions.y, predictions.y_hat)
-        return self.generator_loss(
+        terms = self.generator_loss(
             mel_real=predictions.mel_real, mel_fake=predictions.mel_fake, fake_scores=fake_scores,
             real_fmaps=real_fmaps, fake_fmaps=fake_fmaps, z_p=out.z_p, logs_q=out.logs_q, m_p=out.m_p,
             logs_p=out.logs_p, z_mask=out.spec_mask, x_mask=out.token_mask, duration_nll=out.duration_loss,
         )
+        return terms if self.speaker_loss is None else self.speaker_loss.add_to(terms, predictions.y_hat, predictions.y)
 
     @staticmethod
     @torch.no_grad()

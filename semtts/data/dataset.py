@@ -2,7 +2,9 @@
 
 Items come from the stage-2 manifests (``tokens/<split>.json``). The
 pipelines load the audio (soundfile), intersperse blanks into the tokens when
-``add_blank`` is set and map speakers to ids; spectrograms are computed on the
+``add_blank`` is set, map speakers to ids and, for models conditioned on
+speaker vectors, give every item its vector (``spk_embed``, chosen by
+:mod:`semtts.data.speaker_vectors`); spectrograms are computed on the
 training device from the waveform batch (one STFT implementation, fast on a
 GPU). Batches are SpeechBrain ``PaddedBatch`` objects whose lengths are
 *relative*; :func:`absolute_lengths` turns them into the absolute integer
@@ -73,12 +75,15 @@ def dataio_prepare(
     sample_rate: int,
     add_blank: bool,
     speaker_table: dict[str, int] | None = None,
+    spk_embeds: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, DynamicItemDataset]:
     """Build one ``DynamicItemDataset`` per split with the semtts pipelines.
 
     Output keys: ``id``, ``sig`` (``[T]`` waveform), ``token_ids`` (blanks
     interspersed when ``add_blank``), ``spk_id`` (``-1`` for speakers outside
-    ``speaker_table``), ``spk``, ``duration``.
+    ``speaker_table``), ``spk``, ``duration``, and ``spk_embed`` (``[D]``
+    float32) when ``spk_embeds`` is given: a batch then holds ``spk_embed``
+    ``[B, D]``.
 
     Arguments
     ---------
@@ -94,11 +99,29 @@ def dataio_prepare(
         Intersperse the blank token (VITS).
     speaker_table : dict, optional
         ``{speaker: id}``; default: built on the ``train`` split.
+    spk_embeds : dict, optional
+        ``{utt_id: [D] tensor}`` speaker vectors
+        (:meth:`~semtts.data.speaker_vectors.SpeakerVectors.conditioning`);
+        items without one are left out (the caller reports them).
 
     Returns
     -------
     dict
         ``{split: DynamicItemDataset}``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> from semtts.data.manifest import write_manifest
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "test.json"
+    >>> write_manifest(path, {u: {"wav": "x.wav", "text": "a", "spk": "s", "duration": 1.0, "sr": 16000,
+    ...                           "tokens": [3, 4]} for u in ("u1", "u2")})
+    >>> data = dataio_prepare({"test": path}, "", "", 16000, True, {"s": 0},
+    ...                       spk_embeds={"u1": torch.ones(4)})["test"]
+    >>> data.set_output_keys(["id", "token_ids", "spk_embed"])
+    >>> len(data), data[0]["token_ids"].tolist(), PaddedBatch([data[0]]).spk_embed.data.shape  # u2 left out
+    (1, [1, 3, 1, 4, 1], torch.Size([1, 4]))
     """
     loaded = {split: read_manifest(path) for split, path in manifests.items()}
     for split, manifest in loaded.items():
@@ -133,13 +156,21 @@ def dataio_prepare(
     def speaker_pipeline(spk: str) -> int:
         return speaker_table.get(spk, -1)
 
+    @takes("id")
+    @provides("spk_embed")
+    def embedding_pipeline(utt_id: str) -> torch.Tensor:
+        return spk_embeds[utt_id]
+
+    pipelines = [audio_pipeline, token_pipeline, speaker_pipeline]
+    keys = ["id", "sig", "token_ids", "spk_id", "spk", "duration"]
+    if spk_embeds is not None:
+        pipelines.append(embedding_pipeline)
+        keys.append("spk_embed")
     datasets = {}
     for split, manifest in loaded.items():
-        datasets[split] = DynamicItemDataset(
-            manifest,
-            dynamic_items=[audio_pipeline, token_pipeline, speaker_pipeline],
-            output_keys=["id", "sig", "token_ids", "spk_id", "spk", "duration"],
-        )
+        if spk_embeds is not None:
+            manifest = {utt: item for utt, item in manifest.items() if utt in spk_embeds}
+        datasets[split] = DynamicItemDataset(manifest, dynamic_items=pipelines, output_keys=keys)
     return datasets
 
 

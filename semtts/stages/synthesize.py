@@ -7,11 +7,19 @@ best by validation mel L1) writes
 - ``<output_folder>/synth/<stage>/<split>/<utt_id>.wav``;
 - ``durations.json``: the per-token frame counts and the sample count of
   every utterance (``n_samples == sum(durations) * hop_length``);
-- ``report.json``: utterances, audio seconds, real-time factor, and the
-  items that came out silent.
+- ``report.json``: utterances, audio seconds, real-time factor, the items
+  that came out silent, and how many were conditioned on each kind of reference;
+- ``references.json`` (models conditioned on CAM++ vectors):
+  ``{utt_id: {"spk", "reference", "reference_utt"}}``, what conditioned each
+  utterance: ``train_mean`` (a seen speaker's training mean, ``speaker``
+  mode), ``first_utterance`` (one recording, named by ``reference_utt``) or
+  ``speaker_mean``, after ``synth_reference``
+  (:meth:`semtts.data.speaker_vectors.SpeakerVectors.references`).
 
-A split whose speakers the model cannot condition on (held-out speakers with a
-speaker-id table) is skipped with a log line.
+With CAM++ conditioning (``speaker_mode`` ``speaker`` or ``utterance``) the
+held-out speakers of ``test_unseen`` are synthesized zero-shot, each from one
+reference recording (by default its first utterance by id). A split whose
+speakers a speaker-id table cannot condition on is skipped with a log line.
 
     python -m semtts.stages.synthesize recipes/mini/hparams/corpus.yaml [--device cuda]
 """
@@ -25,14 +33,15 @@ from speechbrain.utils.checkpoints import Checkpointer
 from semtts.audio import save_audio
 from semtts.data.dataset import absolute_lengths, dataio_prepare
 from semtts.data.manifest import read_manifest, write_json_atomic
+from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
-from semtts.stages.train import model_sizes, stage_dir
+from semtts.stages.train import load_speaker_vectors, model_sizes, stage_dir
 
-__all__ = ["load_generator", "synthesize_split", "main"]
+__all__ = ["load_generator", "split_references", "synthesize_split", "main"]
 
 SETTINGS = ("synth_stage", "synth_splits", "synth_checkpoint", "synth_batch_size", "noise_scale",
-            "noise_scale_w", "length_scale", "seed")
+            "noise_scale_w", "length_scale", "seed", "speaker_mode", "synth_reference")
 
 
 def load_generator(save_folder: str | Path, generator: torch.nn.Module, which: str) -> str:
@@ -66,21 +75,65 @@ def load_generator(save_folder: str | Path, generator: torch.nn.Module, which: s
     return checkpoint.path.name
 
 
+def split_references(vectors: SpeakerVectors, hp: dict, split: str,
+                     out_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """The conditioning vectors of a split's utterances (one reference per
+    speaker, after ``synth_reference``), with ``references.json`` written to
+    ``out_dir``.
+
+    Arguments
+    ---------
+    vectors : SpeakerVectors
+        Stage 3's embeddings.
+    hp : dict
+        ``output_folder``, ``speaker_mode``, ``synth_reference``.
+    split : str
+        The split to synthesize.
+    out_dir : Path
+        Its output folder.
+
+    Returns
+    -------
+    spk_embeds : dict
+        ``{utt_id: [D] tensor}``.
+    counts : dict
+        Utterances per kind of reference (``none``: no usable reference, not synthesized).
+    """
+    tokens_dir = Path(hp["output_folder"]) / "tokens"
+    items, train_items = read_manifest(tokens_dir / f"{split}.json"), read_manifest(tokens_dir / "train.json")
+    spk_embeds, references = vectors.references(items, hp["speaker_mode"], hp["synth_reference"], train_items)
+    write_json_atomic(out_dir / "references.json", references)
+    counts: dict[str, int] = {}
+    for record in references.values():
+        counts[record["reference"]] = counts.get(record["reference"], 0) + 1
+    if counts.get("none"):
+        speakers = sorted({r["spk"] for r in references.values() if r["reference"] == "none"})
+        log("8", f"{split}: {counts['none']} utterances of speakers {speakers[:3]} have no usable reference "
+                 "recording (none embedded by stage 3) and are not synthesized")
+    return spk_embeds, counts
+
+
 @torch.inference_mode()
-def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Path, device: torch.device) -> dict:
-    """Synthesize one split into ``out_dir``; returns its report."""
+def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Path, device: torch.device,
+                     references: dict[str, int] | None = None) -> dict:
+    """Synthesize one split into ``out_dir``; returns its report (with
+    ``references``, the counts of :func:`split_references`, when given).
+    Items carry ``spk_embed`` when the model takes speaker vectors
+    (``spk_embed_dim > 0``)."""
     from speechbrain.dataio.dataloader import make_dataloader
 
     out_dir.mkdir(parents=True, exist_ok=True)
     sample_rate, hop = hp["sample_rate"], hp["hop_length"]
-    dataset.set_output_keys(["id", "token_ids", "spk_id"])
+    embedded = hp["spk_embed_dim"] > 0
+    dataset.set_output_keys(["id", "token_ids", "spk_id"] + (["spk_embed"] if embedded else []))
     loader = make_dataloader(dataset, batch_size=hp["synth_batch_size"], shuffle=False)
     durations, silent, audio_s, start = {}, [], 0.0, time.perf_counter()
     for batch in loader:
         tokens = batch.token_ids.data.to(device)
         lengths = absolute_lengths(batch.token_ids)
         sid = batch.spk_id.to(device) if hp["n_speakers"] > 0 else None
-        out = generator.infer(tokens, lengths, sid=sid, noise_scale=hp["noise_scale"],
+        spk_embed = batch.spk_embed.data.to(device).float() if embedded else None
+        out = generator.infer(tokens, lengths, sid=sid, spk_embed=spk_embed, noise_scale=hp["noise_scale"],
                               noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
         for i, utt_id in enumerate(batch.id):
             n = int(out.wav_lengths[i])
@@ -98,6 +151,8 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Pat
     write_json_atomic(out_dir / "durations.json", durations)
     report = {"utterances": len(durations), "audio_seconds": round(audio_s, 2),
               "rtf": round(seconds / max(audio_s, 1e-9), 4), "silent": silent}
+    if references is not None:
+        report["references"] = references
     write_json_atomic(out_dir / "report.json", report)
     return report
 
@@ -112,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"synth_stage must be A, B or C, got {stage!r}")
     include = ("model_hparams", f"train_{stage}_hparams")
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
-    extra, _ = model_sizes(probe["output_folder"], probe["speaker_mode"])
+    vectors = load_speaker_vectors(probe)  # checks spk_emb/meta.json against the hparams
+    extra, _ = model_sizes(probe["output_folder"], probe["speaker_mode"], vectors.dim if vectors else 0)
     hp = load_stage_hparams(args.hparams_file, args.overrides, include=include, extra=extra)
     trained = stage_dir(hp, stage)
     if not (trained / "done").is_file():
@@ -140,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
                 log("8", f"{split}: skipped: speakers {sorted(unseen)[:3]}... are not in the speaker table "
                          "(speaker_mode sid cannot synthesize unseen voices)")
                 continue
+            spk_embeds, counts = None, None
+            if vectors is not None:
+                spk_embeds, counts = split_references(vectors, hp, split, out_root / split)
             dataset = dataio_prepare({split: manifest}, hp["data_folder"], "", hp["sample_rate"],
-                                     hp["add_blank"], speakers)[split]
-            reports[split] = synthesize_split(hp, generator, dataset, out_root / split, device)
+                                     hp["add_blank"], speakers, spk_embeds=spk_embeds)[split]
+            reports[split] = synthesize_split(hp, generator, dataset, out_root / split, device, counts)
             log("8", f"{split}: {reports[split]['utterances']} utterances, "
                      f"{reports[split]['audio_seconds']} s of audio in {out_root / split}")
         return reports

@@ -1,0 +1,119 @@
+"""Synthesis with a trained generator: zero-shot voice cloning from one
+reference recording.
+
+:func:`clone_voice` loads a wav (:mod:`semtts.audio`), embeds it with CAM++
+(:class:`~semtts.extract.speaker.SpeakerEmbedder`, which resamples to 16 kHz)
+and synthesizes token ids in that voice with a generator conditioned on
+speaker vectors (``speaker_mode`` ``speaker`` or ``utterance``). It is the
+small, reusable step under the higher-level synthesis interface.
+
+Example
+-------
+>>> import tempfile, pathlib
+>>> from semtts.audio import save_audio
+>>> from semtts.extract.speaker import SpeakerEmbedder
+>>> from semtts.lobes.vits.synthesizer import VITSSynthesizer
+>>> _ = torch.manual_seed(0)
+>>> generator = VITSSynthesizer(n_vocab=10, spec_channels=9, segment_frames=2, inter_channels=4, hidden_channels=8,
+...     filter_channels=8, n_heads=2, n_layers=1, kernel_size=3, p_dropout=0.0, resblock="2",
+...     resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 2]], upsample_rates=[4, 2],
+...     upsample_initial_channel=8, upsample_kernel_sizes=[8, 4], posterior_n_layers=1, flow_n_layers=1,
+...     sdp_filter_channels=8, spk_embed_dim=16, gin_channels=8).eval()
+>>> embedder = SpeakerEmbedder.from_checkpoint(None, embed_dim=16, allow_random_init=True)
+>>> reference = pathlib.Path(tempfile.mkdtemp()) / "ref.wav"
+>>> save_audio(reference, torch.randn(22050) * 0.1, 22050)
+>>> out = clone_voice(generator, [3, 4, 5], reference, embedder, sample_rate=22050)
+>>> out.waveform.shape[0] == int(out.durations.sum()) * 8, out.durations.shape, out.spk_embed.shape
+(True, torch.Size([7]), torch.Size([16]))
+"""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from semtts.audio import load_audio
+from semtts.errors import ConfigError, DataError
+from semtts.extract.speaker import SpeakerEmbedder
+from semtts.text.tokenizer import BLANK_ID, intersperse
+
+__all__ = ["ClonedVoice", "clone_voice"]
+
+
+class ClonedVoice(NamedTuple):
+    """What :func:`clone_voice` returns."""
+
+    waveform: torch.Tensor
+    """``[T]`` float32 samples on the CPU, ``T = durations.sum() * hop_length``."""
+    sample_rate: int
+    """The rate of ``waveform`` (the generator's)."""
+    durations: torch.Tensor
+    """``[T_text]`` frames per token (blanks included when ``add_blank``)."""
+    spk_embed: torch.Tensor
+    """``[D]`` the CAM++ embedding of the reference."""
+
+
+@torch.inference_mode()
+def clone_voice(
+    generator: torch.nn.Module,
+    token_ids: list[int],
+    reference_wav: str | Path,
+    embedder: SpeakerEmbedder,
+    sample_rate: int,
+    add_blank: bool = True,
+    noise_scale: float = 0.667,
+    noise_scale_w: float = 0.8,
+    length_scale: float = 1.0,
+) -> ClonedVoice:
+    """Synthesize ``token_ids`` in the voice of one reference recording.
+
+    Arguments
+    ---------
+    generator : VITSSynthesizer
+        A trained generator conditioned on speaker vectors of the embedder's
+        dimension (its ``speaker.spk_embed_dim``), in eval mode.
+    token_ids : list of int
+        Token ids from the model's token list, without blanks.
+    reference_wav : str or Path
+        Any audio file soundfile reads, at any rate (mixed to mono).
+    embedder : SpeakerEmbedder
+        CAM++ loaded as in stage 3 (same checkpoint as the training embeddings).
+    sample_rate : int
+        The generator's output rate (the recipe's ``sample_rate``).
+    add_blank : bool
+        Intersperse the blank token, as the model was trained (``add_blank``).
+    noise_scale, noise_scale_w, length_scale : float
+        Prior noise, duration noise and speed (see ``VITSSynthesizer.infer``).
+
+    Returns
+    -------
+    ClonedVoice
+        ``waveform`` ``[T]``, ``sample_rate``, ``durations`` ``[T_text]``, ``spk_embed`` ``[D]``.
+    """
+    speaker = getattr(generator, "speaker", None)
+    expected = getattr(speaker, "spk_embed_dim", 0) if speaker is not None else 0
+    if expected <= 0:
+        raise ConfigError("clone_voice: the generator is not conditioned on speaker vectors (train it with "
+                          "speaker_mode speaker or utterance)")
+    if embedder.embed_dim != expected:
+        raise ConfigError(f"clone_voice: the embedder gives {embedder.embed_dim}-d vectors but the generator "
+                          f"takes {expected}-d ones (use the CAM++ checkpoint of its training)")
+    if not token_ids:
+        raise DataError("clone_voice: no tokens to synthesize")
+    path = Path(reference_wav)
+    if not path.is_file():
+        raise DataError(f"{path}: reference recording not found")
+    try:
+        wav, sr = load_audio(path, mono=True)
+    except Exception as err:  # soundfile raises several types for foreign files
+        raise DataError(f"{path}: cannot read the reference recording ({err})") from None
+    spk_embed = embedder.embed([wav], sr)[0]
+    if not torch.isfinite(spk_embed).all():
+        raise DataError(f"{path}: the reference recording gives a non-finite speaker embedding")
+    ids = intersperse(token_ids, BLANK_ID) if add_blank else list(token_ids)
+    device = next(generator.parameters()).device
+    tokens = torch.tensor([ids], dtype=torch.long, device=device)
+    out = generator.infer(tokens, torch.tensor([len(ids)], device=device), spk_embed=spk_embed[None].to(device),
+                          noise_scale=noise_scale, noise_scale_w=noise_scale_w, length_scale=length_scale)
+    n = int(out.wav_lengths[0])
+    return ClonedVoice(out.waveform[0, 0, :n].float().cpu(), int(sample_rate), out.durations[0].cpu(), spk_embed)
