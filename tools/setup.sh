@@ -38,7 +38,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c '
     log "semtts already installed in $venv (skipped)"
 else
     log "installing semtts and its dependencies into $venv (a few minutes the first time)"
-    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
     "$venv/bin/python" -m pip install -q -e "$root[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
     echo "$want" > "$stamp"
 fi
