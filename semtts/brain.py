@@ -50,6 +50,7 @@ from semtts.errors import ConfigError, DataError, SemttsError
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
+from semtts.semantic_distillation import semantic_distillation
 from semtts.speaker_consistency import speaker_consistency_loss
 
 __all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 SPEAKER_MODES = ("sid", "speaker", "utterance")
 REQUIRED_KEYS = ("spectrogram", "generator_opt_class", "discriminator_opt_class", "scheduler_class", "generator_loss",
                  "discriminator_loss", "speaker_mode", "log_interval", "audio_log_interval", "keep_checkpoints")
-EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm", "spk")
+EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm", "spk", "sem")
 """Training terms written to the epoch log (TensorBoard gets them all)."""
 RUN_OPTIONS_LOGGED = ("precision", "max_grad_norm", "nonfinite_patience", "ckpt_interval_steps",
                       "ckpt_interval_minutes")
@@ -124,7 +125,8 @@ class VITSBrain(sb.Brain):
         ``speaker_mode`` (sid | speaker | utterance), ``log_interval``,
         ``audio_log_interval`` (steps), ``keep_checkpoints``; optional
         ``tensorboard_folder``, ``train_logger``, ``seed``, ``c_spk`` (> 0: the
-        CAM++ speaker-consistency term, :mod:`semtts.speaker_consistency`).
+        CAM++ speaker-consistency term, :mod:`semtts.speaker_consistency`),
+        ``lambda_sem`` and its schedule (stages B, C: :mod:`semtts.semantic_distillation`).
     run_opts : dict or RunOptions, optional
         SpeechBrain's run options (``--device``, ``--precision``, ...).
     checkpointer : AtomicCheckpointer, optional
@@ -187,6 +189,7 @@ class VITSBrain(sb.Brain):
         self.generator_loss = hparams["generator_loss"]
         self.discriminator_loss = hparams["discriminator_loss"]
         self.speaker_loss = speaker_consistency_loss(hparams, self.device)  # None (no CAM++) when c_spk is 0
+        self.semantic = semantic_distillation(hparams)  # None in stage A (no lambda_sem)
         self.log_interval = int(hparams["log_interval"])
         self.audio_log_interval = int(hparams["audio_log_interval"])
         self.keep_checkpoints = int(hparams["keep_checkpoints"])
@@ -284,9 +287,9 @@ class VITSBrain(sb.Brain):
         ---------
         batch : PaddedBatch
             ``sig`` ``[B, T]``, ``token_ids`` ``[B, T_text]``, and ``spk_id``
-            or ``spk_embed`` by ``speaker_mode``.
+            or ``spk_embed`` by ``speaker_mode``; ``teacher`` ``[B, T_sem, D]`` in stages B, C.
         stage : sb.Stage
-            Unused (training and evaluation run the same pass).
+            TRAIN: teacher forcing by its schedule (stage C); otherwise the student.
 
         Returns
         -------
@@ -300,7 +303,9 @@ class VITSBrain(sb.Brain):
         hop, frames = raw.hop_length, raw.segment_frames
         spec = self.spectrogram.linear_spectrogram(wav)  # [B, F, T // hop], float32
         spec_lengths = torch.div(wav_lengths, hop, rounding_mode="floor")
-        out = self.modules.generator(tokens, token_lengths, spec, spec_lengths, **speaker)
+        semantic = {} if self.semantic is None else self.semantic.inputs(
+            batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device)  # teacher features (stages B, C)
+        out = self.modules.generator(tokens, token_lengths, spec, spec_lengths, **speaker, **semantic)
         mel = self.spectrogram.spec_to_mel(spec)
         return VITSForward(
             output=out,
@@ -328,8 +333,8 @@ class VITSBrain(sb.Brain):
         Returns
         -------
         dict of str to torch.Tensor
-            ``loss`` (weighted total), the terms of :class:`~semtts.losses.VITSGeneratorLoss`, and ``spk``
-            (speaker consistency) when ``c_spk > 0``.
+            ``loss`` (weighted total), the terms of :class:`~semtts.losses.VITSGeneratorLoss`, ``spk``
+            (speaker consistency) when ``c_spk > 0``, ``sem`` (semantic distillation) in stages B, C.
         """
         out = predictions.output
         _, fake_scores, real_fmaps, fake_fmaps = self.modules.discriminator(predictions.y, predictions.y_hat)
@@ -338,6 +343,7 @@ class VITSBrain(sb.Brain):
             real_fmaps=real_fmaps, fake_fmaps=fake_fmaps, z_p=out.z_p, logs_q=out.logs_q, m_p=out.m_p,
             logs_p=out.logs_p, z_mask=out.spec_mask, x_mask=out.token_mask, duration_nll=out.duration_loss,
         )
+        terms = terms if self.semantic is None else self.semantic.add_to(terms, out)
         return terms if self.speaker_loss is None else self.speaker_loss.add_to(terms, predictions.y_hat, predictions.y)
 
     @staticmethod

@@ -1,37 +1,58 @@
-"""Stages 3 (CAM++), 5 (train A) and 8 (synthesize) of the mini recipe on a
-tiny corpus, through the recipe driver: training conditioned on CAM++
-speaker means (the mini default), checkpoints, wavs that are finite,
-non-silent and as long as their durations say, the held-out speakers
+"""Stages 3 (CAM++), 4 (Whisper teacher), 5, 6, 7 (train A, B, C) and 8
+(synthesize with C) of the mini recipe on a tiny corpus, through the recipe
+driver: training conditioned on CAM++ speaker means (the mini default), B
+starting from A and C from B, checkpoints, stage 8 run with Whisper made
+unimportable (a stage-C model synthesizes from the student), wavs that are
+finite, non-silent and as long as their durations say, the held-out speakers
 synthesized zero-shot from one reference recording each, and idempotent
 reruns."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import soundfile as sf
 
-from tests.test_recipe_driver import _flags, run
+from tests.test_recipe_driver import ROOT, _flags, run
+
+NO_WHISPER = "import sys; sys.modules['whisper'] = None; from semtts.stages.synthesize import main; main()"
 
 
-def test_train_a_then_synthesize(tmp_path):
+def test_train_a_b_c_then_synthesize(tmp_path):
     hp = dict(exp_root=tmp_path / "exp", data_folder=tmp_path / "mini", mini_speakers=3,
               mini_utts_per_speaker=5, heldout_speakers="[spk2]", n_valid=1, n_test=2, tag="t",
               number_of_epochs=1, batch_size=4, synth_batch_size=2, nj=1)
-    prep = run("--stage", 0, "--stop_stage", 3, *_flags(**hp))
+    prep = run("--stage", 0, "--stop_stage", 4, *_flags(**hp))
     assert prep.returncode == 0, prep.stderr[-2000:]
-    out = run("--stage", 5, "--stop_stage", 8, *_flags(**hp))
+    out = run("--stage", 5, "--stop_stage", 7, *_flags(**hp))
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "stage_A/save/CKPT+" in out.stdout and "new (fresh): sempred" in out.stdout
+    assert "stage_B/save/CKPT+" in out.stdout and "new (fresh): adapter" in out.stdout
     exp = tmp_path / "exp" / "mini" / "t"
-    assert (exp / "stage_A" / "done").is_file()
-    assert list((exp / "stage_A" / "save").glob("CKPT+*"))
+    for stage in "ABC":
+        assert (exp / f"stage_{stage}" / "done").is_file()
+        assert list((exp / f"stage_{stage}" / "save").glob("CKPT+*"))
     done = json.loads((exp / "stage_A" / "done").read_text())["settings"]
     meta = json.loads((exp / "spk_emb" / "meta.json").read_text())
     assert done["speaker_mode"] == "speaker" and done["n_speakers"] == 0
     assert done["spk_embed_dim"] == meta["embed_dim"] == 192
+    done_c = json.loads((exp / "stage_C" / "done").read_text())["settings"]
+    teacher_meta = json.loads((exp / "teacher" / "meta.json").read_text())
+    assert done_c["sem_dim"] == teacher_meta["dim"] and done_c["use_adapter"] is True
+    assert "sem" in (exp / "stage_C" / "log" / "train_log.txt").read_text()
+
+    # stage 8 (synth_stage C, the mini default) with Whisper unimportable
+    synth = subprocess.run([sys.executable, "-c", NO_WHISPER, "recipes/mini/hparams/corpus.yaml",
+                            *_flags(**hp)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert synth.returncode == 0, synth.stderr[-3000:]
 
     unseen = json.loads((exp / "tokens" / "test_unseen.json").read_text())
     for split, n_utts in (("test", 2), ("test_unseen", len(unseen))):
-        synth = exp / "synth" / "A" / split
+        synth = exp / "synth" / "C" / split
         durations = json.loads((synth / "durations.json").read_text())
         assert len(durations) == n_utts, split
         for utt_id, info in durations.items():
@@ -46,10 +67,10 @@ def test_train_a_then_synthesize(tmp_path):
             "train_mean" if split == "test" else "first_utterance": n_utts}
 
     # zero-shot: every held-out utterance conditioned on spk2's first recording by id
-    references = json.loads((exp / "synth" / "A" / "test_unseen" / "references.json").read_text())
+    references = json.loads((exp / "synth" / "C" / "test_unseen" / "references.json").read_text())
     assert {r["reference_utt"] for r in references.values()} == {min(unseen)}
     assert {r["spk"] for r in references.values()} == {"spk2"}
 
     again = run("--stage", 5, "--stop_stage", 8, *_flags(**hp))
     assert again.returncode == 0
-    assert again.stdout.count("skipped: already done") == 2
+    assert again.stdout.count("skipped: already done") == 4

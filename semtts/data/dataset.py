@@ -4,7 +4,9 @@ Items come from the stage-2 manifests (``tokens/<split>.json``). The
 pipelines load the audio (soundfile), intersperse blanks into the tokens when
 ``add_blank`` is set, map speakers to ids and, for models conditioned on
 speaker vectors, give every item its vector (``spk_embed``, chosen by
-:mod:`semtts.data.speaker_vectors`); spectrograms are computed on the
+:mod:`semtts.data.speaker_vectors`); in training stages B and C they read
+every item's Whisper teacher features (``teacher``,
+:mod:`semtts.data.teacher_features`); spectrograms are computed on the
 training device from the waveform batch (one STFT implementation, fast on a
 GPU). Batches are SpeechBrain ``PaddedBatch`` objects whose lengths are
 *relative*; :func:`absolute_lengths` turns them into the absolute integer
@@ -21,6 +23,7 @@ tensor([10,  3])
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from speechbrain.dataio.batch import PaddedData
@@ -76,6 +79,8 @@ def dataio_prepare(
     add_blank: bool,
     speaker_table: dict[str, int] | None = None,
     spk_embeds: dict[str, torch.Tensor] | None = None,
+    teacher: Any = None,
+    keep: set[str] | None = None,
 ) -> dict[str, DynamicItemDataset]:
     """Build one ``DynamicItemDataset`` per split with the semtts pipelines.
 
@@ -83,7 +88,9 @@ def dataio_prepare(
     interspersed when ``add_blank``), ``spk_id`` (``-1`` for speakers outside
     ``speaker_table``), ``spk``, ``duration``, and ``spk_embed`` (``[D]``
     float32) when ``spk_embeds`` is given: a batch then holds ``spk_embed``
-    ``[B, D]``.
+    ``[B, D]``; ``teacher`` (``[T_sem, D]`` float32, read from disk item by
+    item) when ``teacher`` is given: a batch then holds ``teacher``
+    ``[B, T_sem, D]`` (padded).
 
     Arguments
     ---------
@@ -103,6 +110,11 @@ def dataio_prepare(
         ``{utt_id: [D] tensor}`` speaker vectors
         (:meth:`~semtts.data.speaker_vectors.SpeakerVectors.conditioning`);
         items without one are left out (the caller reports them).
+    teacher : TeacherFeatures, optional
+        Stage 4's features (:class:`semtts.data.teacher_features.TeacherFeatures`,
+        or any object with ``features(utt_id) -> [T_sem, D] tensor``).
+    keep : set, optional
+        Only these utterance ids (e.g. those with teacher features); all when omitted.
 
     Returns
     -------
@@ -161,15 +173,25 @@ def dataio_prepare(
     def embedding_pipeline(utt_id: str) -> torch.Tensor:
         return spk_embeds[utt_id]
 
+    @takes("id")
+    @provides("teacher")
+    def teacher_pipeline(utt_id: str) -> torch.Tensor:
+        return teacher.features(utt_id)
+
     pipelines = [audio_pipeline, token_pipeline, speaker_pipeline]
     keys = ["id", "sig", "token_ids", "spk_id", "spk", "duration"]
     if spk_embeds is not None:
         pipelines.append(embedding_pipeline)
         keys.append("spk_embed")
+    if teacher is not None:
+        pipelines.append(teacher_pipeline)
+        keys.append("teacher")
     datasets = {}
     for split, manifest in loaded.items():
         if spk_embeds is not None:
             manifest = {utt: item for utt, item in manifest.items() if utt in spk_embeds}
+        if keep is not None:
+            manifest = {utt: item for utt, item in manifest.items() if utt in keep}
         datasets[split] = DynamicItemDataset(manifest, dynamic_items=pipelines, output_keys=keys)
     return datasets
 

@@ -21,9 +21,13 @@ held-out speakers of ``test_unseen`` are synthesized zero-shot, each from one
 reference recording (by default its first utterance by id). A split whose
 speakers a speaker-id table cannot condition on is skipped with a log line.
 
+A stage-B or C model synthesizes from text alone: its semantics are the
+student's (SemPred), never the Whisper teacher's, and Whisper is not imported.
+
     python -m semtts.stages.synthesize recipes/mini/hparams/corpus.yaml [--device cuda]
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -36,7 +40,7 @@ from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
-from semtts.stages.train import load_speaker_vectors, model_sizes, stage_dir
+from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
 
 __all__ = ["load_generator", "split_references", "synthesize_split", "main"]
 
@@ -163,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv)
     probe = load_stage_hparams(args.hparams_file, args.overrides)
     stage = probe["synth_stage"]
-    if stage not in ("A", "B", "C"):
+    if stage not in STAGE_FILES:
         raise ConfigError(f"synth_stage must be A, B or C, got {stage!r}")
-    include = ("model_hparams", f"train_{stage}_hparams")
+    include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
     vectors = load_speaker_vectors(probe)  # checks spk_emb/meta.json against the hparams
     extra, _ = model_sizes(probe["output_folder"], probe["speaker_mode"], vectors.dim if vectors else 0)
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"{trained}: stage {stage} has not finished training")
     speakers = read_manifest(trained / "speakers.json", check=False)
     device = torch.device(args.run_opts.device or "cpu")
-    generator = hp["generator"]
+    sem_dim = json.loads((trained / "done").read_text())["settings"].get("sem_dim", 0)  # stages B, C
+    generator = build_generator(hp, stage, sem_dim)
     checkpoint = load_generator(hp["save_folder"], generator, hp["synth_checkpoint"])
     generator.remove_weight_norm()
     generator.to(device).eval()

@@ -13,6 +13,18 @@ anything is built, ``spk_emb/meta.json`` is checked against the hparams
 sides), the model's ``spk_embed_dim`` is set from it (``n_speakers: 0``), and
 items stage 3 could not embed are left out with a logged count.
 
+Stages B and C (:class:`~semtts.lobes.vits.semantic_vits.SemanticVITS`)
+distil stage 4's Whisper features into the text side: ``teacher/done`` must
+exist and ``teacher/meta.json`` match the hparams (a one-line error names
+both sides), items without teacher features are left out with a logged
+count, and batches carry ``teacher`` ``[B, T_sem, D]``. A stage starts from
+the last checkpoint of the one before (B from A, C from B:
+:func:`init_from_previous_stage`): the generator and discriminator weights
+that exist there are loaded, the new modules (SemPred in B, the adapter in C)
+start from their fresh initialisation, a parameter whose shape differs stops
+with a message naming it, and the optimizers, schedulers and counters start
+afresh. A stage that has checkpoints of its own resumes from them instead.
+
     python -m semtts.stages.train_a recipes/mini/hparams/corpus.yaml [--device cuda] [--precision bf16]
     torchrun --nproc_per_node 4 -m semtts.stages.train_a HPARAMS.yaml --distributed_launch
 """
@@ -21,19 +33,26 @@ import json
 from pathlib import Path
 
 import torch
+from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.seed import seed_everything
 
 from semtts.data.dataset import build_speaker_table, dataio_prepare, make_train_sampler
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
+from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.text.tokenizer import TokenList
 
-__all__ = ["SPEAKER_MODES", "stage_dir", "model_sizes", "load_speaker_vectors", "training_vectors", "loader_kwargs",
-           "train"]
+__all__ = ["SPEAKER_MODES", "PREVIOUS_STAGE", "STAGE_FILES", "stage_dir", "model_sizes", "load_speaker_vectors",
+           "training_vectors", "loader_kwargs", "with_teacher", "build_generator", "load_matching_weights",
+           "init_from_previous_stage", "train"]
 
 SPEAKER_MODES = ("sid", "speaker", "utterance")
+PREVIOUS_STAGE = {"B": "A", "C": "B"}
+"""The stage each training stage starts from."""
+STAGE_FILES = {"A": "train_A_hparams", "B": "train_B_hparams", "C": "train_C_hparams"}
+"""The ``corpus.yaml`` key naming each training stage's hparams file."""
 
 
 def stage_dir(hp: dict, stage: str) -> Path:
@@ -144,27 +163,189 @@ def loader_kwargs(hp: dict, dataset, train: bool) -> dict:
     return kwargs
 
 
+def with_teacher(teacher, manifests: dict[str, Path], stage: str = "6") -> set[str]:
+    """The training and validation items that have teacher features; the
+    others are logged with a count and left out.
+
+    Arguments
+    ---------
+    teacher : TeacherFeatures
+        Stage 4's features.
+    manifests : dict
+        ``{split: tokens/<split>.json}``, with ``train``.
+    stage : str
+        The stage number for the log lines.
+
+    Returns
+    -------
+    set
+        The utterance ids to keep.
+    """
+    keep = set()
+    for split, path in manifests.items():
+        items = read_manifest(path)
+        kept, dropped = teacher.available(items)
+        if dropped:
+            utt_id, reason = next(iter(sorted(dropped.items())))
+            log(stage, f"{split}: {len(dropped)} of {len(items)} utterances have no teacher features and are left "
+                       f"out (e.g. {utt_id}: {reason})")
+        if split == "train" and not kept:
+            raise DataError(f"{path}: no training utterance has teacher features (see teacher/report.json)")
+        keep |= kept
+    return keep
+
+
+def build_generator(hp: dict, stage: str, sem_dim: int = 0) -> torch.nn.Module:
+    """The generator of a stage: the model file's ``generator`` for A; for B
+    and C a :class:`~semtts.lobes.vits.semantic_vits.SemanticVITS` built
+    around it with the stage's semantic switches.
+
+    Arguments
+    ---------
+    hp : dict
+        The stage hparams (``generator``; for B and C ``use_sempred``,
+        ``use_adapter``, ``sempred_hidden``, ``sempred_kernel_size``,
+        ``sempred_layers``, ``sempred_dropout``, ``adapter_heads``,
+        ``adapter_dropout``, ``adapter_gate_init``).
+    stage : str
+        ``"A"``, ``"B"`` or ``"C"``.
+    sem_dim : int
+        The teacher feature width (B and C).
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    if stage == "A":
+        return hp["generator"]
+    if stage not in PREVIOUS_STAGE:
+        raise ConfigError(f"training stage must be A, B or C, got {stage!r}")
+    return SemanticVITS(
+        hp["generator"], sem_dim, use_sempred=hp["use_sempred"], use_adapter=hp["use_adapter"],
+        sempred_hidden=hp["sempred_hidden"], sempred_kernel_size=hp["sempred_kernel_size"],
+        sempred_layers=hp["sempred_layers"], sempred_dropout=hp["sempred_dropout"],
+        adapter_heads=hp["adapter_heads"], adapter_dropout=hp["adapter_dropout"],
+        adapter_gate_init=hp["adapter_gate_init"],
+    )
+
+
+def load_matching_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Load the tensors of ``state`` into ``module``; the module's other
+    tensors keep their initialisation.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The new stage's network.
+    state : dict
+        A state dict from an earlier stage.
+    source : str
+        Where ``state`` comes from, for the messages.
+
+    Returns
+    -------
+    list of str
+        The names of the module's tensors that ``state`` lacks (kept fresh).
+
+    Raises
+    ------
+    ConfigError
+        A tensor of ``state`` has another shape in ``module``, or no place in it.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 3))
+    >>> load_matching_weights(net, torch.nn.Sequential(torch.nn.Linear(2, 2)).state_dict(), "old.ckpt")
+    ['1.bias', '1.weight']
+    """
+    own = module.state_dict()
+    for name, tensor in state.items():
+        if name not in own:
+            raise ConfigError(f"{source}: parameter {name} has no place in this stage's model (another "
+                              "architecture?); train the earlier stage with the same model settings")
+        if tuple(own[name].shape) != tuple(tensor.shape):
+            raise ConfigError(f"{source}: parameter {name} has shape {list(tensor.shape)} there but "
+                              f"{list(own[name].shape)} in this stage's model; use the earlier stage's model settings")
+    module.load_state_dict(state, strict=False)
+    return sorted(name for name in own if name not in state)
+
+
+def init_from_previous_stage(hp: dict, stage: str, generator: torch.nn.Module,
+                             discriminator: torch.nn.Module) -> str | None:
+    """Start stage B from stage A's last checkpoint, C from B's: load the
+    generator and discriminator weights that exist there (new modules keep
+    their fresh initialisation). Nothing is loaded when the stage already has
+    checkpoints of its own (it resumes from them) or for stage A.
+
+    Arguments
+    ---------
+    hp : dict
+        The stage hparams (``output_folder``, ``save_folder``).
+    stage : str
+        ``"A"``, ``"B"`` or ``"C"``.
+    generator, discriminator : torch.nn.Module
+        The stage's networks, before training starts.
+
+    Returns
+    -------
+    str or None
+        The checkpoint loaded (``stage_<X>/save/CKPT+...``), or None.
+    """
+    if stage not in PREVIOUS_STAGE or Checkpointer(hp["save_folder"]).list_checkpoints():
+        return None
+    previous = PREVIOUS_STAGE[stage]
+    folder = stage_dir(hp, previous)
+    if not (folder / "done").is_file():
+        raise DataError(f"{folder}: stage {previous} has not finished training; stage {stage} starts from it")
+    checkpoint = Checkpointer(folder / "save").find_checkpoint()
+    if checkpoint is None:
+        raise DataError(f"{folder / 'save'}: no checkpoint of stage {previous} to start stage {stage} from")
+    fresh = {}
+    for name, module in (("generator", generator), ("discriminator", discriminator)):
+        path = checkpoint.paramfiles.get(name)
+        if path is None:
+            raise DataError(f"{checkpoint.path}: the checkpoint has no {name}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        fresh[name] = load_matching_weights(module, state, str(path))
+    new = sorted({name.split(".")[0] for name in fresh["generator"] + fresh["discriminator"]})
+    log(str(5 + "ABC".index(stage)), f"initialised from {checkpoint.path}; new (fresh): {', '.join(new) or 'none'}; "
+                                      "optimizers and schedulers start afresh")
+    return str(checkpoint.path)
+
+
 def train(stage: str, argv: list[str] | None = None) -> int:
     """Train stage ``stage`` (``"A"``, ``"B"`` or ``"C"``) from a command line."""
     from semtts.brain import VITSBrain
     from semtts.checkpoint import make_checkpointer
 
+    if stage not in STAGE_FILES:
+        raise ConfigError(f"training stage must be A, B or C, got {stage!r}")
+    number = str(5 + "ABC".index(stage))
     args = parse_stage_args(argv)
-    include = ("model_hparams", f"train_{stage}_hparams")
+    include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
     vectors = load_speaker_vectors(probe)  # start-up check of spk_emb/meta.json, before anything is built
+    teacher = None
+    if stage != "A":
+        from semtts.data.teacher_features import TeacherFeatures  # imports whisper: training only
+
+        teacher = TeacherFeatures.load(probe)  # start-up check of teacher/meta.json
     extra, speakers = model_sizes(probe["output_folder"], probe["speaker_mode"], vectors.dim if vectors else 0)
     tokens_dir = Path(probe["output_folder"]) / "tokens"
     manifests = {split: tokens_dir / f"{split}.json" for split in ("train", "valid")}
-    spk_embeds = None if vectors is None else training_vectors(vectors, manifests, probe["speaker_mode"],
-                                                               str(5 + "ABC".index(stage)))
+    spk_embeds = None if vectors is None else training_vectors(vectors, manifests, probe["speaker_mode"], number)
+    keep = None if teacher is None else with_teacher(teacher, manifests, number)
     seed_everything(probe["seed"])  # before the model is built: reproducible init
     hp = load_stage_hparams(args.hparams_file, args.overrides, include=include, extra=extra)
+    generator = build_generator(hp, stage, teacher.dim if teacher else 0)
     out_dir = stage_dir(hp, stage)
     plain = {k: v for k, v in hp.items() if isinstance(v, (str, int, float, bool, list)) or v is None}
     settings = {**plain, **extra, "tokens_done": json.loads((tokens_dir / "done").read_text())["settings"]}
     if vectors is not None:
         settings["spk_emb"] = {key: vectors.meta.get(key) for key in ("model", "embed_dim", "ckpt_sha256")}
+    if teacher is not None:
+        settings["sem_dim"] = teacher.dim  # stage 8 builds the model from it
+        settings["teacher"] = {key: teacher.meta.get(key) for key in ("model", "sha256", "layer", "dim")}
     settings.pop("number_of_epochs", None)  # more epochs continue training
 
     def body() -> dict:
@@ -177,10 +358,13 @@ def train(stage: str, argv: list[str] | None = None) -> int:
             add_blank=hp["add_blank"],
             speaker_table=speakers,
             spk_embeds=spk_embeds,
+            teacher=teacher,
+            keep=keep,
         )
-        checkpointer = make_checkpointer(hp["save_folder"], hp["generator"], hp["discriminator"], hp["epoch_counter"])
+        init_from_previous_stage(hp, stage, generator, hp["discriminator"])
+        checkpointer = make_checkpointer(hp["save_folder"], generator, hp["discriminator"], hp["epoch_counter"])
         brain = VITSBrain(
-            modules={"generator": hp["generator"], "discriminator": hp["discriminator"]},
+            modules={"generator": generator, "discriminator": hp["discriminator"]},
             hparams=hp,
             run_opts=args.run_opts,
             checkpointer=checkpointer,
@@ -194,7 +378,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         )
         return {"epochs": hp["number_of_epochs"]}
 
-    ran = run_stage(f"{5 + 'ABC'.index(stage)} train {stage}", out_dir, settings, body, force=args.force)
+    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=args.force)
     if ran:
-        log(str(5 + "ABC".index(stage)), f"checkpoints in {hp['save_folder']}")
+        log(number, f"checkpoints in {hp['save_folder']}")
     return 0

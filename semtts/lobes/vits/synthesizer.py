@@ -47,7 +47,7 @@ from semtts.lobes.vits.masks import lengths_to_mask
 from semtts.lobes.vits.posterior_encoder import PosteriorEncoder
 from semtts.lobes.vits.segments import random_segments
 from semtts.lobes.vits.speaker import SpeakerConditioner
-from semtts.lobes.vits.text_encoder import TextEncoder
+from semtts.lobes.vits.text_encoder import TextEncoder, TextEncoderOutput
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
 __all__ = ["VITSOutput", "VITSInference", "VITSSynthesizer"]
@@ -423,7 +423,7 @@ class VITSSynthesizer(nn.Module):
         """
         self._check_tokens(tokens, token_lengths)
         g = self.speaker_condition(sid, spk_embed)
-        text = self.text_encoder(tokens, token_lengths)
+        text = self.inference_prior(tokens, token_lengths)
         log_w = self.duration_predictor.log_durations(
             text.hidden, text.mask, g=g, noise_scale=noise_scale_w
         )
@@ -446,6 +446,24 @@ class VITSSynthesizer(nn.Module):
             waveform, spec_lengths * self.hop_length, durations.long(), spec_lengths, path,
             text.mask, spec_mask,
         )
+
+    def inference_prior(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> TextEncoderOutput:
+        """The text encoding :meth:`infer` uses: ``hidden`` feeds the duration
+        predictor, ``m_p, logs_p`` the prior (here the text encoder's output;
+        a subclass may change the prior, e.g. with semantic features).
+
+        Arguments
+        ---------
+        tokens : torch.Tensor
+            ``[B, T_text]`` token ids.
+        token_lengths : torch.Tensor
+            ``[B]`` absolute token counts.
+
+        Returns
+        -------
+        TextEncoderOutput
+        """
+        return self.text_encoder(tokens, token_lengths)
 
     @torch.no_grad()
     def voice_conversion(

@@ -182,6 +182,25 @@ class TextEncoder(nn.Module):
         x = x.transpose(1, 2)
         mask = lengths_to_mask(token_lengths, tokens.size(1), x.dtype)
         hidden = self.encoder(x, mask)
+        m_p, logs_p = self.project(hidden, mask)
+        return TextEncoderOutput(hidden, m_p, logs_p, mask)
+
+    def project(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior statistics of hidden features (also of features a
+        semantic adapter changed after the transformer).
+
+        Arguments
+        ---------
+        hidden : torch.Tensor
+            ``[B, H, T_text]`` features.
+        mask : torch.Tensor
+            ``[B, 1, T_text]`` token mask.
+
+        Returns
+        -------
+        m_p, logs_p : torch.Tensor
+            ``[B, C, T_text]`` each, zero on padded tokens.
+        """
         stats = self.proj(hidden) * mask
         m_p, logs_p = stats.split(self.out_channels, dim=1)
-        return TextEncoderOutput(hidden, m_p, logs_p, mask)
+        return m_p, logs_p

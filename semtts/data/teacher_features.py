@@ -1,0 +1,142 @@
+"""Whisper teacher features for training stages B and C, from stage 4
+(``<output_folder>/teacher/``).
+
+:meth:`TeacherFeatures.load` runs before anything is built: stage 4 must have
+finished (``teacher/done``) and ``teacher/meta.json`` must match what the
+hparams imply (:func:`semtts.extract.teacher.expected_metadata`: model,
+checkpoint, layer, dimension; a mismatch is a one-line error naming both
+sides). Utterances stage 4 skipped are left out of training (the caller logs
+the count); the features of the others are read lazily, one item at a time,
+by the data pipeline (:func:`semtts.data.dataset.dataio_prepare`), as float32
+``[T_sem, D]`` tensors.
+
+This module imports the Whisper stage module (and so ``whisper``): training
+imports it, synthesis never does.
+
+Example
+-------
+>>> import tempfile, numpy as np
+>>> from semtts.extract.common import feature_path, save_array_atomic
+>>> folder = Path(tempfile.mkdtemp())
+>>> save_array_atomic(feature_path(folder, "u1"), np.ones((5, 4), np.float16))
+>>> teacher = TeacherFeatures(folder, meta={"dim": 4}, skipped={"u2": "too short"})
+>>> kept, dropped = teacher.available({"u1": {}, "u2": {}})
+>>> sorted(kept), dropped, teacher.dim
+(['u1'], {'u2': 'too short'}, 4)
+>>> teacher.features("u1").shape, teacher.features("u1").dtype     # [T_sem, D]
+(torch.Size([5, 4]), torch.float32)
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semtts.errors import ConfigError, DataError
+from semtts.extract.common import check_metadata, feature_path
+from semtts.extract.teacher import expected_metadata, load_teacher
+
+__all__ = ["TeacherFeatures"]
+
+_WHISPER_KEYS = ("whisper_model", "whisper_layer", "whisper_cache_dir", "allow_random_init", "whisper_random_dims",
+                 "seed")
+
+
+class TeacherFeatures:
+    """What stage 4 wrote, as training reads it.
+
+    Arguments
+    ---------
+    folder : str or Path
+        ``<output_folder>/teacher``.
+    meta : dict
+        ``teacher/meta.json`` (``dim``, ``model``, ``sha256``, ...).
+    skipped : dict
+        ``{utt_id: reason}`` of the utterances stage 4 could not process.
+
+    Example
+    -------
+    >>> TeacherFeatures("teacher", {"dim": 384}).dim
+    384
+    """
+
+    def __init__(self, folder: str | Path, meta: dict[str, Any], skipped: dict[str, str] | None = None) -> None:
+        self.folder = Path(folder)
+        self.meta = dict(meta)
+        self.skipped = dict(skipped or {})
+
+    @classmethod
+    def load(cls, hp: dict) -> "TeacherFeatures":
+        """Open ``<output_folder>/teacher/`` after checking that stage 4 has
+        finished and that its metadata matches the hparams.
+
+        Arguments
+        ---------
+        hp : dict
+            Hparams with ``output_folder`` and stage 4's Whisper keys
+            (``whisper_model``, ``whisper_layer``, ``whisper_cache_dir``,
+            ``allow_random_init``, ``whisper_random_dims``, ``seed``).
+
+        Returns
+        -------
+        TeacherFeatures
+
+        Raises
+        ------
+        DataError
+            Stage 4 has not finished.
+        ConfigError
+            A Whisper key is missing, or the metadata disagrees with the
+            hparams (the message names both values).
+        """
+        folder = Path(hp["output_folder"]) / "teacher"
+        if not (folder / "done").is_file():
+            raise DataError(f"{folder}: stage 4 (Whisper teacher features) has not finished; stages B and C need "
+                            "it (run the recipe with --stage 4)")
+        missing = [key for key in _WHISPER_KEYS if key not in hp]
+        if missing:
+            raise ConfigError(f"teacher features: the hparams lack {', '.join(missing)} (stage 4's Whisper "
+                              "settings, in the recipe's corpus.yaml)")
+        meta = check_metadata(folder / "meta.json", expected_metadata(hp), "teacher features")
+        report = folder / "report.json"
+        skipped = json.loads(report.read_text()).get("skipped", {}) if report.is_file() else {}
+        return cls(folder, meta, skipped)
+
+    @property
+    def dim(self) -> int:
+        """The feature width ``D``."""
+        return int(self.meta["dim"])
+
+    def available(self, items: dict[str, dict]) -> tuple[set[str], dict[str, str]]:
+        """Which items have a feature file.
+
+        Arguments
+        ---------
+        items : dict
+            ``{utt_id: item}`` of one split.
+
+        Returns
+        -------
+        kept : set
+            The ids with features.
+        dropped : dict
+            ``{utt_id: reason}`` of the others (stage 4's reason when it gave one).
+        """
+        kept, dropped = set(), {}
+        for utt_id in items:
+            if feature_path(self.folder, utt_id).is_file():
+                kept.add(utt_id)
+            else:
+                dropped[utt_id] = self.skipped.get(utt_id, "no teacher feature file (stage 4 ran on other "
+                                                           "manifests? rerun it with --force)")
+        return kept, dropped
+
+    def features(self, utt_id: str) -> torch.Tensor:
+        """``[T_sem, D]`` float32 features of one utterance; a missing,
+        corrupt or wrongly sized file is a :class:`DataError` naming it."""
+        feats = load_teacher(self.folder, utt_id)
+        if feats.shape[1] != self.dim:
+            raise DataError(f"{feature_path(self.folder, utt_id)}: teacher features have D = {feats.shape[1]}, "
+                            f"meta.json says {self.dim}; re-extract them (stage 4 with --force)")
+        return torch.from_numpy(feats.astype("float32"))
