@@ -182,7 +182,7 @@ class SemanticVITS(VITSSynthesizer):
         sempred_kernel_size: int = 5,
         sempred_layers: int = 3,
         sempred_dropout: float = 0.1,
-        adapter_heads: int = 2,
+        adapter_heads: int = 4,
         adapter_dropout: float = 0.1,
         adapter_gate_init: float = 0.1,
     ) -> None:
