@@ -28,7 +28,7 @@ STAGE_NAMES=(
     "pack the model"                  # 10
 )
 # The Python module of each stage; empty where this version has none yet.
-STAGE_MODULES=(check_corpus prepare frontend speaker_embeddings teacher_features train_a train_b train_c synthesize "" "")
+STAGE_MODULES=(check_corpus prepare frontend speaker_embeddings teacher_features train_a train_b train_c synthesize evaluate pack)
 
 log() {
     echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$(dirname "$0")")) $*"

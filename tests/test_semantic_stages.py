@@ -243,5 +243,5 @@ def test_every_recipe_names_the_b_and_c_files():
     for corpus in sorted((ROOT / "recipes").glob("*/hparams/corpus.yaml")):
         text = corpus.read_text()
         assert "train_B_hparams: hparams/train_B.yaml" in text and "train_C_hparams: hparams/train_C.yaml" in text
-    assert "synth_stage: C" in (ROOT / "recipes" / "mini" / "hparams" / "corpus.yaml").read_text()
+    assert "synth_stages: [A, B, C]" in (ROOT / "recipes" / "mini" / "hparams" / "corpus.yaml").read_text()
     assert "train_a train_b train_c synthesize" in (ROOT / "recipes" / "stages.sh").read_text()

@@ -1,5 +1,5 @@
 """Stages 3 (CAM++), 4 (Whisper teacher), 5, 6, 7 (train A, B, C) and 8
-(synthesize with C) of the mini recipe on a tiny corpus, through the recipe
+(synthesize with A, B and C), 9 (evaluate) and 10 (pack) of the mini recipe on a tiny corpus, through the recipe
 driver: training conditioned on CAM++ speaker means (the mini default), B
 starting from A and C from B, checkpoints, stage 8 run with Whisper made
 unimportable (a stage-C model synthesizes from the student), wavs that are
@@ -43,7 +43,7 @@ def test_train_a_b_c_then_synthesize(tmp_path):
     assert done_c["sem_dim"] == teacher_meta["dim"] and done_c["use_adapter"] is True
     assert "sem" in (exp / "stage_C" / "log" / "train_log.txt").read_text()
 
-    # stage 8 (synth_stage C, the mini default) with Whisper unimportable
+    # stage 8 (every trained stage: A, B and C) with Whisper unimportable
     synth = subprocess.run([sys.executable, "-c", NO_WHISPER, "recipes/mini/hparams/corpus.yaml",
                             *_flags(**hp)],
                            cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -71,6 +71,15 @@ def test_train_a_b_c_then_synthesize(tmp_path):
     assert {r["reference_utt"] for r in references.values()} == {min(unseen)}
     assert {r["spk"] for r in references.values()} == {"spk2"}
 
+    for stage in "AB":
+        assert (exp / "synth" / stage / "test" / "durations.json").is_file()
+
     again = run("--stage", 5, "--stop_stage", 8, *_flags(**hp))
     assert again.returncode == 0
-    assert again.stdout.count("skipped: already done") == 4
+    assert again.stdout.count("skipped: already done") == 6
+
+    # stages 9 (evaluate A, B, C side by side) and 10 (pack C)
+    final = run("--stage", 9, "--stop_stage", 10, *_flags(**hp, eval_max_utterances=1))
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "| split | metric | A | B | C |" in (exp / "eval" / "results.md").read_text()
+    assert (exp / "packed" / "hyperparams.yaml").is_file() and (exp / "packed" / "MODEL_CARD.md").is_file()

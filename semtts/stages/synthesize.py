@@ -1,7 +1,8 @@
 """Stage 8: synthesize every test set with a trained stage.
 
 For each split in ``synth_splits`` (e.g. ``test`` and ``test_unseen``) the
-generator of stage ``synth_stage`` (its ``synth_checkpoint``: the last, or the
+generator of every stage in ``synth_stages`` that has finished training (its
+``synth_checkpoint``: the last, or the
 best by validation mel L1) writes
 
 - ``<output_folder>/synth/<stage>/<split>/<utt_id>.wav``;
@@ -42,9 +43,9 @@ from semtts.errors import ConfigError, DataError, entry_point
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
 
-__all__ = ["load_generator", "split_references", "synthesize_split", "main"]
+__all__ = ["load_generator", "split_references", "synthesize_split", "synthesize_stage", "main"]
 
-SETTINGS = ("synth_stage", "synth_splits", "synth_checkpoint", "synth_batch_size", "noise_scale",
+SETTINGS = ("synth_splits", "synth_checkpoint", "synth_batch_size", "noise_scale",
             "noise_scale_w", "length_scale", "seed", "speaker_mode", "synth_reference")
 
 
@@ -161,22 +162,18 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Pat
     return report
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    """Stage 8 entry point."""
-    args = parse_stage_args(argv)
-    probe = load_stage_hparams(args.hparams_file, args.overrides)
-    stage = probe["synth_stage"]
-    if stage not in STAGE_FILES:
-        raise ConfigError(f"synth_stage must be A, B or C, got {stage!r}")
+def synthesize_stage(args, stage: str) -> bool:
+    """Synthesize the test sets with trained stage ``stage``; False if that
+    stage has not finished training (it is skipped)."""
     include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
+    trained = stage_dir(probe, stage)
+    if not (trained / "done").is_file():
+        log("8", f"stage {stage} has not finished training: not synthesized")
+        return False
     vectors = load_speaker_vectors(probe)  # checks spk_emb/meta.json against the hparams
     extra, _ = model_sizes(probe["output_folder"], probe["speaker_mode"], vectors.dim if vectors else 0)
     hp = load_stage_hparams(args.hparams_file, args.overrides, include=include, extra=extra)
-    trained = stage_dir(hp, stage)
-    if not (trained / "done").is_file():
-        raise DataError(f"{trained}: stage {stage} has not finished training")
     speakers = read_manifest(trained / "speakers.json", check=False)
     device = torch.device(args.run_opts.device or "cpu")
     sem_dim = json.loads((trained / "done").read_text())["settings"].get("sem_dim", 0)  # stages B, C
@@ -185,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     generator.remove_weight_norm()
     generator.to(device).eval()
     out_root = Path(hp["output_folder"]) / "synth" / stage
-    settings = {key: hp[key] for key in SETTINGS} | {"checkpoint": checkpoint}
+    settings = {key: hp[key] for key in SETTINGS} | {"stage": stage, "checkpoint": checkpoint}
 
     def body() -> dict:
         torch.manual_seed(hp["seed"])
@@ -212,8 +209,22 @@ def main(argv: list[str] | None = None) -> int:
         return reports
 
     run_stage(f"8 synthesize ({stage}, {checkpoint})", out_root, settings, body, force=args.force)
-    return 0
+    return True
 
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """Stage 8 entry point: every finished stage of ``synth_stages``."""
+    args = parse_stage_args(argv)
+    stages = load_stage_hparams(args.hparams_file, args.overrides)["synth_stages"]
+    stages = [stages] if isinstance(stages, str) else list(stages)
+    bad = [stage for stage in stages if stage not in STAGE_FILES]
+    if bad or not stages:
+        raise ConfigError(f"synth_stages must list stages among A, B, C, got {stages!r}")
+    done = [stage for stage in stages if synthesize_stage(args, stage)]
+    if not done:
+        raise DataError(f"none of the stages {stages} has finished training: nothing to synthesize")
+    return 0
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,17 @@
+"""Evaluation of synthesized speech (stage 9, :mod:`semtts.stages.evaluate`):
+
+- :mod:`~semtts.evaluation.mcd`: mel-cepstral distortion;
+- :mod:`~semtts.evaluation.f0`: an F0 tracker and the log-F0 RMSE;
+- :mod:`~semtts.evaluation.dtw`: the DTW alignment both use;
+- :mod:`~semtts.evaluation.speaker_similarity`: CAM++ cosine similarity;
+- :mod:`~semtts.evaluation.wer`: WER and CER of a Whisper ASR, text normalisation, edit distance;
+- :mod:`~semtts.evaluation.report`: ``eval/metrics.json`` and the A / B / C table ``eval/results.md``.
+
+The submodules are imported on demand (the ASR pulls in openai-whisper).
+
+Example
+-------
+>>> from semtts.evaluation.wer import edit_distance
+>>> edit_distance("the cat sat".split(), "the cat sat down".split())["insertions"]
+1
+"""
