@@ -36,7 +36,6 @@ Example
 (tensor([1., 0.]), {'b2': 'too short'})
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ import numpy as np
 import torch
 
 from semtts.errors import ConfigError, DataError
-from semtts.extract.common import check_metadata
+from semtts.extract.common import open_extracted
 from semtts.extract.speaker import expected_metadata, load_speaker_embeddings
 
 __all__ = ["EMBEDDING_MODES", "REFERENCES", "SpeakerVectors"]
@@ -109,18 +108,12 @@ class SpeakerVectors:
             (the message names both values).
         """
         folder = Path(hp["output_folder"]) / "spk_emb"
-        mode = hp.get("speaker_mode")
-        if not (folder / "done").is_file():
-            raise DataError(f"{folder}: stage 3 (CAM++ speaker embeddings) has not run; speaker_mode {mode} "
-                            "needs it (run the recipe with --stage 3, or set --speaker_mode sid)")
-        missing = [key for key in _CAMPPLUS_KEYS if key not in hp]
-        if missing:
-            raise ConfigError(f"speaker_mode {mode}: the hparams lack {', '.join(missing)} (stage 3's CAM++ "
-                              "settings, in the recipe's corpus.yaml)")
-        check_metadata(folder / "meta.json", expected_metadata(hp), "speaker embeddings")
+        _, skipped = open_extracted(
+            folder, hp, _CAMPPLUS_KEYS, expected_metadata, "speaker embeddings",
+            f"stage 3 (CAM++ speaker embeddings) has not run; speaker_mode {hp.get('speaker_mode')} needs it "
+            "(run the recipe with --stage 3, or set --speaker_mode sid)",
+        )
         utt, spk_mean, meta = load_speaker_embeddings(folder)
-        report = folder / "report.json"
-        skipped = json.loads(report.read_text()).get("skipped", {}) if report.is_file() else {}
         return cls(utt, spk_mean, skipped, meta)
 
     @property

@@ -27,14 +27,13 @@ Example
 (torch.Size([5, 4]), torch.float32)
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from semtts.errors import ConfigError, DataError
-from semtts.extract.common import check_metadata, feature_path
+from semtts.errors import DataError
+from semtts.extract.common import feature_path, open_extracted
 from semtts.extract.teacher import expected_metadata, load_teacher
 
 __all__ = ["TeacherFeatures"]
@@ -91,16 +90,11 @@ class TeacherFeatures:
             hparams (the message names both values).
         """
         folder = Path(hp["output_folder"]) / "teacher"
-        if not (folder / "done").is_file():
-            raise DataError(f"{folder}: stage 4 (Whisper teacher features) has not finished; stages B and C need "
-                            "it (run the recipe with --stage 4)")
-        missing = [key for key in _WHISPER_KEYS if key not in hp]
-        if missing:
-            raise ConfigError(f"teacher features: the hparams lack {', '.join(missing)} (stage 4's Whisper "
-                              "settings, in the recipe's corpus.yaml)")
-        meta = check_metadata(folder / "meta.json", expected_metadata(hp), "teacher features")
-        report = folder / "report.json"
-        skipped = json.loads(report.read_text()).get("skipped", {}) if report.is_file() else {}
+        meta, skipped = open_extracted(
+            folder, hp, _WHISPER_KEYS, expected_metadata, "teacher features",
+            "stage 4 (Whisper teacher features) has not finished; stages B and C need it "
+            "(run the recipe with --stage 4)",
+        )
         return cls(folder, meta, skipped)
 
     @property

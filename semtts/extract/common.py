@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -34,6 +34,7 @@ from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.errors import ConfigError, DataError
 
 __all__ = [
+    "open_extracted",
     "pop_option",
     "collect_items",
     "run_shards",
@@ -268,3 +269,45 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def open_extracted(
+    folder: str | Path, hp: dict, keys: tuple[str, ...], expected: Callable[[dict], dict], what: str, not_run: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Open the output of an extraction stage for training: it must be
+    finished, the hparams must hold the extractor's settings, and its
+    ``meta.json`` must agree with them.
+
+    Arguments
+    ---------
+    folder : str or Path
+        The stage's output folder (``spk_emb/``, ``teacher/``).
+    hp : dict
+        The hparams.
+    keys : tuple of str
+        The extractor's hparams keys the check needs.
+    expected : callable
+        ``expected(hp)`` gives the metadata the hparams imply.
+    what : str
+        What the features are, for the messages.
+    not_run : str
+        What to say when the stage has not finished.
+
+    Returns
+    -------
+    meta : dict
+        The stored metadata.
+    skipped : dict
+        ``{utt_id: reason}`` of the utterances the stage skipped.
+    """
+    folder = Path(folder)
+    if not (folder / "done").is_file():
+        raise DataError(f"{folder}: {not_run}")
+    missing = [key for key in keys if key not in hp]
+    if missing:
+        raise ConfigError(f"{what}: the hparams lack {', '.join(missing)} (the extractor's settings, "
+                          "in the recipe's corpus.yaml)")
+    meta = check_metadata(folder / "meta.json", expected(hp), what)
+    report = folder / "report.json"
+    skipped = json.loads(report.read_text()).get("skipped", {}) if report.is_file() else {}
+    return meta, skipped
