@@ -3,11 +3,19 @@
 # that has torch, triton and numba (the Python packages semtts needs beyond
 # those can travel as wheels in .whl/, see the README's development section).
 #
-#   bash bench/gpu_run.sh [OUT_DIR]       # default OUT_DIR: bench/results/gpu
+#   bash bench/gpu_run.sh [OUT_DIR]                 # default OUT_DIR: bench/results/gpu
+#   SECTIONS="tests infer train" bash bench/gpu_run.sh OUT_DIR   # a subset
 #
-# Writes JSON lines per benchmark and a log; expect about 5 minutes on an H100/H200.
+# Sections, in order: tests (CUDA-only tests: graphs, MAS kernel, features),
+# mas (Triton kernel check and timing), infer (eager and CUDA-graph
+# synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64, with
+# and without cudnn.benchmark),
+# compile (train step with --compile, bf16), campplus, whisper.
+# Writes JSON lines per benchmark and a log; all sections take about 8
+# minutes on an H100/H200, most of it compiling.
 set -uo pipefail
 out=${1:-bench/results/gpu}
+sections=${SECTIONS:-tests mas infer train compile campplus whisper}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 status=0
@@ -15,15 +23,37 @@ step() {
     echo "=== $* ($(date +%H:%M:%S))"
     "$@" || { echo "=== FAILED: $*"; status=1; }
 }
+want() { [[ " $sections " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-step python3 bench/gpu_check_mas.py --skip-bench --out "$out/mas_check.jsonl"
-step python3 bench/mas.py --device cuda --backends triton --out "$out/mas.jsonl"
-step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-    --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out "$out/train_step.jsonl"
-step python3 bench/infer.py --device cuda --out "$out/infer.jsonl"
-step python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"
-step timeout 240 python3 bench/whisper_features.py --out "$out/whisper_features.jsonl"
-step python3 -m pytest -q -p no:cacheprovider tests/test_audio_features.py tests/test_campplus.py \
-    tests/test_vits_generator.py
+if want tests; then
+    step python3 -m pytest -q -p no:cacheprovider tests/test_graphed_inference.py tests/test_update_gate.py \
+        tests/test_audio_features.py tests/test_vits_generator.py
+    step python3 -m pytest -q -p no:cacheprovider tests/test_brain.py -k nonfinite
+fi
+if want mas; then
+    step python3 bench/gpu_check_mas.py --skip-bench --out "$out/mas_check.jsonl"
+    step python3 bench/mas.py --device cuda --backends triton --out "$out/mas.jsonl"
+fi
+if want infer; then
+    step python3 bench/infer.py --device cuda --iters 20 --out "$out/infer.jsonl"
+fi
+if want train; then
+    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step.jsonl"
+    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --cudnn_benchmark \
+        --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step_cudnn_benchmark.jsonl"
+    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --channels_last_disc \
+        --batch_sizes 32 64 --precisions bf16 fp32 --steps 12 --out "$out/train_step_channels_last_disc.jsonl"
+fi
+if want compile; then
+    step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --out "$out/train_step_compile.jsonl"
+fi
+if want campplus; then
+    step python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"
+fi
+if want whisper; then
+    step timeout 240 python3 bench/whisper_features.py --out "$out/whisper_features.jsonl"
+fi
 exit $status

@@ -11,6 +11,7 @@ during timing. fp16 needs CUDA (SpeechBrain refuses it on a CPU): on a CPU it
 is reported as skipped.
 
     python bench/train_step.py                               # tiny model, CPU
+    python bench/train_step.py --compile                     # torch.compile of discriminator and decoder
     python bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \\
         --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out bench/results/train_step_cuda.jsonl
 """
@@ -19,6 +20,7 @@ import argparse
 import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -77,9 +79,14 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
     with tempfile.TemporaryDirectory() as folder:
         hp = load_hparams(args.config, folder)
         modules = {"generator": hp["generator"], "discriminator": hp["discriminator"]}
+        if args.channels_last_disc:  # experiment: the period discriminators' Conv2d weights in NHWC
+            modules["discriminator"].to(memory_format=torch.channels_last)
         try:
-            brain = VITSBrain(modules, hparams=hp, run_opts={"device": str(device), "precision": precision,
-                                                              "noprogressbar": True})
+            run_opts = {"device": str(device), "precision": precision, "noprogressbar": True}
+            if args.compile:
+                run_opts |= {"compile": True, "compile_mode": args.compile_mode,
+                             "compile_using_dynamic_shape_tracing": False}
+            brain = VITSBrain(modules, hparams=hp, run_opts=run_opts)
         except ConfigError as err:
             return {**record, "skipped": str(err)}
         brain.on_fit_start()
@@ -91,6 +98,10 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         try:
+            started = time.perf_counter()
+            brain.fit_batch(batch)  # the first step (compiles with --compile)
+            brain.settle_steps()
+            first_s = time.perf_counter() - started
             ms = median_ms(lambda: brain.fit_batch(batch), device, warmup=args.warmup, iters=args.steps)
         except torch.OutOfMemoryError as err:
             return {**record, "error": f"out of memory: {str(err).splitlines()[0]}"}
@@ -98,7 +109,16 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "tokens_mean": round(float((batch.token_ids.lengths * batch.token_ids.data.shape[1]).mean()), 1),
                 "median_ms": round(ms, 1), "audio_s_per_s": round(audio_s / (ms / 1000.0), 2),
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
-                "skipped_steps": brain.nonfinite_total, "steps": args.steps}
+                "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
+                "cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last_disc": args.channels_last_disc,
+                "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
+                "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
+
+
+def settled(brain):
+    """The Brain after reading back its pending step outcomes."""
+    brain.settle_steps()
+    return brain
 
 
 def main(argv=None) -> None:
@@ -114,8 +134,16 @@ def main(argv=None) -> None:
     parser.add_argument("--min_seconds", type=float, default=2.0)
     parser.add_argument("--max_seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="--compile (torch.compile of the discriminator and the decoder, VITSBrain._compile)")
+    parser.add_argument("--compile_mode", default="default", help="torch.compile mode with --compile")
+    parser.add_argument("--channels_last_disc", action="store_true",
+                        help="experiment: period-discriminator Conv2d weights in channels-last (NHWC) layout")
+    parser.add_argument("--cudnn_benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark = True (cuDNN picks kernels per shape)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"
     args.config = args.config or str(ROOT / "hparams" / "model" / ("vits_base.yaml" if on_cuda else "vits_tiny.yaml"))

@@ -33,7 +33,6 @@ Example
 
 import contextlib
 import logging
-import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,6 +51,8 @@ from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
 from semtts.semantic_distillation import semantic_distillation
 from semtts.speaker_consistency import speaker_consistency_loss
+from semtts.tensorboard_media import log_media
+from semtts.update_gate import RunningMeans, UpdateGate, build_optimizer
 
 __all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
 
@@ -98,12 +99,6 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
         if not isinstance(inner, torch.nn.Module):
             return module
         module = inner
-
-
-def _image(x: torch.Tensor) -> torch.Tensor:
-    """A ``[H, W]`` tensor as a ``[1, H, W]`` image in [0, 1], row 0 at the bottom."""
-    x = x.detach().float().cpu()
-    return torch.flip((x - x.min()) / (x.max() - x.min()).clamp_min(1e-8), dims=[0]).unsqueeze(0)
 
 
 @register_checkpoint_hooks
@@ -206,16 +201,21 @@ class VITSBrain(sb.Brain):
         self.step_stats: dict[str, torch.Tensor] = {}
         self.tensorboard = None
         self._has_valid = True
-        self._sums: dict[str, list] = {}
+        self.running = RunningMeans()  # loss sums kept on the device
+        self._pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok]) not yet read back
+        self._avg_loss: torch.Tensor | None = None
         self._eval_sample = None
 
     # ------------------------------------------------------------------ set-up
 
     def init_optimizers(self) -> None:
-        """Build both AdamW optimizers and their per-epoch schedulers, and
-        register them with the checkpointer."""
-        self.optimizer_g = self.hparams.generator_opt_class(self.modules.generator.parameters())
-        self.optimizer_d = self.hparams.discriminator_opt_class(self.modules.discriminator.parameters())
+        """Build both AdamW optimizers (fused on CUDA) and their per-epoch
+        schedulers, and register them with the checkpointer."""
+        self.optimizer_g = build_optimizer(self.hparams.generator_opt_class, self.modules.generator, self.device)
+        self.optimizer_d = build_optimizer(self.hparams.discriminator_opt_class, self.modules.discriminator,
+                                            self.device)
+        self.gate_g = UpdateGate(self.optimizer_g, self.scaler_g)
+        self.gate_d = UpdateGate(self.optimizer_d, self.scaler_d)
         self.scheduler_g = self.hparams.scheduler_class(self.optimizer_g)
         self.scheduler_d = self.hparams.scheduler_class(self.optimizer_d)
         self.optimizers_dict = {"generator": self.optimizer_g, "discriminator": self.optimizer_d}
@@ -238,6 +238,26 @@ class VITSBrain(sb.Brain):
             Path(train_logger.save_file).parent.mkdir(parents=True, exist_ok=True)
         options = ", ".join(f"{key} {getattr(self, key)}" for key in RUN_OPTIONS_LOGGED)
         logger.info(f"VITSBrain: {options}; resuming at step {self.global_step}")
+
+    def _compile(self) -> None:
+        """``--compile``: ``torch.compile`` the parts with fixed shapes, the
+        discriminator and the generator's decoder (both see fixed-size
+        windows), in place so that checkpoints keep their keys. The rest of
+        the generator (variable lengths, alignment search) stays eager.
+        ``--compile_module_keys`` picks among ``discriminator`` and ``decoder``."""
+        if not self.compile:
+            return super()._compile()
+        targets = {"discriminator": self.modules["discriminator"],
+                   "decoder": _unwrap(self.modules["generator"]).decoder}
+        keys = list(self.compile_module_keys or targets)
+        unknown = sorted(set(keys) - set(targets))
+        if unknown:
+            raise ConfigError(f"--compile_module_keys: {', '.join(unknown)} cannot be compiled; "
+                              f"choose among {', '.join(targets)}")
+        for key in keys:
+            targets[key].compile(mode=self.compile_mode, fullgraph=self.compile_using_fullgraph,
+                                 dynamic=self.compile_using_dynamic_shape_tracing)
+        logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
             train_loader_kwargs: dict | None = None, valid_loader_kwargs: dict | None = None) -> None:
@@ -360,26 +380,12 @@ class VITSBrain(sb.Brain):
 
     # ------------------------------------------------------------------ the training step
 
-    def _clip(self, optimizer: torch.optim.Optimizer, scaler: torch.GradScaler) -> torch.Tensor:
-        """Unscale the gradients of ``optimizer``, clip them to
-        ``max_grad_norm`` (none if it is 0 or unset) and return their norm
-        before clipping (a device tensor: no host sync)."""
-        scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        limit = self.max_grad_norm if self.max_grad_norm and self.max_grad_norm > 0 else math.inf
-        if not params:
-            return torch.zeros((), device=self.device)
-        return torch.nn.utils.clip_grad_norm_(params, limit)
-
-    def _agreed(self, *values: torch.Tensor) -> torch.Tensor:
-        """1.0 if every value is finite on every process, else 0.0 (device tensor)."""
-        flag = torch.stack([torch.isfinite(v.detach().float()).all() for v in values]).all().float()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return flag
-
     def fit_batch(self, batch: PaddedBatch) -> torch.Tensor:
         """One discriminator update, then one generator update.
+
+        With fused optimizers (CUDA) nothing in the step waits for the GPU:
+        the skip decisions stay on the device and are read back every
+        ``log_interval`` steps (:meth:`settle_steps`).
 
         Arguments
         ---------
@@ -389,7 +395,7 @@ class VITSBrain(sb.Brain):
         Returns
         -------
         torch.Tensor
-            The generator's total loss (CPU scalar; NaN for a skipped step).
+            The generator's total loss (a device scalar; NaN for a skipped step).
         """
         self.on_fit_batch_start(batch, True)
         self.global_step += 1
@@ -399,14 +405,8 @@ class VITSBrain(sb.Brain):
             real_scores, fake_scores, _, _ = disc(predictions.y, predictions.y_hat.detach())
         d_terms = self.discriminator_loss(real_scores, fake_scores)
         self.scaler_d.scale(d_terms["loss"]).backward()
-        norm_d = self._clip(self.optimizer_d, self.scaler_d)
-        checks = [d_terms["loss"], self.reconstruction_check(predictions)]
-        if not self.scaler_d.is_enabled():  # with fp16 the scaler handles overflowing gradients
-            checks.append(norm_d)
-        d_ok = bool(self._agreed(*checks).item())  # host sync 1
-        if d_ok:
-            self.scaler_d.step(self.optimizer_d)
-        self.scaler_d.update()
+        d_ok, norm_d = self.gate_d.update([d_terms["loss"], self.reconstruction_check(predictions)],
+                                          self.max_grad_norm)
         self.optimizer_d.zero_grad(set_to_none=True)
 
         no_sync = disc.no_sync() if hasattr(disc, "no_sync") else contextlib.nullcontext()
@@ -414,94 +414,89 @@ class VITSBrain(sb.Brain):
             g_terms = self.compute_objectives(predictions, batch, sb.Stage.TRAIN)
         self.scaler_g.scale(g_terms["loss"]).backward()
         self.optimizer_d.zero_grad(set_to_none=True)
-        norm_g = self._clip(self.optimizer_g, self.scaler_g)
-        checks = [g_terms["loss"]] + ([] if self.scaler_g.is_enabled() else [norm_g])
-        g_ok_and_loss = torch.stack([self._agreed(*checks), g_terms["loss"].detach().float()]).cpu()  # host sync 2
-        g_ok = bool(g_ok_and_loss[0])
-        if d_ok and g_ok:
-            self.scaler_g.step(self.optimizer_g)
-        self.scaler_g.update()
+        g_ok, norm_g = self.gate_g.update([g_terms["loss"]], self.max_grad_norm, also=d_ok)
         self.optimizer_g.zero_grad(set_to_none=True)
 
         stats = {"loss_g": g_terms["loss"], **{k: v for k, v in g_terms.items() if k != "loss"}}
         stats.update({"loss_d": d_terms["loss"], **{f"d_{k}": v for k, v in d_terms.items() if k != "loss"}})
         stats.update(grad_norm_g=norm_g, grad_norm_d=norm_d)
         self.step_stats = {k: v.detach() for k, v in stats.items()}
-        if d_ok and g_ok:
-            self.optimizer_step += 1
-            self.nonfinite_in_a_row = 0
-            self._accumulate("window", self.step_stats)
-            self._accumulate("epoch", self.step_stats)
-        else:
-            self._on_nonfinite("discriminator and generator" if not d_ok else "generator")
-        self._log_train(predictions, media=d_ok and g_ok)
+        self.running.add("window", self.step_stats, g_ok)
+        self.running.add("epoch", self.step_stats, g_ok)
+        self._pending.append((self.global_step, torch.stack([d_ok, g_ok])))
+        if not (self.gate_g.deferred and self.gate_d.deferred):
+            self.settle_steps()
+        self._log_train(predictions)
         self.on_fit_batch_end(batch, predictions, g_terms["loss"], True)
-        return g_ok_and_loss[1] if d_ok and g_ok else torch.tensor(float("nan"))
+        return torch.where(g_ok > 0, g_terms["loss"].detach().float(), float("nan"))
 
-    def _on_nonfinite(self, skipped: str) -> None:
+    def settle_steps(self) -> None:
+        """Read back the outcome of the steps since the last call (one host
+        sync): count the updates, log each skipped step, and stop training
+        after more than ``nonfinite_patience`` skipped in a row."""
+        if not self._pending:
+            return
+        steps = [step for step, _ in self._pending]
+        flags = torch.stack([flag for _, flag in self._pending]).tolist()
+        self._pending = []
+        for step, (d_ok, g_ok) in zip(steps, flags):
+            if d_ok and g_ok:
+                self.optimizer_step += 1
+                self.nonfinite_in_a_row = 0
+            else:
+                self._on_nonfinite(step, "discriminator and generator" if not d_ok else "generator")
+
+    def update_average(self, loss: torch.Tensor, avg_loss: float) -> float:
+        """SpeechBrain's running mean of the finite losses, kept on the device;
+        the float the progress bar shows is refreshed every ``log_interval`` steps."""
+        if self.step == 1 or self._avg_loss is None:  # an epoch's start, or a resumed run's first step
+            self._avg_loss = loss.new_tensor(0.0 if self.step == 1 else float(avg_loss))
+        previous = self._avg_loss
+        self._avg_loss = torch.where(torch.isfinite(loss),
+                                     previous - previous / self.step + torch.nan_to_num(loss) / self.step, previous)
+        if self.step == 1 or self.step % self.log_interval == 0 or not self.gate_g.deferred:
+            return float(self._avg_loss)
+        return avg_loss
+
+    def _on_nonfinite(self, step: int, skipped: str) -> None:
         """Count a skipped step; stop after more than ``nonfinite_patience`` in a row."""
         self.nonfinite_total += 1
         self.nonfinite_in_a_row += 1
         logger.warning(
-            f"step {self.global_step}: non-finite loss or gradients, {skipped} update skipped "
+            f"step {step}: non-finite loss or gradients, {skipped} update skipped "
             f"({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total)"
         )
         if self.nonfinite_in_a_row > self.nonfinite_patience:
             raise NonFiniteLossError(
-                f"training stopped at step {self.global_step}: {self.nonfinite_in_a_row} steps in a row had "
+                f"training stopped at step {step}: {self.nonfinite_in_a_row} steps in a row had "
                 f"non-finite losses or gradients (--nonfinite_patience {self.nonfinite_patience}); "
                 "try a lower lr, --precision fp32 or a smaller --max_grad_norm"
             )
 
-    def _accumulate(self, name: str, stats: dict[str, torch.Tensor]) -> None:
-        """Add a step's terms to a running sum kept on the device (no host sync)."""
-        keys = list(stats)
-        values = torch.stack([v.float() for v in stats.values()])
-        current = self._sums.get(name)
-        if current is None or current[0] != keys:
-            self._sums[name] = [keys, values, 1]
-        else:
-            current[1] = current[1] + values
-            current[2] += 1
-
-    def _means(self, name: str) -> dict[str, float]:
-        """The means of a running sum (one host sync), then reset it."""
-        current = self._sums.pop(name, None)
-        if current is None:
-            return {}
-        keys, values, count = current
-        return dict(zip(keys, (values / count).tolist()))
-
     # ------------------------------------------------------------------ logging
 
-    def _log_train(self, predictions: VITSForward, media: bool) -> None:
-        """TensorBoard scalars every ``log_interval`` steps, images and audio
-        every ``audio_log_interval`` steps (main process; no media of a skipped step)."""
+    def _log_train(self, predictions: VITSForward) -> None:
+        """Settle the pending steps and write TensorBoard scalars every
+        ``log_interval`` steps, images and audio every ``audio_log_interval``
+        steps (main process; no media of a skipped step)."""
+        media = self.global_step % self.audio_log_interval == 0
+        if self.global_step % self.log_interval == 0 or media:
+            self.settle_steps()
+            media = media and self.optimizer_step > 0 and self.nonfinite_in_a_row == 0
         if self.global_step % self.log_interval == 0:
-            means = self._means("window")
+            means = self.running.means("window")
             if self.tensorboard is not None:
                 for key, value in means.items():
                     self.tensorboard.add_scalar(f"train/{key}", value, self.global_step)
                 self.tensorboard.add_scalar("train/lr_g", self.optimizer_g.param_groups[0]["lr"], self.global_step)
                 self.tensorboard.add_scalar("train/lr_d", self.optimizer_d.param_groups[0]["lr"], self.global_step)
                 self.tensorboard.add_scalar("train/nonfinite_steps", self.nonfinite_total, self.global_step)
-        if media and self.tensorboard is not None and self.global_step % self.audio_log_interval == 0:
+        if media and self.tensorboard is not None:
             self._log_media("train", predictions)
 
     def _log_media(self, split: str, predictions: VITSForward, synthesized: torch.Tensor | None = None) -> None:
         """Alignment and mel images and audio of the first item (main process)."""
-        out, writer, step = predictions.output, self.tensorboard, self.global_step
-        n_frames, n_tokens = int(out.spec_mask[0].sum()), int(out.token_mask[0].sum())
-        writer.add_image(f"{split}/alignment", _image(out.path[0, :n_frames, :n_tokens].T), step)
-        writer.add_image(f"{split}/mel_real", _image(predictions.mel_real[0]), step)
-        writer.add_image(f"{split}/mel_generated", _image(predictions.mel_fake[0]), step)
-        rate = self.spectrogram.sample_rate
-        waveforms = {"real": predictions.y[0], "generated": predictions.y_hat[0], "synthesized": synthesized}
-        for name, wav in waveforms.items():
-            if wav is not None:
-                writer.add_audio(f"{split}/{name}", wav.detach().float().clamp(-1, 1).cpu(), step, sample_rate=rate)
-        if synthesized is not None:
-            writer.add_image(f"{split}/mel_synthesized", _image(self.spectrogram.mel_spectrogram(synthesized)[0]), step)
+        log_media(self.tensorboard, split, self.global_step, self.spectrogram, predictions, synthesized)
 
     # ------------------------------------------------------------------ evaluation and stages
 
@@ -527,11 +522,12 @@ class VITSBrain(sb.Brain):
             terms = self.compute_objectives(predictions, batch, stage)
             raw = _unwrap(self.modules["generator"])
             g = raw.speaker_condition(**predictions.speaker)
-            wav = raw.decoder(predictions.output.z * predictions.output.spec_mask, g=g)
+            wav = raw.decoder(predictions.output.z * predictions.output.spec_mask, g=g,
+                              lengths=predictions.spec_lengths)
         mel = self.spectrogram.mel_spectrogram(wav)
         mel_l1 = MaskedL1()(mel.transpose(1, 2), predictions.mel.transpose(1, 2), predictions.spec_lengths)
         stats = {"mel_l1": mel_l1, "loss_g": terms["loss"], **{k: v for k, v in terms.items() if k != "loss"}}
-        self._accumulate(stage.name, {k: v.detach() for k, v in stats.items()})
+        self.running.add(stage.name, {k: v.detach() for k, v in stats.items()})
         if self._eval_sample is None:
             self._eval_sample = (predictions, batch)
         return mel_l1.detach().cpu()
@@ -546,9 +542,9 @@ class VITSBrain(sb.Brain):
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
         """Reset the running sums of the stage."""
-        self._sums.pop(stage.name, None)
+        self.running.reset(stage.name)
         if stage == sb.Stage.TRAIN:
-            self._sums.pop("epoch", None)
+            self.running.reset("epoch")
         self._eval_sample = None
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
@@ -556,7 +552,10 @@ class VITSBrain(sb.Brain):
         checkpoint, keeping the best ``keep_checkpoints`` by mel L1 and the
         latest. TEST: log."""
         if stage == sb.Stage.TRAIN:
-            self.train_stats = {k: v for k, v in self._means("epoch").items() if k in EPOCH_STATS}
+            self.settle_steps()
+            if self._avg_loss is not None:
+                self.avg_train_loss = float(self._avg_loss)
+            self.train_stats = {k: v for k, v in self.running.means("epoch").items() if k in EPOCH_STATS}
             self.scheduler_g.step()
             self.scheduler_d.step()
             if self.tensorboard is not None:
@@ -564,7 +563,7 @@ class VITSBrain(sb.Brain):
             if not self._has_valid:
                 self._save_checkpoint(epoch, None)
             return
-        stats = self._means(stage.name)
+        stats = self.running.means(stage.name)
         lr_g = self.optimizer_g.param_groups[0]["lr"] if hasattr(self, "optimizer_g") else None
         meta = {"epoch": epoch, "step": self.global_step, "lr_g": lr_g}
         train_logger = getattr(self.hparams, "train_logger", None)
@@ -599,6 +598,9 @@ class VITSBrain(sb.Brain):
 
     @mark_as_saver
     def _save(self, path) -> None:
+        self.settle_steps()
+        if self._avg_loss is not None and self.step > 0:
+            self.avg_train_loss = float(self._avg_loss)
         state = {
             "step": self.step, "avg_train_loss": float(self.avg_train_loss), "optimizer_step": self.optimizer_step,
             "global_step": self.global_step, "nonfinite_total": self.nonfinite_total,
@@ -613,4 +615,5 @@ class VITSBrain(sb.Brain):
         self.step, self.avg_train_loss = state["step"], state["avg_train_loss"]
         self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]
         self.nonfinite_total, self.nonfinite_in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
+        self._avg_loss, self._pending = None, []
 

@@ -172,9 +172,12 @@ def test_checkpoint_cut_off_mid_save_is_ignored(tmp_path):
         assert torch.equal(value, saved_generator[key]), key
 
 
-def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path):
-    _, _, brain = make_run(tmp_path, 0, run_opts={"nonfinite_patience": 2}, checkpoint=False)
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path, device):
+    # on CUDA the optimizers are fused and the skips decided on the device, read back by settle_steps
+    _, _, brain = make_run(tmp_path, 0, run_opts={"nonfinite_patience": 2, "device": device}, checkpoint=False)
     brain.on_fit_start()
+    assert brain.gate_g.deferred == brain.gate_d.deferred == (device == "cuda")
     batch, forward = fixed_batch(), brain.compute_forward
     brain.fit_batch(batch)
     poison = {"waveform": lambda p: p._replace(y_hat=p.y_hat * math.nan),
@@ -182,7 +185,9 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path):
 
     def step(kind: str | None) -> torch.Tensor:
         brain.compute_forward = (lambda b, s: poison[kind](forward(b, s))) if kind else forward
-        return brain.fit_batch(batch)
+        loss = brain.fit_batch(batch)
+        brain.settle_steps()
+        return loss
 
     for n, kind in enumerate(("waveform", "kl"), start=1):  # D loss non-finite; reconstruction non-finite
         before = parameters(brain.modules.generator, brain.modules.discriminator)

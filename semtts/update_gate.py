@@ -1,0 +1,291 @@
+"""Skipping non-finite GAN updates, and summing losses, without a host sync in every step.
+
+A training step must not update a network whose loss or gradients are not
+finite. Deciding that on the host (``if torch.isfinite(loss): step()``)
+stalls the GPU queue twice per GAN step. With a *fused* optimizer (AdamW
+``fused=True``) the decision can stay on the device: the optimizer takes a
+``found_inf`` tensor and leaves parameters, moments and step count untouched
+where it is nonzero, exactly as :class:`torch.GradScaler` uses it for fp16.
+
+:class:`UpdateGate` does that for one optimizer and its scaler, and keeps
+the per-step outcomes on the device until :meth:`UpdateGate.settle` reads
+them all back at once (the Brain settles every ``log_interval`` steps, at
+the end of an epoch and before a checkpoint). With an optimizer that cannot
+skip on the device (unfused, or on the CPU where a sync costs nothing) it
+decides on the host at once. :class:`RunningMeans` sums the losses of the
+updated steps on the device until their means are read.
+
+Example
+-------
+>>> net = torch.nn.Linear(2, 1)
+>>> opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+>>> gate = UpdateGate(opt, torch.GradScaler("cpu", enabled=False))
+>>> gate.deferred                                   # unfused: decided on the host
+False
+>>> net(torch.ones(1, 2)).sum().backward()
+>>> ok = gate.finite(torch.tensor(float("nan")))   # a non-finite loss
+>>> before = net.weight.detach().clone()
+>>> gate.step(ok)
+>>> bool(torch.equal(before, net.weight)), opt.state == {}
+(True, True)
+"""
+
+import inspect
+import math
+from typing import Any
+
+import torch
+
+__all__ = ["RunningMeans", "UpdateGate", "build_optimizer", "supports_device_skip"]
+
+
+def build_optimizer(opt_class: Any, module: torch.nn.Module, device: str | torch.device) -> torch.optim.Optimizer:
+    """``opt_class(module.parameters())``, fused on CUDA when the class offers
+    it (one kernel per step, and non-finite steps skipped on the device)
+    unless the hparams set ``fused`` themselves.
+
+    Arguments
+    ---------
+    opt_class : callable
+        The optimizer class or a partial of it (``!name:torch.optim.AdamW``).
+    module : torch.nn.Module
+        Whose parameters it optimizes.
+    device : str or torch.device
+        Where they live.
+
+    Returns
+    -------
+    torch.optim.Optimizer
+
+    Example
+    -------
+    >>> opt = build_optimizer(torch.optim.AdamW, torch.nn.Linear(2, 1), "cpu")
+    >>> print(opt.defaults["fused"])  # fused only on CUDA
+    None
+    """
+    kwargs = {}
+    target = getattr(opt_class, "func", opt_class)
+    preset = getattr(opt_class, "keywords", None) or {}
+    if torch.device(device).type == "cuda" and "fused" not in preset:
+        try:
+            if "fused" in inspect.signature(target).parameters:
+                kwargs["fused"] = True
+        except (TypeError, ValueError):  # classes without a readable signature
+            pass
+    return opt_class(module.parameters(), **kwargs)
+
+
+def supports_device_skip(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` can skip a step on the device (a fused Adam/AdamW on CUDA).
+
+    Arguments
+    ---------
+    optimizer : torch.optim.Optimizer
+        The optimizer.
+
+    Returns
+    -------
+    bool
+    """
+    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+        return False
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return bool(params) and all(p.device.type == "cuda" for p in params)
+
+
+class UpdateGate:
+    """One optimizer's update, applied only where a device flag says the step is finite.
+
+    Arguments
+    ---------
+    optimizer : torch.optim.Optimizer
+        The optimizer.
+    scaler : torch.GradScaler
+        Its gradient scaler (enabled for fp16).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: torch.GradScaler):
+        self.optimizer = optimizer
+        self.scaler = scaler
+        self.deferred = supports_device_skip(optimizer)
+
+    @staticmethod
+    def finite(*values: torch.Tensor) -> torch.Tensor:
+        """``1.0`` if every value is finite on every process, else ``0.0`` (a device scalar).
+
+        Arguments
+        ---------
+        *values : torch.Tensor
+            Losses or norms.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        flag = torch.stack([torch.isfinite(v.detach().float()).all() for v in values]).all().float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return flag
+
+    def poison(self, ok: torch.Tensor) -> None:
+        """Make the gradients non-finite where ``ok`` is 0, so that an enabled
+        (fp16) scaler skips the step by its own overflow check; call it before
+        the scaler unscales them.
+
+        Arguments
+        ---------
+        ok : torch.Tensor
+            Device scalar, 1.0 to keep the step.
+        """
+        grads = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads:
+            factor = torch.where(ok > 0, 1.0, float("nan")).to(grads[0].dtype)
+            torch._foreach_mul_(grads, factor)
+
+    def clip(self, max_grad_norm: float | None) -> torch.Tensor:
+        """Unscale the gradients, clip them to ``max_grad_norm`` (none if 0 or
+        unset) and return their norm before clipping (a device tensor).
+
+        Arguments
+        ---------
+        max_grad_norm : float, optional
+            The largest total norm.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        with_grad = [p for p in params if p.grad is not None]
+        if not with_grad:
+            return torch.zeros((), device=params[0].device if params else None)
+        params = with_grad
+        limit = max_grad_norm if max_grad_norm and max_grad_norm > 0 else math.inf
+        return torch.nn.utils.clip_grad_norm_(params, limit)
+
+    def update(self, checks: list[torch.Tensor], max_grad_norm: float | None,
+               also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip, then update where ``checks`` (and, without a scaler, the
+        gradient norm) are finite on every process and the flag ``also`` is 1.
+
+        Arguments
+        ---------
+        checks : list of torch.Tensor
+            Losses that must be finite.
+        max_grad_norm : float, optional
+            Gradient clipping (:meth:`clip`).
+        also : torch.Tensor, optional
+            Another device flag the update needs (the discriminator's, for the generator).
+
+        Returns
+        -------
+        ok : torch.Tensor
+            The device flag of this update.
+        norm : torch.Tensor
+            The gradient norm before clipping.
+        """
+        if self.scaler.is_enabled():  # fp16: the scaler's overflow check covers the gradients
+            ok = self.finite(*checks)
+            ok = ok if also is None else ok * also
+            self.poison(ok)
+            norm = self.clip(max_grad_norm)
+        else:
+            norm = self.clip(max_grad_norm)
+            ok = self.finite(*checks, norm)
+            ok = ok if also is None else ok * also
+        self.step(ok)
+        return ok, norm
+
+    def step(self, ok: torch.Tensor) -> None:
+        """Update where ``ok`` is 1 (no host sync when :attr:`deferred`), then update the scaler.
+
+        Arguments
+        ---------
+        ok : torch.Tensor
+            Device scalar, 1.0 to update. With an enabled scaler, :meth:`poison`
+            must already have folded it into the gradients.
+        """
+        if self.scaler.is_enabled():
+            # the scaler skips on its own overflow check (poisoned gradients
+            # included), on the device for a fused optimizer
+            self.scaler.step(self.optimizer)
+        elif self.deferred:
+            self.optimizer.found_inf = 1.0 - ok
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf
+        elif bool(ok.item()):
+            self.optimizer.step()
+        self.scaler.update()
+
+
+class RunningMeans:
+    """Named running sums of loss terms on the device, read back as means.
+
+    Example
+    -------
+    >>> running = RunningMeans()
+    >>> running.add("train", {"mel": torch.tensor(2.0)})
+    >>> running.add("train", {"mel": torch.tensor(float("nan"))}, weight=torch.tensor(0.0))  # a skipped step
+    >>> running.add("train", {"mel": torch.tensor(4.0)})
+    >>> running.means("train"), running.means("train")
+    ({'mel': 3.0}, {})
+    """
+
+    def __init__(self):
+        self._sums: dict[str, list] = {}
+
+    def add(self, name: str, stats: dict[str, torch.Tensor], weight: torch.Tensor | None = None) -> None:
+        """Add one step's terms, times ``weight`` (0: a skipped step, left out).
+
+        Arguments
+        ---------
+        name : str
+            The sum (``window``, ``epoch``, a stage name).
+        stats : dict of str to torch.Tensor
+            Scalar terms.
+        weight : torch.Tensor, optional
+            Device scalar, 1 by default.
+        """
+        keys = list(stats)
+        values = torch.stack([v.float() for v in stats.values()])
+        weight = values.new_ones(()) if weight is None else weight.float()
+        values = torch.where(weight > 0, values, 0.0) * weight
+        current = self._sums.get(name)
+        if current is None or current[0] != keys:
+            self._sums[name] = [keys, values, weight]
+        else:
+            current[1] = current[1] + values
+            current[2] = current[2] + weight
+
+    def means(self, name: str) -> dict[str, float]:
+        """The means of a sum (one host sync), which is then reset; ``{}`` if empty.
+
+        Arguments
+        ---------
+        name : str
+            The sum.
+
+        Returns
+        -------
+        dict of str to float
+        """
+        current = self._sums.pop(name, None)
+        if current is None:
+            return {}
+        keys, values, count = current
+        if float(count) == 0:
+            return {}
+        return dict(zip(keys, (values / count).tolist()))
+
+    def reset(self, name: str) -> None:
+        """Drop a sum.
+
+        Arguments
+        ---------
+        name : str
+            The sum.
+        """
+        self._sums.pop(name, None)

@@ -1,0 +1,59 @@
+"""Non-finite updates skipped on the device (semtts.update_gate): the host
+path on the CPU, the fused-optimizer path on CUDA."""
+
+import pytest
+import torch
+
+from semtts.update_gate import RunningMeans, UpdateGate, build_optimizer
+
+
+def make(device: str, precision_scaler: bool = False):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2).to(device)
+    opt = build_optimizer(torch.optim.AdamW, net, device)
+    scaler = torch.GradScaler(device if device != "cpu" else "cpu", enabled=precision_scaler)
+    return net, opt, UpdateGate(opt, scaler)
+
+
+def step(net, gate, loss_scale: float, max_norm=None):
+    loss = net(torch.ones(3, 4, device=net.weight.device)).sum() * loss_scale
+    gate.scaler.scale(loss).backward()
+    ok, norm = gate.update([loss], max_norm)
+    gate.optimizer.zero_grad(set_to_none=True)
+    return ok, norm
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_skips_exactly_the_nonfinite_steps(device):
+    net, opt, gate = make(device)
+    assert gate.deferred == (device == "cuda") and bool(opt.defaults["fused"]) == (device == "cuda")
+    ok, _ = step(net, gate, 1.0)
+    after_one = [p.detach().clone() for p in net.parameters()]
+    state_step = float(opt.state[net.weight]["step"])
+    ok_bad, norm = step(net, gate, float("inf"))
+    assert float(ok) == 1.0 and float(ok_bad) == 0.0
+    assert all(torch.equal(a, p) for a, p in zip(after_one, net.parameters()))
+    assert float(opt.state[net.weight]["step"]) == state_step == 1.0
+    ok, norm = step(net, gate, 1.0, max_norm=1e-3)  # clipped update
+    assert float(ok) == 1.0 and float(norm) > 1e-3 and float(opt.state[net.weight]["step"]) == 2.0
+    assert not all(torch.equal(a, p) for a, p in zip(after_one, net.parameters()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 gradient scaling needs CUDA")
+def test_fp16_scaler_skips_a_poisoned_step():
+    net, opt, gate = make("cuda", precision_scaler=True)
+    step(net, gate, 1.0)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss = net(torch.ones(3, 4, device="cuda")).sum()
+    gate.scaler.scale(loss).backward()
+    ok, _ = gate.update([loss], None, also=torch.zeros((), device="cuda"))  # the other network skipped
+    assert float(ok) == 0.0 and all(torch.equal(a, p) for a, p in zip(before, net.parameters()))
+
+
+def test_running_means_leave_out_skipped_steps():
+    running = RunningMeans()
+    running.add("w", {"a": torch.tensor(1.0), "b": torch.tensor(3.0)})
+    running.add("w", {"a": torch.tensor(float("nan")), "b": torch.tensor(9.0)}, weight=torch.tensor(0.0))
+    assert running.means("w") == {"a": 1.0, "b": 3.0} and running.means("w") == {}
+    running.add("x", {"a": torch.tensor(float("nan"))}, weight=torch.tensor(0.0))
+    assert running.means("x") == {}
