@@ -33,9 +33,12 @@ setup(
         "numba>=0.58",
         "numpy>=1.24",
         "tqdm>=4.60",
+        "matplotlib>=3.5",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist>=3"],
+        "dev": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.15", "onnxscript>=0.1", "onnxruntime>=1.17"],
+        # ONNX export of the synthesis graph and its onnxruntime runner
+        "onnx": ["onnx>=1.15", "onnxscript>=0.1", "onnxruntime>=1.17"],
         # Triton ships with the CUDA builds of torch on Linux x86-64; CPU-only
         # installs can add it for the interpreter-mode kernel tests.
         "triton": ["triton>=3.0"],

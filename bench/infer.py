@@ -10,11 +10,17 @@ runs as in synthesis.
 
     python bench/infer.py --config hparams/model/vits_base.yaml --threads 2
     python bench/infer.py --device cuda --out bench/results/infer_cuda.jsonl
+    python bench/infer.py --threads 2 --onnx      # also ONNX Runtime (CPU) on the same graph
+
+With ``--onnx`` the same generator is exported (:func:`semtts.onnx_export.export_onnx`)
+and ONNX Runtime's CPU time is reported next to PyTorch's, with the same
+thread count, as ``"backend": "onnxruntime"`` lines.
 """
 
 import argparse
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -47,6 +53,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--frames_per_token", type=int, default=3)
     parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime on the CPU")
+    parser.add_argument("--no_cuda_graphs", action="store_true",
+                        help="on CUDA, time only eager PyTorch (default: also semtts.graphed_inference)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -55,16 +64,49 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     generator, sample_rate = build_generator(args.config, device, args.frames_per_token)
     info = machine_info(device)
+    runners = {"pytorch": generator.infer}
+    if device.type == "cuda" and not args.no_cuda_graphs:
+        from semtts.graphed_inference import GraphedSynthesizer
+
+        runners["pytorch+cuda_graphs"] = GraphedSynthesizer(generator)
     for n_tokens in args.tokens:
         tokens = torch.randint(3, 178, (1, n_tokens), device=device)
         lengths = torch.tensor([n_tokens], device=device)
-        with torch.inference_mode():
-            out = generator.infer(tokens, lengths)
-            seconds_audio = out.waveform.shape[-1] / sample_rate
-            ms = median_ms(lambda: generator.infer(tokens, lengths), device, warmup=2, iters=args.iters)
+        for backend, run in runners.items():
+            with torch.inference_mode():
+                out = run(tokens, lengths)
+                seconds_audio = out.waveform.shape[-1] / sample_rate
+                ms = median_ms(lambda: run(tokens, lengths), device, warmup=2, iters=args.iters)
+                record = {}
+                if backend != "pytorch":  # same result as eager, with the noise off
+                    eager = generator.infer(tokens, lengths, noise_scale=0.0, noise_scale_w=0.0)
+                    graphed = run(tokens, lengths, noise_scale=0.0, noise_scale_w=0.0)
+                    record["max_abs_diff_vs_eager"] = float((eager.waveform - graphed.waveform).abs().max())
+            emit({"bench": "infer", **info, "config": args.config, "threads": torch.get_num_threads(),
+                  "tokens": n_tokens, "audio_s": round(seconds_audio, 3), "median_ms": round(ms, 2),
+                  "rtf": round(ms / 1000.0 / seconds_audio, 4), "backend": backend, **record}, args.out)
+    if args.onnx:
+        bench_onnx(generator, sample_rate, args)
+
+
+def bench_onnx(generator: torch.nn.Module, sample_rate: int, args: argparse.Namespace) -> None:
+    """Export ``generator`` and time ONNX Runtime (CPU) on the same inputs."""
+    from semtts.onnx_export import SynthesisGraph, export_onnx
+    from semtts.onnx_runtime import onnx_session
+
+    path = Path(tempfile.mkdtemp()) / "bench.onnx"
+    export_onnx(generator.cpu(), path)
+    session = onnx_session(path, threads=torch.get_num_threads())
+    graph = SynthesisGraph(generator)
+    info = machine_info(torch.device("cpu"))
+    for n_tokens in args.tokens:
+        inputs = graph.example_inputs(n_tokens=n_tokens)
+        feeds = {name: value.numpy() for name, value in zip(graph.input_names, inputs)}
+        seconds_audio = session.run(None, feeds)[0].shape[-1] / sample_rate
+        ms = median_ms(lambda: session.run(None, feeds), torch.device("cpu"), warmup=2, iters=args.iters)
         emit({"bench": "infer", **info, "config": args.config, "threads": torch.get_num_threads(),
               "tokens": n_tokens, "audio_s": round(seconds_audio, 3), "median_ms": round(ms, 2),
-              "rtf": round(ms / 1000.0 / seconds_audio, 4), "backend": "pytorch"}, args.out)
+              "rtf": round(ms / 1000.0 / seconds_audio, 4), "backend": "onnxruntime"}, args.out)
 
 
 if __name__ == "__main__":

@@ -124,5 +124,10 @@ run_stages() {
     for wavs in "$out"/synth/*/*/; do
         [ -d "$wavs" ] && log "  synthesized wavs: $wavs"
     done
+    [ -d "$out/packed" ] && log "  packed model: $out/packed (semtts info $out/packed)"
+    if [ "$stop_stage" -ge 9 ] && [ -f "$out/eval/results.md" ]; then
+        log "the stages side by side ($out/eval/results.md):"
+        cat "$out/eval/results.md"
+    fi
     return 0
 }

@@ -43,6 +43,7 @@ from semtts.errors import ConfigError, DataError
 
 __all__ = [
     "load_audio",
+    "read_checked_audio",
     "save_audio",
     "resample",
     "audio_info",
@@ -94,6 +95,46 @@ def load_audio(path: str | Path, mono: bool = False) -> tuple[torch.Tensor, int]
     if mono and audio.shape[0] > 1:
         audio = audio.mean(dim=0, keepdim=True)
     return audio, int(sr)
+
+
+def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Read one recording as mono float32 ``[T]``; a missing, unreadable, empty
+    or too short file is a one-line :class:`DataError` naming ``path`` and ``what``.
+
+    Arguments
+    ---------
+    path : str or Path
+        The audio file.
+    what : str
+        What it is, for the messages (``"reference recording"``).
+    min_seconds : float
+        The shortest accepted duration (0: any non-empty file).
+
+    Returns
+    -------
+    audio : torch.Tensor
+        ``[T]`` samples.
+    sample_rate : int
+
+    Example
+    -------
+    >>> read_checked_audio("no/such.wav", "reference recording")
+    Traceback (most recent call last):
+    ...
+    semtts.errors.DataError: no/such.wav: reference recording not found
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        audio, sr = load_audio(path, mono=True)
+    except Exception as err:  # soundfile raises several types for foreign files
+        raise DataError(f"{path}: cannot read the {what} ({str(err).splitlines()[0][:150]})") from None
+    if audio.numel() == 0:
+        raise DataError(f"{path}: the {what} is empty")
+    if audio.shape[-1] < min_seconds * sr:
+        raise DataError(f"{path}: the {what} is shorter than {round(min_seconds * 1000)} ms")
+    return audio[0], sr
 
 
 def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:

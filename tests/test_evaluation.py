@@ -167,7 +167,7 @@ def _fake_experiment(tmp_path):
     hparams.write_text(
         f"output_folder: {out}\ndata_folder: {data}\nseed: 3\nallow_random_init: True\n"
         f"whisper_cache_dir: {tmp_path / 'whisper'}\neval_asr_model: {tmp_path / 'asr-random.pt'}\n"
-        f"eval_asr_language: en\neval_asr_random_dims: {json.dumps(ASR_DIMS)}\neval_max_utterances: 0\n"
+        f"eval_asr_language: en\neval_asr_random_dims: {json.dumps(ASR_DIMS)}\neval_max_utterances: 0\neval_plot_utterances: 2\n"
         f"campplus_ckpt: null\ncampplus_embed_dim: 192\ncampplus_cache_dir: {tmp_path / 'campplus'}\n")
     return hparams, out
 

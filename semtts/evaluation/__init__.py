@@ -5,7 +5,10 @@
 - :mod:`~semtts.evaluation.dtw`: the DTW alignment both use;
 - :mod:`~semtts.evaluation.speaker_similarity`: CAM++ cosine similarity;
 - :mod:`~semtts.evaluation.wer`: WER and CER of a Whisper ASR, text normalisation, edit distance;
-- :mod:`~semtts.evaluation.report`: ``eval/metrics.json`` and the A / B / C table ``eval/results.md``.
+- :mod:`~semtts.evaluation.report`: ``eval/metrics.json``, the A / B / C table ``eval/results.md``, bar charts;
+- :mod:`~semtts.evaluation.scoring`: one synthesized split scored against its references (all of the above);
+- :mod:`~semtts.evaluation.plots`: alignment, mel-comparison and duration-histogram PNGs;
+- :mod:`~semtts.evaluation.packed_eval`: ``semtts eval``, a packed model scored on a test manifest.
 
 The submodules are imported on demand (the ASR pulls in openai-whisper).
 

@@ -1,8 +1,8 @@
 """The evaluation report: per-utterance metrics summarised per stage and
 split, ``eval/metrics.json``, and ``eval/results.md``, a Markdown table with
-the trained stages A, B and C side by side (only the stages evaluated).
-PNG bar charts (``eval/<metric>.png``) are drawn when matplotlib is
-installed; otherwise that is logged and skipped.
+the trained stages A, B and C side by side (only the stages evaluated), and
+PNG bar charts (``eval/<metric>.png``, stages by splits). The per-utterance
+plots (alignments, mels, durations) are :mod:`semtts.evaluation.plots`'.
 
 Example
 -------
@@ -112,22 +112,17 @@ def markdown_table(metrics: dict[str, dict[str, dict]]) -> str:
 
 
 def _plot(eval_dir: Path, metrics: dict[str, dict[str, dict]]) -> list[str]:
-    """Bar charts per metric (stages x splits); [] when matplotlib is missing."""
-    try:
-        import matplotlib
+    """Bar charts per metric (stages x splits), drawn on matplotlib's Agg canvas."""
+    from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: eval plots skipped", flush=True)
-        return []
     stages = [s for s in STAGES if s in metrics] + sorted(s for s in metrics if s not in STAGES)
     splits = sorted({split for stage in stages for split in metrics[stage]})
     written = []
     for key, (label, scale, _) in METRICS.items():
         if key == "utterances":
             continue
-        fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(stages) * max(len(splits), 1), 3.5))
+        fig = Figure(figsize=(1.5 + 1.2 * len(stages) * max(len(splits), 1), 3.5))
+        ax = fig.subplots()
         width = 0.8 / max(len(splits), 1)
         drawn = False
         for k, split in enumerate(splits):
@@ -143,12 +138,12 @@ def _plot(eval_dir: Path, metrics: dict[str, dict[str, dict]]) -> list[str]:
             path = eval_dir / f"{key}.png"
             fig.savefig(path, dpi=100)
             written.append(str(path))
-        plt.close(fig)
     return written
 
 
-def write_report(eval_dir: str | Path, metrics: dict[str, dict[str, dict]]) -> str:
-    """Write ``metrics.json``, ``results.md`` and (with matplotlib) the plots.
+def write_report(eval_dir: str | Path, metrics: dict[str, dict[str, dict]],
+                 rtf_source: str = "stage 8's synthesis") -> str:
+    """Write ``metrics.json``, ``results.md`` and the bar charts.
 
     Arguments
     ---------
@@ -156,6 +151,8 @@ def write_report(eval_dir: str | Path, metrics: dict[str, dict[str, dict]]) -> s
         The ``<output_folder>/eval`` folder.
     metrics : dict
         ``{stage: {split: {metric: value}}}``.
+    rtf_source : str
+        What the real-time factor measured, for the text of ``results.md``.
 
     Returns
     -------
@@ -168,7 +165,7 @@ def write_report(eval_dir: str | Path, metrics: dict[str, dict[str, dict]]) -> s
     table = markdown_table(metrics)
     text = ("# Evaluation\n\nMCD, log-F0 RMSE and V/UV error are DTW-aligned to the reference recording; "
             "speaker similarity is the CAM++ cosine to it; WER/CER from the Whisper ASR; "
-            "the real-time factor is stage 8's.\n\n" + table + "\n")
+            f"the real-time factor is that of {rtf_source}.\n\n" + table + "\n")
     tmp = eval_dir / "results.md.tmp"
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(eval_dir / "results.md")

@@ -332,8 +332,9 @@ class SemanticCrossAttnAdapter(nn.Module):
         sem_lengths = sem_lengths.to(x.device)
         key_padding = _key_padding_mask(sem_lengths, sem.shape[1])
         empty = sem_lengths == 0
-        if bool(empty.any()) and sem.shape[1] > 0:
-            key_padding[empty, 0] = False  # attend to one (zeroed-out below) key instead of none: no NaN
+        if sem.shape[1] > 0:  # an empty item attends to one (zeroed-out below) key instead of none: no NaN
+            # (no host sync, no in-place op: traceable, exportable and CUDA-graph safe)
+            key_padding = torch.cat([key_padding[:, :1] & ~empty.unsqueeze(1), key_padding[:, 1:]], dim=1)
         query = self.query_norm(x.transpose(1, 2))
         keys = self.sem_norm(sem.to(query.dtype))
         mask = lengths_to_mask(x_lengths.to(x.device), t_text, dtype=x.dtype)

@@ -16,37 +16,43 @@ stage-2 manifest ``tokens/<split>.json``:
 Outputs, under ``<output_folder>/eval/``: ``<stage>/<split>.json`` (per
 utterance: the metrics, the text and the transcript), ``metrics.json``
 (``{stage: {split: {metric: value}}}``), ``results.md`` (stages side by
-side, also printed at the end), plots when matplotlib is installed, and
-``done``. A rerun after stage 8 redid a stage asks for ``--force``.
+side, also printed at the end), bar charts per metric (``<metric>.png``),
+``plots/<split>/`` (:mod:`semtts.evaluation.plots`: for the first
+``eval_plot_utterances`` utterances by id, the mels of the reference and of
+every stage and the stages' alignments; the histogram of frames per token),
+and ``done``. A rerun after stage 8 redid a stage asks for ``--force``. The
+scoring itself is :func:`semtts.evaluation.scoring.evaluate_split`, shared
+with ``semtts eval``.
 
     python -m semtts.stages.evaluate recipes/mini/hparams/corpus.yaml [--device cuda]
 
 hparams read: ``output_folder``, ``data_folder``, ``eval_asr_model``,
 ``eval_asr_language``, ``eval_asr_random_dims``, ``eval_max_utterances``,
+``eval_plot_utterances``,
 ``allow_random_init``, ``whisper_cache_dir``, ``campplus_ckpt``,
-``campplus_embed_dim``, ``campplus_cache_dir``, ``seed``.
+``campplus_embed_dim``, ``campplus_cache_dir``, ``seed``, and the
+``spectrogram`` of the file ``model_hparams`` names (for the mels; semtts's
+defaults at the synthesized rate without one).
 """
 
 import json
 from pathlib import Path
 
-import torch
-
-from semtts.audio import load_audio, resample
-from semtts.data.manifest import read_manifest, resolve_audio_path, write_json_atomic
-from semtts.errors import ConfigError, DataError, entry_point
-from semtts.evaluation.f0 import f0_rmse
-from semtts.evaluation.mcd import mcd
-from semtts.evaluation.report import STAGES, summarize_split, write_report
-from semtts.evaluation.speaker_similarity import speaker_similarity
-from semtts.evaluation.wer import ASR_SAMPLE_RATE, WhisperASR, error_rates, utterance_errors
+from semtts.audio import SpectrogramConfig
+from semtts.data.manifest import read_manifest, write_json_atomic
+from semtts.errors import DataError, entry_point
+from semtts.evaluation.plots import plot_synthesized_split
+from semtts.evaluation.report import STAGES, write_report
+from semtts.evaluation.scoring import evaluate_split
+from semtts.evaluation.wer import WhisperASR
 from semtts.extract.speaker import SpeakerEmbedder
-from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import included_files, load_stage_hparams, log, parse_stage_args, run_stage
 
-__all__ = ["SETTINGS", "synthesized_splits", "evaluate_split", "main"]
+__all__ = ["SETTINGS", "synthesized_splits", "model_spectrogram", "main"]
 
 SETTINGS = ("eval_asr_model", "eval_asr_language", "eval_asr_random_dims", "eval_max_utterances",
-            "allow_random_init", "campplus_ckpt", "campplus_embed_dim", "seed")
+            "eval_plot_utterances", "allow_random_init", "campplus_ckpt", "campplus_embed_dim", "seed")
+# Keys that corpus files written before they existed may lack, with their defaults.
 
 
 def synthesized_splits(output_folder: str | Path) -> dict[str, list[str]]:
@@ -76,75 +82,25 @@ def synthesized_splits(output_folder: str | Path) -> dict[str, list[str]]:
     return found
 
 
-def _load(path: Path, what: str) -> tuple[torch.Tensor, int]:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} audio not found")
-    try:
-        audio, sr = load_audio(path, mono=True)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read the {what} audio ({err})") from None
-    if audio.shape[-1] < sr // 20:
-        raise DataError(f"{path}: the {what} audio is shorter than 50 ms")
-    return audio[0], sr
-
-
-def evaluate_split(synth_dir: Path, items: dict[str, dict], data_folder: str | Path, cache_root: str | Path,
-                   asr: WhisperASR, embedder: SpeakerEmbedder, max_utterances: int = 0) -> tuple[dict, dict]:
-    """Score one synthesized split against its reference recordings.
+def model_spectrogram(hparams_file: str, overrides: str | dict | None) -> SpectrogramConfig | None:
+    """The spectrogram settings of the recipe's model file (None when ``corpus.yaml`` names none).
 
     Arguments
     ---------
-    synth_dir : Path
-        ``synth/<stage>/<split>/`` (``<utt>.wav`` and ``report.json``).
-    items : dict
-        The split's stage-2 manifest.
-    data_folder : str or Path
-        The corpus folder (``{data_root}``).
-    cache_root : str or Path
-        ``<output_folder>/data/audio_cache`` (``{cache_root}``).
-    asr : WhisperASR
-        The recogniser.
-    embedder : SpeakerEmbedder
-        CAM++.
-    max_utterances : int
-        Evaluate the first ``max_utterances`` by id (0: all).
+    hparams_file : str
+        The recipe's ``corpus.yaml``.
+    overrides : str or dict
+        Command-line overrides.
 
     Returns
     -------
-    utterances : dict
-        ``{utt_id: metrics, text and transcript}``.
-    summary : dict
-        The split's metrics (:func:`semtts.evaluation.report.summarize_split`).
+    SpectrogramConfig or None
+        The ``spectrogram`` of the file ``model_hparams`` names.
     """
-    if max_utterances < 0:
-        raise ConfigError(f"eval_max_utterances must be >= 0, got {max_utterances}")
-    wavs = sorted(synth_dir.glob("*.wav"))
-    if max_utterances:
-        wavs = wavs[:max_utterances]
-    results, synth, refs, texts, hyps = {}, [], [], [], []
-    for wav_path in wavs:
-        utt_id = wav_path.stem
-        if utt_id not in items:
-            raise DataError(f"{wav_path}: utterance '{utt_id}' is not in the split's manifest")
-        audio, sr = _load(wav_path, "synthesized")
-        ref_path = Path(resolve_audio_path(items[utt_id]["wav"], data_root=data_folder, cache_root=cache_root))
-        ref, ref_sr = _load(ref_path, f"reference ('{utt_id}')")
-        audio_16k = resample(audio, sr, ASR_SAMPLE_RATE)
-        hypothesis = asr.transcribe(audio_16k)
-        text = items[utt_id]["text"]
-        results[utt_id] = {"mcd": round(mcd(audio, ref, sr, ref_sr), 4),
-                           **f0_rmse(audio, ref, sr, ref_sr), "text": text, "hypothesis": hypothesis,
-                           **utterance_errors(text, hypothesis, asr.language)}
-        synth.append(audio_16k)
-        refs.append(resample(ref, ref_sr, ASR_SAMPLE_RATE))
-        texts.append(text)
-        hyps.append(hypothesis)
-    sims = speaker_similarity(embedder, synth, refs, ASR_SAMPLE_RATE)
-    for utt_id, sim in zip(results, sims.tolist()):
-        results[utt_id]["spk_sim"] = round(sim, 6)
-    report = json.loads((synth_dir / "report.json").read_text())
-    summary = summarize_split(results, error_rates(texts, hyps, asr.language), report.get("rtf"))
-    return results, summary
+    if "model_hparams" not in included_files(hparams_file):
+        return None
+    spectrogram = load_stage_hparams(hparams_file, overrides, include=("model_hparams",)).get("spectrogram")
+    return spectrogram if isinstance(spectrogram, SpectrogramConfig) else None
 
 
 @entry_point
@@ -169,12 +125,15 @@ def main(argv: list[str] | None = None) -> int:
                                                    hp["allow_random_init"], hp["campplus_cache_dir"], hp["seed"],
                                                    device)
         metrics: dict[str, dict] = {}
+        manifests: dict[str, dict] = {}
         for stage, splits in found.items():
             for split in splits:
                 manifest = out / "tokens" / f"{split}.json"
                 if not manifest.is_file():
                     raise DataError(f"{manifest}: no stage-2 manifest for the synthesized split '{split}'")
-                utterances, summary = evaluate_split(out / "synth" / stage / split, read_manifest(manifest),
+                if split not in manifests:
+                    manifests[split] = read_manifest(manifest)
+                utterances, summary = evaluate_split(out / "synth" / stage / split, manifests[split],
                                                      hp["data_folder"], out / "data" / "audio_cache", asr,
                                                      embedder, int(hp["eval_max_utterances"]))
                 write_json_atomic(eval_dir / stage / f"{split}.json", utterances)
@@ -182,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
                 log("9", f"stage {stage}, {split}: {summary['utterances']} utterances, MCD {summary['mcd']}, "
                          f"WER {summary['wer']}, speaker similarity {summary['spk_sim']}")
         write_report(eval_dir, metrics)
+        spectrogram = model_spectrogram(args.hparams_file, args.overrides)
+        for split, items in manifests.items():
+            synth_dirs = {stage: out / "synth" / stage / split for stage in found if split in found[stage]}
+            written = plot_synthesized_split(eval_dir / "plots" / split, synth_dirs, items, hp["data_folder"],
+                                             out / "data" / "audio_cache", int(hp["eval_plot_utterances"]),
+                                             spectrogram, int(hp["eval_max_utterances"]))
+            log("9", f"{split}: {len(written)} plots in {eval_dir / 'plots' / split}")
         return {"stages": sorted(metrics)}
 
     run_stage("9 evaluate", eval_dir, settings, body, force=args.force)

@@ -14,8 +14,13 @@ Example
 >>> gen = HiFiGANGenerator(4, resblock="2", resblock_kernel_sizes=[3],
 ...                        resblock_dilation_sizes=[[1, 3]], upsample_rates=[4, 2],
 ...                        upsample_initial_channel=16, upsample_kernel_sizes=[8, 4])
->>> gen(torch.randn(2, 4, 5)).shape
+>>> z = torch.randn(2, 4, 5)
+>>> gen(z).shape
 torch.Size([2, 1, 40])
+>>> alone = gen(z[1:, :, :3])                       # item 1 holds 3 frames
+>>> padded = gen(z, lengths=torch.tensor([5, 3]))   # ... padded to 5 in a batch
+>>> bool(torch.allclose(padded[1, :, :24], alone[0], atol=1e-6)), bool(padded[1, :, 24:].eq(0).all())
+(True, True)
 """
 
 import math
@@ -26,6 +31,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from semtts.errors import ConfigError
+from semtts.lobes.vits.masks import lengths_to_mask
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
 __all__ = ["ResBlock1", "ResBlock2", "HiFiGANGenerator"]
@@ -38,6 +44,11 @@ def _init_normal(conv: nn.Module, std: float = 0.01) -> nn.Module:
     """Draw ``conv``'s weight from ``N(0, std^2)`` (before weight norm wraps it)."""
     nn.init.normal_(conv.weight, 0.0, std)
     return conv
+
+
+def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``x * mask``, or ``x`` without a mask."""
+    return x if mask is None else x * mask
 
 
 def _same_padding(kernel_size: int, dilation: int) -> int:
@@ -76,11 +87,12 @@ class ResBlock1(nn.Module):
             self.convs_dilated.append(weight_norm(_init_normal(dilated)))
             self.convs_plain.append(weight_norm(_init_normal(plain)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Refine ``x`` ``[B, C, T]``; returns ``[B, C, T]``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Refine ``x`` ``[B, C, T]`` (every convolution sees zeros where
+        ``mask`` ``[B, 1, T]`` is 0); returns ``[B, C, T]``."""
         for dilated, plain in zip(self.convs_dilated, self.convs_plain):
-            y = dilated(F.leaky_relu(x, LRELU_SLOPE))
-            x = x + plain(F.leaky_relu(y, LRELU_SLOPE))
+            y = dilated(_masked(F.leaky_relu(x, LRELU_SLOPE), mask))
+            x = x + plain(_masked(F.leaky_relu(y, LRELU_SLOPE), mask))
         return x
 
 
@@ -116,10 +128,11 @@ class ResBlock2(nn.Module):
             for dilation in dilations
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Refine ``x`` ``[B, C, T]``; returns ``[B, C, T]``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Refine ``x`` ``[B, C, T]`` (every convolution sees zeros where
+        ``mask`` ``[B, 1, T]`` is 0); returns ``[B, C, T]``."""
         for conv in self.convs:
-            x = x + conv(F.leaky_relu(x, LRELU_SLOPE))
+            x = x + conv(_masked(F.leaky_relu(x, LRELU_SLOPE), mask))
         return x
 
 
@@ -203,7 +216,8 @@ class HiFiGANGenerator(nn.Module):
                 self.resblocks.append(block(channels, res_kernel, tuple(dilations)))
         self.conv_post = nn.Conv1d(channels, 1, 7, padding=3, bias=False)
 
-    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, g: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Decode latent frames into a waveform.
 
         Arguments
@@ -212,22 +226,35 @@ class HiFiGANGenerator(nn.Module):
             ``[B, C, T]`` latent frames.
         g : torch.Tensor, optional
             ``[B, gin_channels, 1]`` speaker conditioning.
+        lengths : torch.Tensor, optional
+            ``[B]`` valid frames per item. Every convolution then sees zeros
+            past an item's end, as if the item were alone in an unpadded
+            tensor: each item's waveform does not depend on the padding (a
+            batch, or a CUDA graph's fixed size), and is 0 past its end.
+            Training windows have no padding and pass none.
 
         Returns
         -------
         torch.Tensor
             ``[B, 1, T * hop_length]`` waveform in ``[-1, 1]``.
         """
+        scale, mask = 1, None
+        if lengths is not None:
+            mask = lengths_to_mask(lengths, z.size(-1), dtype=z.dtype)
+            z = z * mask
         x = self.conv_pre(z)
         if g is not None and self.cond is not None:
             x = x + self.cond(g)
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = up(_masked(F.leaky_relu(x, LRELU_SLOPE), mask))
+            if lengths is not None:
+                scale *= up.stride[0]
+                mask = lengths_to_mask(lengths * scale, x.size(-1), dtype=x.dtype)
             stage = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
-            x = sum(block(x) for block in stage) / self.num_kernels
+            x = sum(block(x, mask) for block in stage) / self.num_kernels
         # the last activation keeps torch's default slope, as in HiFi-GAN
-        x = self.conv_post(F.leaky_relu(x))
-        return torch.tanh(x)
+        x = self.conv_post(_masked(F.leaky_relu(x), mask))
+        return _masked(torch.tanh(x), mask)
 
     def remove_weight_norm(self) -> None:
         """Fold the weight-norm parametrisations into plain weights (inference)."""

@@ -19,7 +19,7 @@ __all__ = ["lengths_to_mask"]
 
 def lengths_to_mask(
     lengths: torch.Tensor,
-    max_len: int | None = None,
+    max_len: int | torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Build a ``[B, 1, T]`` padding mask from absolute lengths.
@@ -28,8 +28,9 @@ def lengths_to_mask(
     ---------
     lengths : torch.Tensor
         ``[B]`` integer lengths (number of valid frames per item).
-    max_len : int, optional
-        Width ``T`` of the mask; the largest length when omitted.
+    max_len : int or torch.Tensor, optional
+        Width ``T`` of the mask; the largest length when omitted (kept a
+        tensor, so a traced graph stays dynamic in ``T``).
     dtype : torch.dtype
         Type of the mask (float so it can multiply activations).
 
@@ -44,6 +45,6 @@ def lengths_to_mask(
     torch.Size([2, 1, 5])
     """
     if max_len is None:
-        max_len = int(lengths.max()) if lengths.numel() else 0
+        max_len = lengths.max() if lengths.numel() else 0
     steps = torch.arange(max_len, device=lengths.device)
     return (steps.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(1).to(dtype)

@@ -423,29 +423,112 @@ class VITSSynthesizer(nn.Module):
         """
         self._check_tokens(tokens, token_lengths)
         g = self.speaker_condition(sid, spk_embed)
+        text, durations = self.predict_durations(tokens, token_lengths, g, noise_scale_w, length_scale, max_len)
+        waveform, spec_lengths, path, spec_mask = self.decode_durations(text, durations, g, noise_scale)
+        return VITSInference(
+            waveform, spec_lengths * self.hop_length, durations.long(), spec_lengths, path,
+            text.mask, spec_mask,
+        )
+
+    def predict_durations(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor,
+        g: torch.Tensor | None = None,
+        noise_scale_w: float | torch.Tensor = 0.8,
+        length_scale: float | torch.Tensor = 1.0,
+        max_len: int | None = None,
+    ) -> tuple[TextEncoderOutput, torch.Tensor]:
+        """First half of :meth:`infer`: the text encoding and integer frames per token.
+
+        It never reads a value back to the host, so it can be traced (ONNX
+        export) or captured in a CUDA graph; the scales may be tensors.
+
+        Arguments
+        ---------
+        tokens : torch.Tensor
+            ``[B, T_text]`` token ids.
+        token_lengths : torch.Tensor
+            ``[B]`` absolute token counts.
+        g : torch.Tensor, optional
+            ``[B, gin_channels, 1]`` speaker conditioning (:meth:`speaker_condition`).
+        noise_scale_w : float or torch.Tensor
+            Noise of the stochastic duration predictor.
+        length_scale : float or torch.Tensor
+            Multiplies the predicted durations.
+        max_len : int, optional
+            Largest number of frames per item (later ones are cut).
+
+        Returns
+        -------
+        text : TextEncoderOutput
+            :meth:`inference_prior`'s output.
+        durations : torch.Tensor
+            ``[B, T_text]`` float, integer-valued frames per token (0 on padding,
+            at least one frame per utterance).
+        """
         text = self.inference_prior(tokens, token_lengths)
         log_w = self.duration_predictor.log_durations(
             text.hidden, text.mask, g=g, noise_scale=noise_scale_w
         )
         durations = torch.ceil(torch.exp(log_w) * text.mask * length_scale).squeeze(1)
         # every utterance gets at least one frame (on its first token)
-        durations[:, 0] += (durations.sum(1) == 0).to(durations.dtype)
+        empty = (durations.sum(1, keepdim=True) == 0).to(durations.dtype)
+        durations = durations + torch.cat([empty, torch.zeros_like(durations[:, 1:])], dim=1)
         if max_len is not None:
             ends = torch.cumsum(durations, dim=1).clamp(max=max_len)
             durations = torch.diff(ends, dim=1, prepend=torch.zeros_like(ends[:, :1]))
+        return text, durations
+
+    def decode_durations(
+        self,
+        text: TextEncoderOutput,
+        durations: torch.Tensor,
+        g: torch.Tensor | None = None,
+        noise_scale: float | torch.Tensor = 0.667,
+        n_frames: int | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Second half of :meth:`infer`: expand the prior along the durations, sample, decode.
+
+        Arguments
+        ---------
+        text : TextEncoderOutput
+            The text encoding.
+        durations : torch.Tensor
+            ``[B, T_text]`` integer-valued frames per token.
+        g : torch.Tensor, optional
+            ``[B, gin_channels, 1]`` speaker conditioning.
+        noise_scale : float or torch.Tensor
+            Standard deviation of the prior sample (relative to ``exp(logs_p)``).
+        n_frames : int or torch.Tensor, optional
+            Frames of the output (at least the longest item's); the default,
+            the longest item's, is a 0-d tensor, so a traced graph keeps the
+            output length dynamic. A fixed ``n_frames`` (padding) changes
+            nothing in the valid part and lets a CUDA graph be replayed.
+
+        Returns
+        -------
+        waveform : torch.Tensor
+            ``[B, 1, n_frames * hop]``.
+        spec_lengths : torch.Tensor
+            ``[B]`` long frames per item.
+        path : torch.Tensor
+            ``[B, n_frames, T_text]``.
+        spec_mask : torch.Tensor
+            ``[B, 1, n_frames]``.
+        """
         spec_lengths = durations.sum(1).long()
-        spec_mask = lengths_to_mask(spec_lengths, dtype=text.mask.dtype)
+        if n_frames is None:
+            n_frames = spec_lengths.max()
+        spec_mask = lengths_to_mask(spec_lengths, n_frames, dtype=text.mask.dtype)
         path = durations_to_path(durations, text.mask, spec_mask)
 
         m_p = expand_by_path(text.m_p, path)
         logs_p = expand_by_path(text.logs_p, path)
         z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, spec_mask, g=g, reverse=True)
-        waveform = self.decoder(z * spec_mask, g=g)
-        return VITSInference(
-            waveform, spec_lengths * self.hop_length, durations.long(), spec_lengths, path,
-            text.mask, spec_mask,
-        )
+        waveform = self.decoder(z * spec_mask, g=g, lengths=spec_lengths)
+        return waveform, spec_lengths, path, spec_mask
 
     def inference_prior(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> TextEncoderOutput:
         """The text encoding :meth:`infer` uses: ``hidden`` feeds the duration
@@ -497,7 +580,7 @@ class VITSSynthesizer(nn.Module):
         posterior = self.posterior_encoder(spec, spec_lengths, g=g_src)
         z_p = self.flow(posterior.z, posterior.mask, g=g_src)
         z = self.flow(z_p, posterior.mask, g=g_tgt, reverse=True)
-        return self.decoder(z * posterior.mask, g=g_tgt)
+        return self.decoder(z * posterior.mask, g=g_tgt, lengths=spec_lengths)
 
     def remove_weight_norm(self) -> None:
         """Fold all weight normalisation into plain weights (inference only)."""

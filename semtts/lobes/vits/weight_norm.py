@@ -30,6 +30,6 @@ def remove_weight_norm(module: torch.nn.Module) -> None:
     module : torch.nn.Module
         Any module; its submodules are visited recursively.
     """
-    for sub in module.modules():
+    for sub in list(module.modules()):  # removal edits the tree: walk a snapshot
         if parametrize.is_parametrized(sub, "weight"):
             parametrize.remove_parametrizations(sub, "weight")

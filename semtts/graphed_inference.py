@@ -1,0 +1,188 @@
+"""Synthesis replayed from CUDA graphs: the launch overhead of VITS inference removed.
+
+Synthesising one utterance launches well over a thousand small kernels
+(text encoder, duration flows, coupling flow, HiFi-GAN); on a fast GPU the
+host cannot issue them as fast as the GPU runs them. :class:`GraphedSynthesizer`
+captures the two halves of :meth:`VITSSynthesizer.infer` once per padded
+shape and replays them:
+
+1. ``predict_durations`` for the batch and the token count rounded up to
+   ``token_bucket``;
+2. one read-back (the number of frames, which sizes the output), then
+   ``decode_durations`` for the frame count rounded up to ``frame_bucket``.
+
+Padding changes nothing in the valid part of an utterance (every layer is
+masked or sees zeros past the end, exactly as in an unpadded batch), and the
+caller gets the waveform cut to the true lengths. The random draws (duration
+noise and prior sample) are part of the graphs and advance the CUDA
+generator on every replay. Graphs are captured on first use of a shape, so
+the first call at a new shape costs a warm-up and a capture; every graph
+keeps its own memory pool.
+
+On the CPU, or with ``enabled=False``, the same calls run eagerly.
+
+Example
+-------
+>>> from semtts.lobes.vits.synthesizer import VITSSynthesizer
+>>> gen = VITSSynthesizer(n_vocab=10, spec_channels=9, segment_frames=4, inter_channels=4,
+...     hidden_channels=8, filter_channels=16, n_heads=2, n_layers=1, kernel_size=3, p_dropout=0.0,
+...     resblock="2", resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+...     upsample_rates=[4, 2], upsample_initial_channel=16, upsample_kernel_sizes=[8, 4],
+...     posterior_n_layers=2, flow_n_layers=2, sdp_filter_channels=8, n_speakers=3, gin_channels=8).eval()
+>>> fast = GraphedSynthesizer(gen)          # eager on the CPU
+>>> out = fast(torch.randint(0, 10, (2, 7)), torch.tensor([7, 4]), sid=torch.tensor([0, 2]))
+>>> out.waveform.shape[:2], bool(torch.equal(out.wav_lengths, out.durations.sum(1) * 8))
+(torch.Size([2, 1]), True)
+"""
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from semtts.errors import ConfigError
+from semtts.lobes.vits.synthesizer import VITSInference
+from semtts.lobes.vits.text_encoder import TextEncoderOutput
+
+__all__ = ["GraphedSynthesizer"]
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+class _Graph:
+    """One captured callable with static inputs and outputs."""
+
+    def __init__(self, fn: Callable[[], tuple[torch.Tensor, ...]], warmup: int = 2):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):  # cuDNN/cuBLAS choose their kernels outside the capture
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = fn()
+
+    def replay(self) -> tuple[torch.Tensor, ...]:
+        self.graph.replay()
+        return self.outputs
+
+
+class GraphedSynthesizer(nn.Module):
+    """:meth:`VITSSynthesizer.infer` from CUDA graphs captured per padded shape.
+
+    Arguments
+    ---------
+    generator : torch.nn.Module
+        A :class:`~semtts.lobes.vits.synthesizer.VITSSynthesizer` (or the
+        semantic subclass) in eval mode, weight norm folded for speed.
+    token_bucket : int
+        Token counts are padded up to a multiple of this.
+    frame_bucket : int
+        Frame counts are padded up to a multiple of this.
+    enabled : bool
+        Use graphs when the generator is on a CUDA device (else eager).
+    """
+
+    def __init__(self, generator: nn.Module, token_bucket: int = 32, frame_bucket: int = 128,
+                 enabled: bool = True):
+        super().__init__()
+        if token_bucket < 1 or frame_bucket < 1:
+            raise ConfigError(f"graphed synthesis: buckets must be >= 1, got {token_bucket}, {frame_bucket}")
+        self.generator = generator
+        self.token_bucket = token_bucket
+        self.frame_bucket = frame_bucket
+        self.enabled = enabled
+        self._durations: dict[tuple, tuple[dict[str, torch.Tensor], _Graph]] = {}
+        self._decoders: dict[tuple, _Graph] = {}
+
+    @property
+    def graphs(self) -> int:
+        """Number of graphs captured so far."""
+        return len(self._durations) + len(self._decoders)
+
+    def _use_graphs(self, device: torch.device) -> bool:
+        return self.enabled and device.type == "cuda"
+
+    @torch.no_grad()
+    def forward(self, tokens: torch.Tensor, token_lengths: torch.Tensor, sid: torch.Tensor | None = None,
+                spk_embed: torch.Tensor | None = None, noise_scale: float = 0.667, length_scale: float = 1.0,
+                noise_scale_w: float = 0.8) -> VITSInference:
+        """Synthesise (arguments and result as :meth:`VITSSynthesizer.infer`, without ``max_len``).
+
+        Arguments
+        ---------
+        tokens : torch.Tensor
+            ``[B, T_text]`` token ids.
+        token_lengths : torch.Tensor
+            ``[B]`` token counts.
+        sid : torch.Tensor, optional
+            ``[B]`` speaker ids.
+        spk_embed : torch.Tensor, optional
+            ``[B, spk_embed_dim]`` speaker vectors.
+        noise_scale, length_scale, noise_scale_w : float
+            Prior noise, speed and duration noise.
+
+        Returns
+        -------
+        VITSInference
+            Waveform ``[B, 1, max(spec_lengths) * hop]`` and the rest, cut to the true sizes.
+        """
+        gen = self.generator
+        gen._check_tokens(tokens, token_lengths)
+        g = gen.speaker_condition(sid, spk_embed)
+        if not self._use_graphs(tokens.device):
+            return gen.infer(tokens, token_lengths, sid=sid, spk_embed=spk_embed, noise_scale=noise_scale,
+                             length_scale=length_scale, noise_scale_w=noise_scale_w)
+        batch, n_tokens = tokens.shape
+        padded_tokens = _round_up(n_tokens, self.token_bucket)
+        key = (batch, padded_tokens, None if g is None else tuple(g.shape), tokens.device)
+        if key not in self._durations:
+            static = {"tokens": torch.zeros(batch, padded_tokens, dtype=torch.long, device=tokens.device),
+                      "lengths": torch.ones(batch, dtype=torch.long, device=tokens.device),
+                      "scales": torch.zeros(3, device=tokens.device)}
+            if g is not None:
+                static["g"] = torch.zeros_like(g)
+
+            def durations_fn(s=static):
+                text, durations = gen.predict_durations(s["tokens"], s["lengths"], s.get("g"),
+                                                        noise_scale_w=s["scales"][2], length_scale=s["scales"][1])
+                return text.hidden, text.m_p, text.logs_p, text.mask, durations
+
+            self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
+            self._durations[key] = (static, _Graph(durations_fn))
+        static, graph = self._durations[key]
+        self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
+        hidden, m_p, logs_p, token_mask, durations = graph.replay()
+        spec_lengths = durations.sum(1).long()
+        n_frames = int(spec_lengths.max())  # the one read-back: it sizes the output
+        padded_frames = _round_up(n_frames, self.frame_bucket)
+        decode_key = (*key, padded_frames)
+        if decode_key not in self._decoders:
+            def decode_fn(s=static, outputs=(hidden, m_p, logs_p, token_mask, durations), frames=padded_frames):
+                text = TextEncoderOutput(*outputs[:4])
+                waveform, _, path, spec_mask = gen.decode_durations(text, outputs[4], s.get("g"),
+                                                                    noise_scale=s["scales"][0], n_frames=frames)
+                return waveform, path, spec_mask
+
+            self._decoders[decode_key] = _Graph(decode_fn)  # reads, never writes, the first half's outputs
+        waveform, path, spec_mask = self._decoders[decode_key].replay()
+        hop = gen.hop_length
+        return VITSInference(
+            waveform[:, :, :n_frames * hop].clone(), spec_lengths * hop, durations[:, :n_tokens].long(),
+            spec_lengths, path[:, :n_frames, :n_tokens].clone(), token_mask[:, :, :n_tokens].clone(),
+            spec_mask[:, :, :n_frames].clone(),
+        )
+
+    @staticmethod
+    def _fill(static: dict[str, torch.Tensor], tokens: torch.Tensor, token_lengths: torch.Tensor,
+              g: torch.Tensor | None, noise_scale: float, length_scale: float, noise_scale_w: float) -> None:
+        """Copy a call's inputs into a graph's static buffers (padding zeroed)."""
+        static["tokens"].zero_()
+        static["tokens"][:, :tokens.size(1)].copy_(tokens, non_blocking=True)
+        static["lengths"].copy_(token_lengths, non_blocking=True)
+        if g is not None:
+            static["g"].copy_(g, non_blocking=True)
+        static["scales"].copy_(torch.tensor([noise_scale, length_scale, noise_scale_w]), non_blocking=True)

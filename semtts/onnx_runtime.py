@@ -1,0 +1,173 @@
+"""Synthesis with ONNX Runtime from a packed folder holding ``model.onnx``.
+
+``semtts export-onnx --model DIR`` (:func:`semtts.onnx_export.export_onnx`)
+writes ``DIR/model.onnx``; :class:`OnnxSynthesizer` runs it with the
+folder's frontend and voices (:class:`~semtts.packed_model.PackedModel`).
+The generator runs in ONNX Runtime only; PyTorch is used for the text
+batch and, for zero-shot voices, for CAM++.
+
+Example
+-------
+>>> tts = OnnxSynthesizer.from_folder("exp/mini/default/packed")  # doctest: +SKIP
+>>> wavs, sr = tts.synthesize(["Hello there."], speaker="spk0")   # doctest: +SKIP
+>>> wavs[0].shape, wavs[0].dtype                                  # doctest: +SKIP
+((30720,), dtype('float32'))
+>>> OnnxSynthesizer.from_folder("no/such/dir")
+Traceback (most recent call last):
+...
+semtts.errors.DataError: no/such/dir: model folder not found
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semtts.errors import ConfigError, DataError
+from semtts.packed_model import PackedModel
+from semtts.text.frontend import Frontend
+
+__all__ = ["ONNX_FILE", "OnnxSynthesizer", "onnx_session"]
+
+ONNX_FILE = "model.onnx"
+
+
+def onnx_session(path: str | Path, threads: int | None = None):
+    """An ONNX Runtime CPU session of ``path``.
+
+    Arguments
+    ---------
+    path : str or Path
+        The ``.onnx`` file.
+    threads : int, optional
+        Intra-op threads (default: ONNX Runtime's).
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("onnxruntime is not installed: pip install semtts[onnx]") from None
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: ONNX model not found (write it with `semtts export-onnx --model DIR`)")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for broken files
+        raise DataError(f"{path}: cannot load the ONNX model ({str(err).splitlines()[0][:150]})") from None
+
+
+class OnnxSynthesizer(PackedModel):
+    """Text to speech with ONNX Runtime.
+
+    Arguments
+    ---------
+    folder : Path
+        The packed folder.
+    packed : dict
+        Its ``hyperparams.yaml``.
+    frontend : Frontend
+        Text to token ids.
+    session : onnxruntime.InferenceSession
+        The exported synthesis graph.
+    """
+
+    def __init__(self, folder: Path, packed: dict, frontend: Frontend, session):
+        super().__init__(folder, packed, frontend, torch.device("cpu"))
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.last_durations: list[np.ndarray] | None = None
+        """``[T_text_i]`` frames per token of the last :meth:`synthesize` batch."""
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, onnx_file: str | Path | None = None,
+                    threads: int | None = None) -> "OnnxSynthesizer":
+        """Open a packed folder and its exported graph.
+
+        Arguments
+        ---------
+        folder : str or Path
+            The packed folder.
+        onnx_file : str or Path, optional
+            The graph (default ``<folder>/model.onnx``).
+        threads : int, optional
+            ONNX Runtime intra-op threads.
+
+        Returns
+        -------
+        OnnxSynthesizer
+        """
+        folder, packed, frontend = PackedModel.open(folder)
+        return cls(folder, packed, frontend, onnx_session(onnx_file or folder / ONNX_FILE, threads))
+
+    def run(self, tokens: np.ndarray, token_lengths: np.ndarray, speaker: dict[str, np.ndarray],
+            noise_scale: float = 0.667, length_scale: float = 1.0,
+            noise_scale_w: float = 0.8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Run the graph on a prepared batch.
+
+        Arguments
+        ---------
+        tokens : numpy.ndarray
+            ``[B, T_text]`` int64 token ids.
+        token_lengths : numpy.ndarray
+            ``[B]`` int64 token counts.
+        speaker : dict
+            ``{"sid": [B] int64}``, ``{"spk_embed": [B, D] float32}`` or ``{}``.
+        noise_scale, length_scale, noise_scale_w : float
+            As in ``VITSSynthesizer.infer``.
+
+        Returns
+        -------
+        waveform : numpy.ndarray
+            ``[B, 1, T_wav]``.
+        wav_lengths : numpy.ndarray
+            ``[B]``.
+        durations : numpy.ndarray
+            ``[B, T_text]``.
+        """
+        feeds = {"tokens": np.asarray(tokens, dtype=np.int64),
+                 "token_lengths": np.asarray(token_lengths, dtype=np.int64),
+                 "scales": np.array([noise_scale, length_scale, noise_scale_w], dtype=np.float32)}
+        for name, value in speaker.items():
+            feeds[name] = np.asarray(value, dtype=np.int64 if name == "sid" else np.float32)
+        missing = sorted(set(self.input_names) - set(feeds))
+        extra = sorted(set(feeds) - set(self.input_names))
+        if missing or extra:
+            raise ConfigError(f"{self.folder}: the ONNX graph takes {self.input_names}; "
+                              f"missing {missing}, unexpected {extra}")
+        waveform, wav_lengths, durations = self.session.run(None, feeds)
+        return waveform, wav_lengths, durations
+
+    def synthesize(self, texts: list[str] | str, speaker: str | None = None, speaker_wav: str | Path | None = None,
+                   length_scale: float = 1.0, noise_scale: float = 0.667,
+                   noise_scale_w: float = 0.8) -> tuple[list[np.ndarray], int]:
+        """Synthesize a batch of texts in one voice (as :meth:`semtts.pretrained.SemTTS.synthesize`).
+
+        Arguments
+        ---------
+        texts : list of str or str
+            Raw texts.
+        speaker : str, optional
+            A training speaker (default: the first one).
+        speaker_wav : str or Path, optional
+            A reference recording to clone (embedding models; CAM++ runs in PyTorch).
+        length_scale, noise_scale, noise_scale_w : float
+            Speed, prior noise and duration noise.
+
+        Returns
+        -------
+        waveforms : list of numpy.ndarray
+            One float32 ``[T_i]`` array per text.
+        sample_rate : int
+        """
+        tokens, lengths = self.token_batch(texts)
+        speaker_inputs = {k: v.numpy() for k, v in self.speaker_inputs(speaker, speaker_wav, len(lengths)).items()}
+        waveform, wav_lengths, durations = self.run(tokens.numpy(), lengths.numpy(), speaker_inputs,
+                                                    noise_scale, length_scale, noise_scale_w)
+        self.last_durations = [durations[i, :n] for i, n in enumerate(lengths.tolist())]
+        return [waveform[i, 0, :int(n)].astype(np.float32) for i, n in enumerate(wav_lengths)], self.sample_rate

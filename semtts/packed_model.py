@@ -1,0 +1,256 @@
+"""What every runner of a packed model (stage 10) shares: the folder, its
+text frontend and its voices. :class:`PackedModel` holds no generator, so a
+runner that brings its own engine (:class:`semtts.pretrained.SemTTS` with
+PyTorch, :class:`semtts.onnx_runtime.OnnxSynthesizer` with ONNX Runtime)
+adds only that.
+
+Example
+-------
+>>> PackedModel.open("no/such/dir")
+Traceback (most recent call last):
+...
+semtts.errors.DataError: no/such/dir: model folder not found
+"""
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semtts.audio import SpectrogramConfig, read_checked_audio
+from semtts.errors import ConfigError, DataError
+from semtts.extract.speaker import SpeakerEmbedder
+from semtts.pack import read_packed_hparams
+from semtts.text.frontend import Frontend
+from semtts.text.tokenizer import BLANK_ID, TokenList, intersperse
+
+__all__ = ["PackedModel"]
+
+logger = logging.getLogger(__name__)
+
+
+class PackedModel:
+    """A packed folder's hyperparameters, frontend and voices (no generator).
+
+    Arguments
+    ---------
+    folder : Path
+        The packed folder.
+    packed : dict
+        Its ``hyperparams.yaml``.
+    frontend : Frontend
+        Text to token ids.
+    device : torch.device
+        Where CAM++ runs (zero-shot voices).
+    """
+
+    def __init__(self, folder: Path, packed: dict, frontend: Frontend, device: torch.device):
+        self.folder = folder
+        self.hparams = packed
+        self.frontend = frontend
+        self.device = device
+        self.speakers: list[str] = list(packed.get("speakers") or [])
+        self.sample_rate = int(packed["spectrogram"]["sample_rate"])
+        self.spectrogram = SpectrogramConfig(**packed["spectrogram"])
+        self.spk_means = None
+        if self.embedded:
+            self.spk_means = torch.from_numpy(np.load(folder / "spk_mean.npy")).float()
+        self._embedder: SpeakerEmbedder | None = None
+
+    @staticmethod
+    def open(source: str | Path, savedir: str | Path | None = None) -> tuple[Path, dict, Frontend]:
+        """Read a packed folder's hyperparameters and build its frontend.
+
+        Arguments
+        ---------
+        source : str or Path
+            The packed folder (stage 10's ``<output_folder>/packed``).
+        savedir : str or Path, optional
+            Copy the folder there first and use the copy.
+
+        Returns
+        -------
+        folder : Path
+            The folder in use.
+        packed : dict
+            Its ``hyperparams.yaml``.
+        frontend : Frontend
+        """
+        folder = Path(source)
+        packed = read_packed_hparams(folder)
+        if savedir is not None and Path(savedir).resolve() != folder.resolve():
+            shutil.copytree(folder, savedir, dirs_exist_ok=True)
+            folder = Path(savedir)
+        front = packed["frontend"]
+        bpe = folder / "bpe.model" if front["token_type"] == "bpe" else None
+        tokens = TokenList.load(folder / "tokens.txt") if bpe is None else None
+        frontend = Frontend(front["token_type"], front["language"], front["cleaner"], token_list=tokens,
+                            bpe_model=bpe)
+        return folder, packed, frontend
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the model is conditioned on CAM++ vectors (zero-shot capable)."""
+        return self.hparams["speaker_mode"] in ("speaker", "utterance")
+
+    @property
+    def multi_speaker(self) -> bool:
+        """Whether the model takes a speaker at all."""
+        gen = self.hparams["generator"]
+        return bool(gen.get("n_speakers") or gen.get("spk_embed_dim"))
+
+    @property
+    def embedder(self) -> SpeakerEmbedder:
+        """CAM++ as in training (built on first use; random-init rebuilt from its seed, with a warning)."""
+        if not self.embedded:
+            raise ConfigError(f"{self.folder}: speaker_mode {self.hparams['speaker_mode']} has no speaker "
+                              "embeddings; zero-shot voices need a model trained with speaker or utterance mode")
+        if self._embedder is None:
+            cam = self.hparams["campplus"]
+            if cam.get("random_init"):
+                logger.warning("%s: CAM++ was random-init in training; rebuilding it from seed %s (its vectors "
+                               "carry no speaker identity)", self.folder, cam.get("seed"))
+            self._embedder = SpeakerEmbedder.from_checkpoint(
+                None if cam.get("random_init") else cam.get("ckpt"), int(cam["embed_dim"]),
+                allow_random_init=bool(cam.get("random_init")), seed=int(cam.get("seed") or 0), device=self.device)
+        return self._embedder
+
+    def encode_texts(self, texts: list[str] | str) -> list[list[int]]:
+        """Raw texts to the model's token ids (blanks interspersed when the model was trained so).
+
+        Arguments
+        ---------
+        texts : list of str or str
+            Raw texts (one string is a batch of one).
+
+        Returns
+        -------
+        list of list of int
+            One non-empty id sequence per text.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise DataError("synthesize: give one or more non-empty texts")
+        ids, unknown = self.frontend.encode(texts)
+        if unknown:
+            logger.warning("symbols outside the model's token list became <unk>: %s", dict(unknown))
+        if self.hparams["frontend"]["add_blank"]:
+            ids = [intersperse(x, BLANK_ID) for x in ids]
+        for number, x in enumerate(ids):
+            if not x:
+                raise DataError(f"synthesize: text {number} gives no tokens: {texts[number]!r}")
+        return ids
+
+    def token_batch(self, texts: list[str] | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw texts to a padded CPU batch: ``tokens`` ``[B, T_text]`` and ``token_lengths`` ``[B]`` (long).
+
+        Arguments
+        ---------
+        texts : list of str or str
+            Raw texts.
+
+        Returns
+        -------
+        tokens, token_lengths : torch.Tensor
+        """
+        ids = self.encode_texts(texts)
+        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+        tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+        for i, x in enumerate(ids):
+            tokens[i, :len(x)] = torch.tensor(x)
+        return tokens, lengths
+
+    def speaker_row(self, speaker: str | None, what: str = "speaker") -> int:
+        """The row of a training speaker in the speaker table (default: the first one).
+
+        Arguments
+        ---------
+        speaker : str, optional
+            A training speaker id (``info`` lists them).
+        what : str
+            The flag name, for the messages.
+
+        Returns
+        -------
+        int
+        """
+        if speaker is None:
+            if not self.speakers:
+                raise ConfigError(f"{self.folder}: give a {what} (a reference wav)")
+            speaker = self.speakers[0]
+        if speaker not in self.speakers:
+            shown = ", ".join(self.speakers[:8]) + (" ..." if len(self.speakers) > 8 else "")
+            raise ConfigError(f"unknown {what} {speaker!r}; this model knows: {shown}")
+        return self.speakers.index(speaker)
+
+    def embed_wav(self, path: str | Path, what: str = "reference recording") -> torch.Tensor:
+        """The CAM++ vector ``[spk_embed_dim]`` of one recording (embedding models).
+
+        Arguments
+        ---------
+        path : str or Path
+            The recording (any rate; mixed to mono).
+        what : str
+            What it is, for the messages.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        wav, sr = read_checked_audio(path, what)
+        vector = self.embedder.embed([wav], sr)[0]
+        if not torch.isfinite(vector).all():
+            raise DataError(f"{path}: the {what} gives a non-finite speaker embedding")
+        return vector
+
+    def speaker_inputs(self, speaker: str | None, speaker_wav: str | Path | None, batch: int) -> dict:
+        """The speaker input of a batch in one voice: ``{"sid": [B] long}``,
+        ``{"spk_embed": [B, D] float}`` (CPU tensors) or ``{}`` (single speaker).
+
+        Arguments
+        ---------
+        speaker : str, optional
+            A training speaker (default: the first one).
+        speaker_wav : str or Path, optional
+            A reference recording to clone (embedding models).
+        batch : int
+            The batch size.
+
+        Returns
+        -------
+        dict
+        """
+        if speaker is not None and speaker_wav is not None:
+            raise ConfigError("give a speaker id or a reference wav, not both")
+        if not self.multi_speaker:
+            if speaker is not None or speaker_wav is not None:
+                raise ConfigError(f"{self.folder}: a single-speaker model takes no speaker")
+            return {}
+        if self.embedded:
+            if speaker_wav is not None:
+                vector = self.embed_wav(speaker_wav).cpu()
+            else:
+                vector = self.spk_means[self.speaker_row(speaker)]
+            return {"spk_embed": vector[None].expand(batch, -1).contiguous()}
+        if speaker_wav is not None:
+            raise ConfigError(f"{self.folder}: speaker_mode sid cannot clone a voice from a recording")
+        return {"sid": torch.full((batch,), self.speaker_row(speaker), dtype=torch.long)}
+
+    def summary_lines(self) -> list[str]:
+        """Lines describing the packed model (the runner adds its own)."""
+        p = self.hparams
+        cam = p.get("campplus") or {}
+        lines = [f"model: {self.folder}", f"stage: {p['stage']}  corpus: {p.get('corpus')}",
+                 f"sample rate: {self.sample_rate} Hz",
+                 f"text: {p['frontend']['token_type']} ({p['frontend']['language']}), "
+                 f"{len(self.frontend.token_list)} tokens",
+                 f"speaker mode: {p['speaker_mode']}  speakers ({len(self.speakers)}): "
+                 f"{', '.join(self.speakers[:10])}{' ...' if len(self.speakers) > 10 else ''}"]
+        if cam:
+            source = f"random init (seed {cam.get('seed')})" if cam.get("random_init") else cam.get("ckpt")
+            lines.append(f"CAM++: {source}, {cam.get('embed_dim')}-d")
+        if p.get("training"):
+            lines.append("training: " + ", ".join(f"{k} {v}" for k, v in p["training"].items()))
+        return lines
