@@ -294,6 +294,7 @@ def _as_device(device: torch.device | str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)  # a cached tensor first made under inference mode would break later training
 def _cached_hann(win_length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.hann_window(win_length, periodic=True, device=device, dtype=dtype)
 
@@ -329,6 +330,7 @@ def hann_window(
 
 
 @functools.lru_cache(maxsize=64)
+@torch.inference_mode(False)  # as _cached_hann
 def _cached_mel_filterbank(
     sample_rate: int,
     n_fft: int,

@@ -421,8 +421,7 @@ class VITSBrain(sb.Brain):
         stats.update({"loss_d": d_terms["loss"], **{f"d_{k}": v for k, v in d_terms.items() if k != "loss"}})
         stats.update(grad_norm_g=norm_g, grad_norm_d=norm_d)
         self.step_stats = {k: v.detach() for k, v in stats.items()}
-        self.running.add("window", self.step_stats, g_ok)
-        self.running.add("epoch", self.step_stats, g_ok)
+        self.running.add(("window", "epoch"), self.step_stats, g_ok)
         self._pending.append((self.global_step, torch.stack([d_ok, g_ok])))
         if not (self.gate_g.deferred and self.gate_d.deferred):
             self.settle_steps()

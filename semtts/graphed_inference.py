@@ -131,11 +131,11 @@ class GraphedSynthesizer(nn.Module):
             Waveform ``[B, 1, max(spec_lengths) * hop]`` and the rest, cut to the true sizes.
         """
         gen = self.generator
-        gen._check_tokens(tokens, token_lengths)
-        g = gen.speaker_condition(sid, spk_embed)
         if not self._use_graphs(tokens.device):
             return gen.infer(tokens, token_lengths, sid=sid, spk_embed=spk_embed, noise_scale=noise_scale,
                              length_scale=length_scale, noise_scale_w=noise_scale_w)
+        gen._check_tokens(tokens, token_lengths)
+        g = gen.speaker_condition(sid, spk_embed)
         batch, n_tokens = tokens.shape
         padded_tokens = _round_up(n_tokens, self.token_bucket)
         key = (batch, padded_tokens, None if g is None else tuple(g.shape), tokens.device)

@@ -32,12 +32,12 @@ from typing import NamedTuple
 
 import torch
 
-from semtts.audio import load_audio
+from semtts.audio import read_checked_audio
 from semtts.errors import ConfigError, DataError
 from semtts.extract.speaker import SpeakerEmbedder
 from semtts.text.tokenizer import BLANK_ID, intersperse
 
-__all__ = ["ClonedVoice", "clone_voice"]
+__all__ = ["ClonedVoice", "clone_voice", "embed_recording"]
 
 
 class ClonedVoice(NamedTuple):
@@ -51,6 +51,29 @@ class ClonedVoice(NamedTuple):
     """``[T_text]`` frames per token (blanks included when ``add_blank``)."""
     spk_embed: torch.Tensor
     """``[D]`` the CAM++ embedding of the reference."""
+
+
+def embed_recording(embedder: SpeakerEmbedder, path: str | Path, what: str = "reference recording") -> torch.Tensor:
+    """The CAM++ vector ``[embed_dim]`` of one recording; one-line errors name ``path``.
+
+    Arguments
+    ---------
+    embedder : SpeakerEmbedder
+        CAM++.
+    path : str or Path
+        Any audio file soundfile reads, at any rate (mixed to mono).
+    what : str
+        What it is, for the messages.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    wav, sr = read_checked_audio(path, what)
+    vector = embedder.embed([wav], sr)[0]
+    if not torch.isfinite(vector).all():
+        raise DataError(f"{path}: the {what} gives a non-finite speaker embedding")
+    return vector
 
 
 @torch.inference_mode()
@@ -100,16 +123,7 @@ def clone_voice(
                           f"takes {expected}-d ones (use the CAM++ checkpoint of its training)")
     if not token_ids:
         raise DataError("clone_voice: no tokens to synthesize")
-    path = Path(reference_wav)
-    if not path.is_file():
-        raise DataError(f"{path}: reference recording not found")
-    try:
-        wav, sr = load_audio(path, mono=True)
-    except Exception as err:  # soundfile raises several types for foreign files
-        raise DataError(f"{path}: cannot read the reference recording ({err})") from None
-    spk_embed = embedder.embed([wav], sr)[0]
-    if not torch.isfinite(spk_embed).all():
-        raise DataError(f"{path}: the reference recording gives a non-finite speaker embedding")
+    spk_embed = embed_recording(embedder, reference_wav)
     ids = intersperse(token_ids, BLANK_ID) if add_blank else list(token_ids)
     device = next(generator.parameters()).device
     tokens = torch.tensor([ids], dtype=torch.long, device=device)

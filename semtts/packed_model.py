@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semtts.audio import SpectrogramConfig, read_checked_audio
+from semtts.audio import SpectrogramConfig
 from semtts.errors import ConfigError, DataError
 from semtts.extract.speaker import SpeakerEmbedder
+from semtts.inference import embed_recording
 from semtts.pack import read_packed_hparams
 from semtts.text.frontend import Frontend
 from semtts.text.tokenizer import BLANK_ID, TokenList, intersperse
@@ -199,13 +200,10 @@ class PackedModel:
         -------
         torch.Tensor
         """
-        wav, sr = read_checked_audio(path, what)
-        vector = self.embedder.embed([wav], sr)[0]
-        if not torch.isfinite(vector).all():
-            raise DataError(f"{path}: the {what} gives a non-finite speaker embedding")
-        return vector
+        return embed_recording(self.embedder, path, what)
 
-    def speaker_inputs(self, speaker: str | None, speaker_wav: str | Path | None, batch: int) -> dict:
+    def speaker_inputs(self, speaker: str | None, speaker_wav: str | Path | None, batch: int,
+                       what: str = "speaker") -> dict:
         """The speaker input of a batch in one voice: ``{"sid": [B] long}``,
         ``{"spk_embed": [B, D] float}`` (CPU tensors) or ``{}`` (single speaker).
 
@@ -217,26 +215,28 @@ class PackedModel:
             A reference recording to clone (embedding models).
         batch : int
             The batch size.
+        what : str
+            The flag name, for the messages.
 
         Returns
         -------
         dict
         """
         if speaker is not None and speaker_wav is not None:
-            raise ConfigError("give a speaker id or a reference wav, not both")
+            raise ConfigError(f"give a {what} id or a reference wav, not both")
         if not self.multi_speaker:
             if speaker is not None or speaker_wav is not None:
-                raise ConfigError(f"{self.folder}: a single-speaker model takes no speaker")
+                raise ConfigError(f"{self.folder}: a single-speaker model takes no {what}")
             return {}
         if self.embedded:
             if speaker_wav is not None:
                 vector = self.embed_wav(speaker_wav).cpu()
             else:
-                vector = self.spk_means[self.speaker_row(speaker)]
+                vector = self.spk_means[self.speaker_row(speaker, what)]
             return {"spk_embed": vector[None].expand(batch, -1).contiguous()}
         if speaker_wav is not None:
             raise ConfigError(f"{self.folder}: speaker_mode sid cannot clone a voice from a recording")
-        return {"sid": torch.full((batch,), self.speaker_row(speaker), dtype=torch.long)}
+        return {"sid": torch.full((batch,), self.speaker_row(speaker, what), dtype=torch.long)}
 
     def summary_lines(self) -> list[str]:
         """Lines describing the packed model (the runner adds its own)."""

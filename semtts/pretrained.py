@@ -112,21 +112,10 @@ class SemTTS(PackedModel):
         -------
         torch.Tensor or None
         """
-        if speaker is not None and speaker_wav is not None:
-            raise ConfigError(f"give a {what} id or a reference wav, not both")
-        gen = self.generator
-        if gen.speaker is None:
-            if speaker is not None or speaker_wav is not None:
-                raise ConfigError(f"{self.folder}: a single-speaker model takes no {what}")
+        inputs = self.speaker_inputs(speaker, speaker_wav, 1, what)
+        if not inputs:
             return None
-        if speaker_wav is not None:
-            if not self.embedded:
-                raise ConfigError(f"{self.folder}: speaker_mode sid cannot clone a voice from a recording")
-            return gen.speaker_condition(spk_embed=self.embed_wav(speaker_wav)[None].to(self.device))
-        row = self.speaker_row(speaker, what)
-        if self.embedded:
-            return gen.speaker_condition(spk_embed=self.spk_means[row:row + 1].to(self.device))
-        return gen.speaker_condition(sid=torch.tensor([row], device=self.device))
+        return self.generator.speaker_condition(**{k: v.to(self.device) for k, v in inputs.items()})
 
     @torch.inference_mode()
     def synthesize(self, texts: list[str] | str, speaker: str | None = None, speaker_wav: str | Path | None = None,

@@ -63,16 +63,17 @@ def build_optimizer(opt_class: Any, module: torch.nn.Module, device: str | torch
     >>> print(opt.defaults["fused"])  # fused only on CUDA
     None
     """
-    kwargs = {}
-    target = getattr(opt_class, "func", opt_class)
     preset = getattr(opt_class, "keywords", None) or {}
-    if torch.device(device).type == "cuda" and "fused" not in preset:
-        try:
-            if "fused" in inspect.signature(target).parameters:
-                kwargs["fused"] = True
-        except (TypeError, ValueError):  # classes without a readable signature
-            pass
-    return opt_class(module.parameters(), **kwargs)
+    fused = torch.device(device).type == "cuda" and "fused" not in preset and _takes_fused(opt_class)
+    return opt_class(module.parameters(), **({"fused": True} if fused else {}))
+
+
+def _takes_fused(opt_class: Any) -> bool:
+    """Whether the optimizer class (or partial) has a ``fused`` argument."""
+    try:
+        return "fused" in inspect.signature(getattr(opt_class, "func", opt_class)).parameters
+    except (TypeError, ValueError):  # classes without a readable signature
+        return False
 
 
 def supports_device_skip(optimizer: torch.optim.Optimizer) -> bool:
@@ -237,13 +238,14 @@ class RunningMeans:
     def __init__(self):
         self._sums: dict[str, list] = {}
 
-    def add(self, name: str, stats: dict[str, torch.Tensor], weight: torch.Tensor | None = None) -> None:
-        """Add one step's terms, times ``weight`` (0: a skipped step, left out).
+    def add(self, names: str | tuple[str, ...], stats: dict[str, torch.Tensor],
+            weight: torch.Tensor | None = None) -> None:
+        """Add one step's terms, times ``weight`` (0: a skipped step, left out), to one or several sums.
 
         Arguments
         ---------
-        name : str
-            The sum (``window``, ``epoch``, a stage name).
+        names : str or tuple of str
+            The sums (``window``, ``epoch``, a stage name).
         stats : dict of str to torch.Tensor
             Scalar terms.
         weight : torch.Tensor, optional
@@ -253,12 +255,13 @@ class RunningMeans:
         values = torch.stack([v.float() for v in stats.values()])
         weight = values.new_ones(()) if weight is None else weight.float()
         values = torch.where(weight > 0, values, 0.0) * weight
-        current = self._sums.get(name)
-        if current is None or current[0] != keys:
-            self._sums[name] = [keys, values, weight]
-        else:
-            current[1] = current[1] + values
-            current[2] = current[2] + weight
+        for name in (names,) if isinstance(names, str) else names:
+            current = self._sums.get(name)
+            if current is None or current[0] != keys:
+                self._sums[name] = [keys, values, weight]
+            else:
+                current[1] = current[1] + values
+                current[2] = current[2] + weight
 
     def means(self, name: str) -> dict[str, float]:
         """The means of a sum (one host sync), which is then reset; ``{}`` if empty.

@@ -204,3 +204,13 @@ def test_bad_input_raises():
         linear_spectrogram(torch.randn(2, 2, 4000))
     with pytest.raises(DataError, match="spec_to_mel"):
         spec_to_mel(torch.ones(1, 100, 5))
+
+
+def test_cached_windows_made_in_inference_mode_serve_training():
+    # synthesis (inference mode) first, then a training step in the same process
+    cfg = SpectrogramConfig(sample_rate=16000, n_fft=64, hop_length=16, win_length=64, n_mels=8)
+    with torch.inference_mode():
+        cfg.mel_spectrogram(torch.randn(1, 400))
+    wav = torch.randn(1, 400, requires_grad=True)
+    cfg.mel_spectrogram(wav).sum().backward()
+    assert wav.grad is not None and torch.isfinite(wav.grad).all()
