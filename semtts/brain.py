@@ -31,7 +31,6 @@ Example
 ('output', 'y', 'y_hat', 'mel', 'mel_real', 'mel_fake', 'spec_lengths', 'speaker')
 """
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -242,21 +241,26 @@ class VITSBrain(sb.Brain):
     def _compile(self) -> None:
         """``--compile``: ``torch.compile`` the parts with fixed shapes, the
         discriminator and the generator's decoder (both see fixed-size
-        windows), in place so that checkpoints keep their keys. The rest of
+        windows; the discriminator through its ``judge`` method, which both
+        steps call), in place so that checkpoints keep their keys. The rest of
         the generator (variable lengths, alignment search) stays eager.
         ``--compile_module_keys`` picks among ``discriminator`` and ``decoder``."""
         if not self.compile:
             return super()._compile()
-        targets = {"discriminator": self.modules["discriminator"],
-                   "decoder": _unwrap(self.modules["generator"]).decoder}
+        disc = _unwrap(self.modules["discriminator"])
+        targets = {"discriminator": disc, "decoder": _unwrap(self.modules["generator"]).decoder}
         keys = list(self.compile_module_keys or targets)
         unknown = sorted(set(keys) - set(targets))
         if unknown:
             raise ConfigError(f"--compile_module_keys: {', '.join(unknown)} cannot be compiled; "
                               f"choose among {', '.join(targets)}")
+        options = {"mode": self.compile_mode, "fullgraph": self.compile_using_fullgraph,
+                   "dynamic": self.compile_using_dynamic_shape_tracing}
         for key in keys:
-            targets[key].compile(mode=self.compile_mode, fullgraph=self.compile_using_fullgraph,
-                                 dynamic=self.compile_using_dynamic_shape_tracing)
+            if key == "discriminator":  # both steps go through judge()
+                disc.judge = torch.compile(disc.judge, **options)
+            else:
+                targets[key].compile(**options)
         logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
@@ -357,7 +361,8 @@ class VITSBrain(sb.Brain):
             (speaker consistency) when ``c_spk > 0``, ``sem`` (semantic distillation) in stages B, C.
         """
         out = predictions.output
-        _, fake_scores, real_fmaps, fake_fmaps = self.modules.discriminator(predictions.y, predictions.y_hat)
+        fake_scores, real_fmaps, fake_fmaps = _unwrap(self.modules.discriminator).judge_for_generator(
+            predictions.y, predictions.y_hat)
         terms = self.generator_loss(
             mel_real=predictions.mel_real, mel_fake=predictions.mel_fake, fake_scores=fake_scores,
             real_fmaps=real_fmaps, fake_fmaps=fake_fmaps, z_p=out.z_p, logs_q=out.logs_q, m_p=out.m_p,
@@ -409,8 +414,7 @@ class VITSBrain(sb.Brain):
                                           self.max_grad_norm)
         self.optimizer_d.zero_grad(set_to_none=True)
 
-        no_sync = disc.no_sync() if hasattr(disc, "no_sync") else contextlib.nullcontext()
-        with self.training_ctx, no_sync:  # the discriminator's gradients here are discarded
+        with self.training_ctx:  # outside DDP: no discriminator gradient to reduce here
             g_terms = self.compute_objectives(predictions, batch, sb.Stage.TRAIN)
         self.scaler_g.scale(g_terms["loss"]).backward()
         self.optimizer_d.zero_grad(set_to_none=True)

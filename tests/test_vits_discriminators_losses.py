@@ -66,6 +66,33 @@ def test_vits_discriminator_shapes_and_batch_independence(vits_disc):
     torch.testing.assert_close(fake_fmaps[3][-1], alone_fmaps[-1], rtol=1e-4, atol=1e-5)
 
 
+def test_judging_for_the_generator_gives_the_same_gradients_without_weight_gradients():
+    # the generator step judges real slices without gradient and fake ones with a gradient
+    # to the input only: the generator's gradient must equal judging both as one batch
+    torch.manual_seed(0)
+    disc = MultiPeriodDiscriminator(periods=(2, 3), num_scales=2).train()
+    y = torch.randn(2, 1, 4096)
+    y_hat = torch.randn(2, 1, 4096, requires_grad=True)
+
+    def generator_losses(fake_scores, real_fmaps, fake_fmaps):
+        return generator_loss(fake_scores)[0] + 2 * feature_matching_loss(real_fmaps, fake_fmaps)
+
+    state = {k: v.clone() for k, v in disc.state_dict().items()}  # spectral norm iterates in training
+    _, fake, real_fmaps, fake_fmaps = disc(y, y_hat)
+    generator_losses(fake, real_fmaps, fake_fmaps).backward()
+    expected, y_hat.grad = y_hat.grad.clone(), None
+    assert all(p.grad is not None for p in disc.parameters())  # forward() computes them, wasted
+    disc.zero_grad(set_to_none=True)
+
+    disc.load_state_dict(state)
+    fake, real_fmaps, fake_fmaps = disc.judge_for_generator(y, y_hat)
+    assert all(not f.requires_grad for maps in real_fmaps for f in maps)
+    generator_losses(fake, real_fmaps, fake_fmaps).backward()
+    torch.testing.assert_close(y_hat.grad, expected, rtol=1e-4, atol=1e-6)
+    assert all(p.grad is None for p in disc.parameters())
+    assert all(p.requires_grad for p in disc.parameters())  # restored for the discriminator step
+
+
 def test_hifigan_multi_scale_option():
     disc = MultiPeriodDiscriminator(periods=(2,), num_scales=3)
     assert len(disc.discriminators) == 4

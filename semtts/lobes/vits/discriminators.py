@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from semtts.errors import ConfigError, DataError
@@ -201,7 +202,9 @@ class MultiPeriodDiscriminator(nn.Module):
     the single scale: the first spectral-normalised, the second and third on
     the waveform average-pooled (kernel 4, stride 2) once and twice.
 
-    Real and fake waveforms go through the networks as one batch.
+    Real and fake waveforms go through the networks as one batch
+    (:meth:`forward`, the discriminator step); :meth:`judge_for_generator`
+    serves the generator step.
 
     Arguments
     ---------
@@ -279,18 +282,77 @@ class MultiPeriodDiscriminator(nn.Module):
                 f"MultiPeriodDiscriminator: expected [B, 1, T] waveforms, got {list(y_real.shape)}"
             )
         batch = y_real.shape[0]
-        both = torch.cat([y_real, y_fake.to(y_real.dtype)], dim=0)
-        real_scores, fake_scores, real_fmaps, fake_fmaps = [], [], [], []
-        scaled = both
+        scores, fmaps = self.judge(torch.cat([y_real, y_fake.to(y_real.dtype)], dim=0))
+        return ([s[:batch] for s in scores], [s[batch:] for s in scores],
+                [[f[:batch] for f in maps] for maps in fmaps], [[f[batch:] for f in maps] for maps in fmaps])
+
+    def judge(self, wav: torch.Tensor) -> tuple[Scores, FeatureMaps]:
+        """Score one batch of ``[B, 1, T]`` waveforms with every discriminator.
+
+        Returns
+        -------
+        scores : list of torch.Tensor
+            ``[B, N_k]`` per discriminator (scales first, then periods).
+        fmaps : list of list of torch.Tensor
+            The feature maps of every discriminator.
+        """
+        scores, fmaps = [], []
+        scaled = wav
         for index, disc in enumerate(self.discriminators):
             if index < self.num_scales:
                 if index > 0:
                     scaled = self.pool(scaled)
-                score, fmaps = disc(scaled)
+                score, maps = disc(scaled)
             else:
-                score, fmaps = disc(both)
-            real_scores.append(score[:batch])
-            fake_scores.append(score[batch:])
-            real_fmaps.append([f[:batch] for f in fmaps])
-            fake_fmaps.append([f[batch:] for f in fmaps])
-        return real_scores, fake_scores, real_fmaps, fake_fmaps
+                score, maps = disc(wav)
+            scores.append(score)
+            fmaps.append(maps)
+        return scores, fmaps
+
+    def judge_for_generator(self, y_real: torch.Tensor, y_fake: torch.Tensor) -> tuple[Scores, FeatureMaps,
+                                                                                        FeatureMaps]:
+        """What the generator's adversarial and feature-matching losses need, at
+        the least cost: the real slices are judged without gradient (their
+        feature maps are targets), the generated ones with a gradient that
+        reaches ``y_fake`` only. No weight gradient of the discriminator is
+        computed, which a generator step would discard anyway; this halves the
+        discriminator's work in the generator step against judging both
+        batches with :meth:`forward`, and gives the same generator gradients.
+
+        Arguments
+        ---------
+        y_real, y_fake : torch.Tensor
+            ``[B, 1, T]`` ground-truth and generated slices.
+
+        Returns
+        -------
+        fake_scores : list of torch.Tensor
+            ``[B, N_k]`` per discriminator, for ``y_fake``.
+        real_fmaps, fake_fmaps : list of list of torch.Tensor
+            The feature maps of both (the real ones without gradient).
+
+        Example
+        -------
+        >>> disc = MultiPeriodDiscriminator(periods=(2,))
+        >>> y_hat = torch.randn(1, 1, 2048, requires_grad=True)
+        >>> fake, real_fmaps, fake_fmaps = disc.judge_for_generator(torch.randn(1, 1, 2048), y_hat)
+        >>> sum(s.sum() for s in fake).backward()
+        >>> y_hat.grad.shape, all(p.grad is None for p in disc.parameters())
+        (torch.Size([1, 1, 2048]), True)
+        """
+        if y_real.dim() == 2:
+            y_real, y_fake = y_real.unsqueeze(1), y_fake.unsqueeze(1)
+        params = list(self.parameters())
+        wanted = [p.requires_grad for p in params]
+        # one normalised weight per layer for both calls (one spectral-norm iteration, as forward())
+        with parametrize.cached():
+            with torch.no_grad():
+                _, real_fmaps = self.judge(y_real)
+            try:
+                for p in params:
+                    p.requires_grad_(False)
+                fake_scores, fake_fmaps = self.judge(y_fake.to(y_real.dtype))
+            finally:
+                for p, flag in zip(params, wanted):
+                    p.requires_grad_(flag)
+        return fake_scores, real_fmaps, fake_fmaps
