@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,11 +14,28 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["machine_info", "median_ms", "emit"]
+__all__ = ["code_version", "machine_info", "median_ms", "emit"]
+
+
+def code_version() -> str:
+    """The git commit of the semtts code that runs (``+dirty`` with local changes to
+    ``semtts/`` or ``hparams/``), or ``unknown`` outside a git checkout."""
+    import semtts
+
+    root = Path(semtts.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
+                                "--", "semtts", "hparams"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
-    """Describe the machine and the device a measurement ran on."""
+    """Describe the machine and the device a measurement ran on (and the code's commit)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -33,6 +51,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        "semtts": code_version(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

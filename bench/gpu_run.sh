@@ -8,14 +8,16 @@
 #
 # Sections, in order: tests (CUDA-only tests: graphs, MAS kernel, features),
 # mas (Triton kernel check and timing), infer (eager and CUDA-graph
-# synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64, with
-# and without cudnn.benchmark),
-# compile (train step with --compile, bf16), campplus, whisper.
-# Writes JSON lines per benchmark and a log; all sections take about 8
-# minutes on an H100/H200, most of it compiling.
+# synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64),
+# profile (where a bf16 step's GPU time goes, batch 32), compile (train step
+# with --compile, bf16), campplus, whisper; not by default: experiments
+# (cudnn.benchmark and NHWC period discriminators, both measured slower or
+# bigger on an H200 in bench/results/gpu_h200/).
+# Writes JSON lines per benchmark and a log; the default sections take about
+# 8 minutes on an H100/H200, most of it compiling.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS:-tests mas infer train compile campplus whisper}
+sections=${SECTIONS:-tests mas infer train profile compile campplus whisper}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 status=0
@@ -41,6 +43,11 @@ fi
 if want train; then
     step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
         --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step.jsonl"
+fi
+if want profile; then
+    step python3 bench/profile_train_step.py --batch_size 32 --precision bf16 > "$out/profile_b32_bf16.txt"
+fi
+if want experiments; then
     step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --cudnn_benchmark \
         --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step_cudnn_benchmark.jsonl"
     step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --channels_last_disc \
