@@ -40,7 +40,7 @@ import random
 import shutil
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -206,7 +206,7 @@ class AtomicCheckpointer(Checkpointer):
         min_keys: list[str] | None = None,
         max_keys: list[str] | None = None,
         importance_keys: list | None = None,
-        ckpt_predicate=None,
+        ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
         verbosity: int = logging.INFO,
     ) -> None:
         """Delete the least important checkpoints, each by renaming it out of
@@ -277,7 +277,8 @@ class AtomicCheckpointer(Checkpointer):
         return removed
 
     def recover_if_possible(
-        self, importance_key=None, max_key=None, min_key=None, ckpt_predicate=None
+        self, importance_key: Callable[[Checkpoint], Any] | None = None, max_key: str | None = None,
+        min_key: str | None = None, ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
     ) -> Checkpoint | None:
         """Clean leftovers, then load the chosen checkpoint if there is one.
 

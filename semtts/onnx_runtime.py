@@ -19,6 +19,7 @@ semtts.errors.DataError: no/such/dir: model folder not found
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,12 +28,15 @@ from semtts.errors import ConfigError, DataError
 from semtts.packed_model import PackedModel
 from semtts.text.frontend import Frontend
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 __all__ = ["ONNX_FILE", "OnnxSynthesizer", "onnx_session"]
 
 ONNX_FILE = "model.onnx"
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
+def onnx_session(path: str | Path, threads: int | None = None) -> "onnxruntime.InferenceSession":
     """An ONNX Runtime CPU session of ``path``.
 
     Arguments

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from semtts.data.manifest import read_manifest
+from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.pack import pack_model
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
@@ -31,7 +32,7 @@ __all__ = ["SETTINGS", "training_means", "pack_experiment", "main"]
 SETTINGS = ("pack_stage", "pack_checkpoint", "speaker_mode", "token_type", "language", "cleaner", "add_blank")
 
 
-def training_means(vectors, train_items: dict[str, dict], speakers: list[str]) -> np.ndarray:
+def training_means(vectors: SpeakerVectors, train_items: dict[str, dict], speakers: list[str]) -> np.ndarray:
     """``[S, D]`` the mean CAM++ embedding of each speaker over its embedded
     training utterances, in ``speakers`` order.
 

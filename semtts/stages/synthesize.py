@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import Checkpointer
 
 from semtts.audio import save_audio
@@ -40,7 +41,7 @@ from semtts.data.dataset import absolute_lengths, dataio_prepare
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
-from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import StageArgs, load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
 
 __all__ = ["load_generator", "split_references", "synthesize_split", "synthesize_stage", "main"]
@@ -119,7 +120,7 @@ def split_references(vectors: SpeakerVectors, hp: dict, split: str,
 
 
 @torch.inference_mode()
-def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Path, device: torch.device,
+def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemDataset, out_dir: Path, device: torch.device,
                      references: dict[str, int] | None = None) -> dict:
     """Synthesize one split into ``out_dir``; returns its report (with
     ``references``, the counts of :func:`split_references`, when given).
@@ -162,7 +163,7 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset, out_dir: Pat
     return report
 
 
-def synthesize_stage(args, stage: str) -> bool:
+def synthesize_stage(args: StageArgs, stage: str) -> bool:
     """Synthesize the test sets with trained stage ``stage``; False if that
     stage has not finished training (it is skipped)."""
     include = ("model_hparams", STAGE_FILES[stage])

@@ -31,8 +31,10 @@ afresh. A stage that has checkpoints of its own resumes from them instead.
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.seed import seed_everything
 
@@ -43,6 +45,9 @@ from semtts.errors import ConfigError, DataError
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.text.tokenizer import TokenList
+
+if TYPE_CHECKING:  # imports whisper: only when training with a teacher
+    from semtts.data.teacher_features import TeacherFeatures
 
 __all__ = ["SPEAKER_MODES", "PREVIOUS_STAGE", "STAGE_FILES", "stage_dir", "model_sizes", "load_speaker_vectors",
            "training_vectors", "loader_kwargs", "with_teacher", "build_generator", "load_matching_weights",
@@ -152,7 +157,7 @@ def training_vectors(vectors: SpeakerVectors, manifests: dict[str, Path], mode: 
     return embeds
 
 
-def loader_kwargs(hp: dict, dataset, train: bool) -> dict:
+def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool) -> dict:
     """DataLoader options: length-bucketed dynamic batches for training when
     ``dynamic_batching`` is set, fixed ``batch_size`` otherwise."""
     kwargs = {"num_workers": hp["num_workers"]}
@@ -163,7 +168,7 @@ def loader_kwargs(hp: dict, dataset, train: bool) -> dict:
     return kwargs
 
 
-def with_teacher(teacher, manifests: dict[str, Path], stage: str = "6") -> set[str]:
+def with_teacher(teacher: "TeacherFeatures", manifests: dict[str, Path], stage: str = "6") -> set[str]:
     """The training and validation items that have teacher features; the
     others are logged with a count and left out.
 
