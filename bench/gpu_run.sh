@@ -9,7 +9,8 @@
 # Sections, in order: tests (CUDA-only tests: graphs, MAS kernel, features),
 # mas (Triton kernel check and timing), infer (eager and CUDA-graph
 # synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64),
-# profile (where a bf16 step's GPU time goes, batch 32), compile (train step
+# profile (where a bf16 step's GPU time goes, batch 32: operators, and every
+# convolution call timed alone in NCHW, NHWC and folded layouts), compile (train step
 # with --compile, bf16), campplus, whisper; not by default: experiments
 # (cudnn.benchmark and NHWC period discriminators, both measured slower or
 # bigger on an H200 in bench/results/gpu_h200/).
@@ -46,6 +47,8 @@ if want train; then
 fi
 if want profile; then
     step python3 bench/profile_train_step.py --batch_size 32 --precision bf16 > "$out/profile_b32_bf16.txt"
+    step python3 bench/conv_shapes.py --device cuda --config hparams/model/vits_base.yaml --batch_size 32 \
+        --precision bf16 --out "$out/conv_shapes_b32_bf16.jsonl"
 fi
 if want experiments; then
     step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --cudnn_benchmark \
