@@ -8,7 +8,8 @@
 #
 # Sections, in order: tests (CUDA-only tests: graphs, MAS kernel, features),
 # mas (Triton kernel check and timing), infer (eager and CUDA-graph
-# synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64),
+# synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64, and
+# bf16/fp16 with every 1-D convolution in NHWC),
 # profile (where a bf16 step's GPU time goes, batch 32: operators, and every
 # convolution call timed alone in NCHW, NHWC and folded layouts), compile (train step
 # with --compile, bf16), campplus, whisper; not by default: experiments
@@ -44,6 +45,8 @@ fi
 if want train; then
     step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
         --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step.jsonl"
+    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --channels_last_conv1d \
+        --batch_sizes 32 64 --precisions bf16 fp16 --steps 12 --out "$out/train_step_channels_last_conv1d.jsonl"
 fi
 if want profile; then
     step python3 bench/profile_train_step.py --batch_size 32 --precision bf16 > "$out/profile_b32_bf16.txt"

@@ -81,6 +81,11 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         modules = {"generator": hp["generator"], "discriminator": hp["discriminator"]}
         if args.channels_last_disc:  # experiment: the period discriminators' Conv2d weights in NHWC
             modules["discriminator"].to(memory_format=torch.channels_last)
+        if args.channels_last_conv1d:  # experiment: every 1-D convolution as an NHWC 2-D one
+            from semtts.conv_layout import use_channels_last_conv1d
+
+            for module in modules.values():
+                use_channels_last_conv1d(module)
         try:
             run_opts = {"device": str(device), "precision": precision, "noprogressbar": True}
             if args.compile:
@@ -111,6 +116,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
                 "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
                 "cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last_disc": args.channels_last_disc,
+                "channels_last_conv1d": args.channels_last_conv1d,
                 "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
 
@@ -139,6 +145,8 @@ def main(argv=None) -> None:
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode with --compile")
     parser.add_argument("--channels_last_disc", action="store_true",
                         help="experiment: period-discriminator Conv2d weights in channels-last (NHWC) layout")
+    parser.add_argument("--channels_last_conv1d", action="store_true",
+                        help="experiment: run every 1-D convolution as a channels-last 2-D one (semtts.conv_layout)")
     parser.add_argument("--cudnn_benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True (cuDNN picks kernels per shape)")
     parser.add_argument("--out", default=None)

@@ -103,5 +103,5 @@ class PosteriorEncoder(nn.Module):
         hidden = self.wavenet(self.pre(spec) * mask, mask, g=g)
         stats = self.proj(hidden) * mask
         m_q, logs_q = stats.split(self.out_channels, dim=1)
-        z = (m_q + torch.randn_like(m_q) * torch.exp(logs_q)) * mask
+        z = (m_q + torch.randn_like(m_q, memory_format=torch.contiguous_format) * torch.exp(logs_q)) * mask
         return PosteriorOutput(z, m_q, logs_q, mask)
