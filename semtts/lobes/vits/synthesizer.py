@@ -525,7 +525,7 @@ class VITSSynthesizer(nn.Module):
 
         m_p = expand_by_path(text.m_p, path)
         logs_p = expand_by_path(text.logs_p, path)
-        z_p = m_p + torch.randn_like(m_p, memory_format=torch.contiguous_format) * torch.exp(logs_p) * noise_scale
+        z_p = m_p + torch.randn_like(m_p) * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, spec_mask, g=g, reverse=True)
         waveform = self.decoder(z * spec_mask, g=g, lengths=spec_lengths)
         return waveform, spec_lengths, path, spec_mask
