@@ -416,8 +416,7 @@ class VITSBrain(sb.Brain):
 
         with self.training_ctx:  # outside DDP: no discriminator gradient to reduce here
             g_terms = self.compute_objectives(predictions, batch, sb.Stage.TRAIN)
-        self.scaler_g.scale(g_terms["loss"]).backward()
-        self.optimizer_d.zero_grad(set_to_none=True)
+        self.scaler_g.scale(g_terms["loss"]).backward()  # reaches the generator only (judge_for_generator)
         g_ok, norm_g = self.gate_g.update([g_terms["loss"]], self.max_grad_norm, also=d_ok)
         self.optimizer_g.zero_grad(set_to_none=True)
 

@@ -8,8 +8,8 @@ stalls the GPU queue twice per GAN step. With a *fused* optimizer (AdamW
 where it is nonzero, exactly as :class:`torch.GradScaler` uses it for fp16.
 
 :class:`UpdateGate` does that for one optimizer and its scaler, and keeps
-the per-step outcomes on the device until :meth:`UpdateGate.settle` reads
-them all back at once (the Brain settles every ``log_interval`` steps, at
+the per-step outcomes on the device until the caller reads them all back
+at once (``VITSBrain.settle_steps`` every ``log_interval`` steps, at
 the end of an epoch and before a checkpoint). With an optimizer that cannot
 skip on the device (unfused, or on the CPU where a sync costs nothing) it
 decides on the host at once. :class:`RunningMeans` sums the losses of the
@@ -159,11 +159,10 @@ class UpdateGate:
         self.scaler.unscale_(self.optimizer)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         with_grad = [p for p in params if p.grad is not None]
-        if not with_grad:
+        if not with_grad:  # a zero norm where the other checks live
             return torch.zeros((), device=params[0].device if params else None)
-        params = with_grad
         limit = max_grad_norm if max_grad_norm and max_grad_norm > 0 else math.inf
-        return torch.nn.utils.clip_grad_norm_(params, limit)
+        return torch.nn.utils.clip_grad_norm_(with_grad, limit)
 
     def update(self, checks: list[torch.Tensor], max_grad_norm: float | None,
                also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,9 +278,8 @@ class RunningMeans:
         if current is None:
             return {}
         keys, values, count = current
-        if float(count) == 0:
-            return {}
-        return dict(zip(keys, (values / count).tolist()))
+        *sums, count = torch.cat([values, count.reshape(1)]).tolist()  # one read-back
+        return dict(zip(keys, (total / count for total in sums))) if count else {}
 
     def reset(self, name: str) -> None:
         """Drop a sum.

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtts.errors import ConfigError
-from semtts.lobes.vits.masks import lengths_to_mask
+from semtts.lobes.vits.masks import apply_mask, lengths_to_mask
 
 __all__ = [
     "CAMPPlus",
@@ -90,10 +90,6 @@ def relative_to_absolute(lengths: torch.Tensor | None, max_len: int, batch: int)
 def _bn_relu(channels: int) -> nn.Sequential:
     """BatchNorm then ReLU, named as 3D-Speaker's ``batchnorm-relu`` config."""
     return nn.Sequential(OrderedDict([("batchnorm", nn.BatchNorm1d(channels)), ("relu", nn.ReLU())]))
-
-
-def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return x if mask is None else x * mask
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -199,9 +195,9 @@ class BasicResBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, C, F, T]`` (zero on padded frames) -> ``[B, planes, F / stride, T]``;
         ``mask`` is ``[B, 1, 1, T]`` or None."""
-        out = _masked(F.relu(self.bn1(self.conv1(x))), mask)
+        out = apply_mask(F.relu(self.bn1(self.conv1(x))), mask)
         out = self.bn2(self.conv2(out)) + self.shortcut(x)
-        return _masked(F.relu(out), mask)
+        return apply_mask(F.relu(out), mask)
 
 
 class FCM(nn.Module):
@@ -244,11 +240,11 @@ class FCM(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, F, T]`` -> ``[B, out_channels, T]``; ``mask`` is ``[B, 1, T]`` or None."""
         mask2d = None if mask is None else mask.unsqueeze(1)
-        out = _masked(x.unsqueeze(1), mask2d)
-        out = _masked(F.relu(self.bn1(self.conv1(out))), mask2d)
+        out = apply_mask(x.unsqueeze(1), mask2d)
+        out = apply_mask(F.relu(self.bn1(self.conv1(out))), mask2d)
         for block in (*self.layer1, *self.layer2):
             out = block(out, mask2d)
-        out = _masked(F.relu(self.bn2(self.conv2(out))), mask2d)
+        out = apply_mask(F.relu(self.bn2(self.conv2(out))), mask2d)
         return out.flatten(1, 2)
 
 
@@ -325,7 +321,7 @@ class CAMLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, C, T]`` -> ``[B, out_channels, T]``; ``mask`` is ``[B, 1, T]`` or None."""
-        x = _masked(x, mask)
+        x = apply_mask(x, mask)
         local = self.linear_local(x)
         context = masked_mean(x, mask) + _segment_mean(x, mask, self.seg_len)
         gate = torch.sigmoid(self.linear2(F.relu(self.linear1(context))))

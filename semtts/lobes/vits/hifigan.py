@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from semtts.errors import ConfigError
-from semtts.lobes.vits.masks import lengths_to_mask
+from semtts.lobes.vits.masks import apply_mask, lengths_to_mask
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
 __all__ = ["ResBlock1", "ResBlock2", "HiFiGANGenerator"]
@@ -44,11 +44,6 @@ def _init_normal(conv: nn.Module, std: float = 0.01) -> nn.Module:
     """Draw ``conv``'s weight from ``N(0, std^2)`` (before weight norm wraps it)."""
     nn.init.normal_(conv.weight, 0.0, std)
     return conv
-
-
-def _masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """``x * mask``, or ``x`` without a mask."""
-    return x if mask is None else x * mask
 
 
 def _same_padding(kernel_size: int, dilation: int) -> int:
@@ -91,8 +86,8 @@ class ResBlock1(nn.Module):
         """Refine ``x`` ``[B, C, T]`` (every convolution sees zeros where
         ``mask`` ``[B, 1, T]`` is 0); returns ``[B, C, T]``."""
         for dilated, plain in zip(self.convs_dilated, self.convs_plain):
-            y = dilated(_masked(F.leaky_relu(x, LRELU_SLOPE), mask))
-            x = x + plain(_masked(F.leaky_relu(y, LRELU_SLOPE), mask))
+            y = dilated(apply_mask(F.leaky_relu(x, LRELU_SLOPE), mask))
+            x = x + plain(apply_mask(F.leaky_relu(y, LRELU_SLOPE), mask))
         return x
 
 
@@ -132,7 +127,7 @@ class ResBlock2(nn.Module):
         """Refine ``x`` ``[B, C, T]`` (every convolution sees zeros where
         ``mask`` ``[B, 1, T]`` is 0); returns ``[B, C, T]``."""
         for conv in self.convs:
-            x = x + conv(_masked(F.leaky_relu(x, LRELU_SLOPE), mask))
+            x = x + conv(apply_mask(F.leaky_relu(x, LRELU_SLOPE), mask))
         return x
 
 
@@ -246,15 +241,15 @@ class HiFiGANGenerator(nn.Module):
         if g is not None and self.cond is not None:
             x = x + self.cond(g)
         for i, up in enumerate(self.ups):
-            x = up(_masked(F.leaky_relu(x, LRELU_SLOPE), mask))
+            x = up(apply_mask(F.leaky_relu(x, LRELU_SLOPE), mask))
             if lengths is not None:
                 scale *= up.stride[0]
                 mask = lengths_to_mask(lengths * scale, x.size(-1), dtype=x.dtype)
             stage = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             x = sum(block(x, mask) for block in stage) / self.num_kernels
         # the last activation keeps torch's default slope, as in HiFi-GAN
-        x = self.conv_post(_masked(F.leaky_relu(x), mask))
-        return _masked(torch.tanh(x), mask)
+        x = self.conv_post(apply_mask(F.leaky_relu(x), mask))
+        return apply_mask(torch.tanh(x), mask)
 
     def remove_weight_norm(self) -> None:
         """Fold the weight-norm parametrisations into plain weights (inference)."""

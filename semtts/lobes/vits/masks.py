@@ -14,7 +14,7 @@ tensor([[[1., 1., 1.]],
 
 import torch
 
-__all__ = ["lengths_to_mask"]
+__all__ = ["lengths_to_mask", "apply_mask"]
 
 
 def lengths_to_mask(
@@ -48,3 +48,14 @@ def lengths_to_mask(
         max_len = lengths.max() if lengths.numel() else 0
     steps = torch.arange(max_len, device=lengths.device)
     return (steps.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(1).to(dtype)
+
+
+def apply_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``x * mask``, or ``x`` itself when there is no mask.
+
+    Example
+    -------
+    >>> apply_mask(torch.ones(1, 2, 3), lengths_to_mask(torch.tensor([2]), 3)).sum().item()
+    4.0
+    """
+    return x if mask is None else x * mask
