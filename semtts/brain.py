@@ -39,12 +39,12 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 import yaml
-from speechbrain.dataio.batch import PaddedBatch, PaddedData
+from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
-from semtts.data.dataset import absolute_lengths
-from semtts.errors import ConfigError, DataError, SemttsError
+from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
+from semtts.errors import ConfigError, SemttsError
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
@@ -57,7 +57,6 @@ __all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
 
 logger = logging.getLogger(__name__)
 
-SPEAKER_MODES = ("sid", "speaker", "utterance")
 REQUIRED_KEYS = ("spectrogram", "generator_opt_class", "discriminator_opt_class", "scheduler_class", "generator_loss",
                  "discriminator_loss", "speaker_mode", "log_interval", "audio_log_interval", "keep_checkpoints")
 EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm", "spk", "sem")
@@ -163,8 +162,7 @@ class VITSBrain(sb.Brain):
         missing = [k for k in REQUIRED_KEYS if k not in (hparams or {})]
         if missing:
             raise ConfigError(f"VITSBrain: hparams lack {', '.join(missing)} (see hparams/train_A.yaml)")
-        if hparams["speaker_mode"] not in SPEAKER_MODES:
-            raise ConfigError(f"speaker_mode must be one of {'|'.join(SPEAKER_MODES)}, got {hparams['speaker_mode']!r}")
+        check_speaker_mode(hparams["speaker_mode"])
         try:
             super().__init__(modules, None, hparams, run_opts, checkpointer)
         except ValueError as err:
@@ -283,26 +281,11 @@ class VITSBrain(sb.Brain):
     # ------------------------------------------------------------------ forward and losses
 
     def _speaker_inputs(self, batch: PaddedBatch) -> dict[str, torch.Tensor]:
-        """The generator's speaker arguments by ``speaker_mode``: ``{"sid": [B]}``
-        or ``{"spk_embed": [B, D]}`` (nothing for a single-speaker model)."""
+        """The generator's speaker arguments (:func:`~semtts.data.dataset.speaker_inputs`;
+        none for a single-speaker model)."""
         if _unwrap(self.modules["generator"]).speaker is None:
             return {}
-        if self.speaker_mode == "sid":
-            ids = getattr(batch, "spk_id", None)
-            if ids is None:
-                raise DataError("speaker_mode 'sid': the batch has no spk_id")
-            ids = torch.as_tensor(ids).long()
-            unknown = (ids < 0).nonzero() if ids.device.type == "cpu" else ids[:0]  # no sync on a device
-            if unknown.numel():
-                index = int(unknown[0])
-                name = batch.id[index] if hasattr(batch, "id") else f"batch item {index}"
-                raise DataError(f"{name}: speaker not in the training speaker table (spk_id -1)")
-            return {"sid": ids.to(self.device, non_blocking=True)}
-        embed = getattr(batch, "spk_embed", None)
-        if embed is None:
-            raise DataError(f"speaker_mode '{self.speaker_mode}': the batch has no spk_embed (speaker vectors)")
-        embed = embed.data if isinstance(embed, PaddedData) else embed
-        return {"spk_embed": embed.to(self.device, non_blocking=True).float()}
+        return speaker_inputs(batch, self.speaker_mode, self.device)
 
     def compute_forward(self, batch: PaddedBatch, stage: sb.Stage) -> VITSForward:
         """Run the generator on a batch.

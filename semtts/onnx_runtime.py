@@ -81,7 +81,7 @@ class OnnxSynthesizer(PackedModel):
         The exported synthesis graph.
     """
 
-    def __init__(self, folder: Path, packed: dict, frontend: Frontend, session):
+    def __init__(self, folder: Path, packed: dict, frontend: Frontend, session: "onnxruntime.InferenceSession") -> None:
         super().__init__(folder, packed, frontend, torch.device("cpu"))
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]

@@ -208,7 +208,7 @@ def test_ddp_processes_end_with_identical_parameters(tmp_path):
                str(ROOT / "tests" / "ddp_train_worker.py"), str(tmp_path), "--distributed_backend", "gloo",
                "--device", "cpu", "--noprogressbar", "--ckpt_interval_steps", "2"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1))
     assert int(rank0["global_step"]) == int(rank1["global_step"]) == 4  # 16 items / 2 ranks / batch 2

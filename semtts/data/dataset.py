@@ -15,28 +15,40 @@ lengths used everywhere inside semtts.
 Example
 -------
 >>> import torch
->>> from speechbrain.dataio.batch import PaddedData
+>>> from speechbrain.dataio.batch import PaddedBatch, PaddedData
 >>> absolute_lengths(PaddedData(torch.zeros(2, 10), torch.tensor([1.0, 0.3])))
 tensor([10,  3])
 >>> build_speaker_table({"a": {"spk": "s2"}, "b": {"spk": "s1"}, "c": {"spk": "s2"}})
 {'s1': 0, 's2': 1}
+>>> from speechbrain.dataio.batch import PaddedBatch
+>>> batch = PaddedBatch([{"spk_id": 1, "spk_embed": torch.ones(4)}, {"spk_id": 0, "spk_embed": torch.zeros(4)}])
+>>> speaker_inputs(batch, "sid", torch.device("cpu"))
+{'sid': tensor([1, 0])}
+>>> speaker_inputs(batch, "utterance", torch.device("cpu"))["spk_embed"].shape
+torch.Size([2, 4])
 """
 
 from pathlib import Path
 from typing import Any
 
 import torch
-from speechbrain.dataio.batch import PaddedData
+from speechbrain.dataio.batch import PaddedBatch, PaddedData
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
 from semtts.audio import load_audio
 from semtts.data.manifest import read_manifest, resolve_audio_path
-from semtts.errors import DataError
+from semtts.data.speaker_vectors import EMBEDDING_MODES
+from semtts.errors import ConfigError, DataError
 from semtts.text.tokenizer import BLANK_ID, intersperse
 
-__all__ = ["absolute_lengths", "build_speaker_table", "dataio_prepare", "make_train_sampler"]
+__all__ = ["SPEAKER_MODES", "absolute_lengths", "build_speaker_table", "check_speaker_mode", "speaker_inputs",
+           "dataio_prepare", "make_train_sampler"]
+
+SPEAKER_MODES = ("sid",) + EMBEDDING_MODES
+"""How a model knows its speaker: a speaker-id table (``sid``), or CAM++
+vectors, a speaker's mean (``speaker``) or each utterance's own (``utterance``)."""
 
 
 def absolute_lengths(padded: PaddedData) -> torch.Tensor:
@@ -69,6 +81,50 @@ def build_speaker_table(manifest: dict[str, dict]) -> dict[str, int]:
         ``{speaker: id}``.
     """
     return {spk: i for i, spk in enumerate(sorted({item["spk"] for item in manifest.values()}))}
+
+
+def check_speaker_mode(speaker_mode: str) -> str:
+    """``speaker_mode`` itself if it is one of :data:`SPEAKER_MODES`; a
+    one-line :class:`~semtts.errors.ConfigError` otherwise."""
+    if speaker_mode not in SPEAKER_MODES:
+        raise ConfigError(f"speaker_mode must be one of {', '.join(SPEAKER_MODES)}, got {speaker_mode!r}")
+    return speaker_mode
+
+
+def speaker_inputs(batch: PaddedBatch, speaker_mode: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """The generator's speaker arguments of a batch, by ``speaker_mode``.
+
+    Arguments
+    ---------
+    batch : PaddedBatch
+        With ``spk_id`` (``sid`` mode) or ``spk_embed`` (``speaker`` and
+        ``utterance`` modes).
+    speaker_mode : str
+        One of :data:`SPEAKER_MODES`.
+    device : torch.device
+        Where the generator runs.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        ``{"sid": [B] int64}`` or ``{"spk_embed": [B, D] float32}``, on ``device``.
+    """
+    if check_speaker_mode(speaker_mode) == "sid":
+        ids = getattr(batch, "spk_id", None)
+        if ids is None:
+            raise DataError("speaker_mode 'sid': the batch has no spk_id")
+        ids = torch.as_tensor(ids).long()
+        unknown = (ids < 0).nonzero() if ids.device.type == "cpu" else ids[:0]  # no sync on a device
+        if unknown.numel():
+            index = int(unknown[0])
+            name = batch.id[index] if hasattr(batch, "id") else f"batch item {index}"
+            raise DataError(f"{name}: speaker not in the training speaker table (spk_id -1)")
+        return {"sid": ids.to(device, non_blocking=True)}
+    embed = getattr(batch, "spk_embed", None)
+    if embed is None:
+        raise DataError(f"speaker_mode '{speaker_mode}': the batch has no spk_embed (speaker vectors)")
+    embed = embed.data if isinstance(embed, PaddedData) else embed
+    return {"spk_embed": embed.to(device, non_blocking=True).float()}
 
 
 def dataio_prepare(

@@ -38,7 +38,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.seed import seed_everything
 
-from semtts.data.dataset import build_speaker_table, dataio_prepare, make_train_sampler
+from semtts.data.dataset import build_speaker_table, check_speaker_mode, dataio_prepare, make_train_sampler
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
@@ -49,11 +49,10 @@ from semtts.text.tokenizer import TokenList
 if TYPE_CHECKING:  # imports whisper: only when training with a teacher
     from semtts.data.teacher_features import TeacherFeatures
 
-__all__ = ["SPEAKER_MODES", "PREVIOUS_STAGE", "STAGE_FILES", "stage_dir", "model_sizes", "load_speaker_vectors",
+__all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "stage_dir", "model_sizes", "load_speaker_vectors",
            "training_vectors", "loader_kwargs", "with_teacher", "build_generator", "load_matching_weights",
            "init_from_previous_stage", "train"]
 
-SPEAKER_MODES = ("sid", "speaker", "utterance")
 PREVIOUS_STAGE = {"B": "A", "C": "B"}
 """The stage each training stage starts from."""
 STAGE_FILES = {"A": "train_A_hparams", "B": "train_B_hparams", "C": "train_C_hparams"}
@@ -88,8 +87,7 @@ def model_sizes(output_folder: str | Path, speaker_mode: str,
     speakers : dict
         ``{speaker: id}`` of the training split.
     """
-    if speaker_mode not in SPEAKER_MODES:
-        raise ConfigError(f"speaker_mode must be one of {', '.join(SPEAKER_MODES)}, got {speaker_mode!r}")
+    check_speaker_mode(speaker_mode)
     tokens_dir = Path(output_folder) / "tokens"
     if not (tokens_dir / "done").is_file():
         raise DataError(f"{tokens_dir}: stage 2 (text frontend) has not finished")
@@ -115,8 +113,7 @@ def load_speaker_vectors(hp: dict) -> SpeakerVectors | None:
     -------
     SpeakerVectors or None
     """
-    if hp["speaker_mode"] not in SPEAKER_MODES:
-        raise ConfigError(f"speaker_mode must be one of {', '.join(SPEAKER_MODES)}, got {hp['speaker_mode']!r}")
+    check_speaker_mode(hp["speaker_mode"])
     return SpeakerVectors.load(hp) if hp["speaker_mode"] in EMBEDDING_MODES else None
 
 
