@@ -151,8 +151,7 @@ class GraphedSynthesizer(nn.Module):
                                                         noise_scale_w=s["scales"][2], length_scale=s["scales"][1])
                 return text.hidden, text.m_p, text.logs_p, text.mask, durations
 
-            self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
-            self._durations[key] = (static, _Graph(durations_fn))
+            self._durations[key] = (static, _Graph(durations_fn))  # captured on placeholder inputs
         static, graph = self._durations[key]
         self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
         hidden, m_p, logs_p, token_mask, durations = graph.replay()
