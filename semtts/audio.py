@@ -272,17 +272,17 @@ class SpectrogramConfig:
         """Number of spectrogram frames for ``num_samples`` samples (``T // hop``)."""
         return num_samples // self.hop_length
 
-    def linear_spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
-        """:func:`linear_spectrogram` with these settings."""
-        return linear_spectrogram(wav, self.n_fft, self.hop_length, self.win_length)
+    def linear_spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`linear_spectrogram` with these settings (``lengths``: each item padded at its own end)."""
+        return linear_spectrogram(wav, self.n_fft, self.hop_length, self.win_length, lengths)
 
     def spec_to_mel(self, spec: torch.Tensor) -> torch.Tensor:
         """:func:`spec_to_mel` with these settings."""
         return spec_to_mel(spec, self.sample_rate, self.n_fft, self.n_mels, self.f_min, self.f_max)
 
-    def mel_spectrogram(self, wav: torch.Tensor) -> torch.Tensor:
-        """:func:`mel_spectrogram` with these settings."""
-        return self.spec_to_mel(self.linear_spectrogram(wav))
+    def mel_spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`mel_spectrogram` with these settings (``lengths``: each item padded at its own end)."""
+        return self.spec_to_mel(self.linear_spectrogram(wav, lengths))
 
 
 def _as_device(device: torch.device | str) -> torch.device:
@@ -439,15 +439,27 @@ def _waveform_batch(wav: torch.Tensor, where: str) -> tuple[torch.Tensor, bool]:
     raise DataError(f"{where}: the waveform must be [T], [B, T] or [B, 1, T], got {list(wav.shape)}")
 
 
+def _reflect_pad_items(x: torch.Tensor, pad: int, lengths: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` -> ``[B, T + 2 pad]``: each item reflected at its start and at
+    its own end ``lengths[b]`` (one gather, no host sync); past that, whatever."""
+    position = torch.arange(-pad, x.shape[-1] + pad, device=x.device).abs()  # reflected at the start
+    last = (lengths.to(x.device).long() - 1).unsqueeze(1)  # [B, 1]
+    index = torch.where(position > last, 2 * last - position, position).clamp(0, x.shape[-1] - 1)
+    return x.gather(1, index)
+
+
 def linear_spectrogram(
-    wav: torch.Tensor, n_fft: int = 1024, hop_length: int = 256, win_length: int = 1024
+    wav: torch.Tensor, n_fft: int = 1024, hop_length: int = 256, win_length: int = 1024,
+    lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The VITS linear magnitude spectrogram, ``sqrt(|STFT|^2 + 1e-6)``.
 
     The waveform is reflect-padded by ``(n_fft - hop_length) / 2`` on both
     sides and framed without centring, so ``T`` samples give exactly
     ``T // hop_length`` frames. Computed in float32 (also under autocast) and
-    differentiable.
+    differentiable. With ``lengths``, every item of a zero-padded batch is
+    reflect-padded at its own end, so its frames equal those of the item
+    alone (VITS computes each utterance's spectrogram on its own).
 
     Arguments
     ---------
@@ -460,6 +472,9 @@ def linear_spectrogram(
         Samples between frames.
     win_length : int
         Hann window length (``<= n_fft``).
+    lengths : torch.Tensor, optional
+        ``[B]`` samples per item (each more than the padding); frames past
+        ``length // hop_length`` are not meaningful.
 
     Returns
     -------
@@ -471,6 +486,11 @@ def linear_spectrogram(
     -------
     >>> linear_spectrogram(torch.randn(2, 8192)).shape
     torch.Size([2, 513, 32])
+    >>> short = torch.randn(5000)
+    >>> batch = torch.nn.functional.pad(short, (0, 3192)).expand(2, -1)  # zero-padded to 8192
+    >>> frames = linear_spectrogram(batch, lengths=torch.tensor([5000, 5000]))[:, :, :5000 // 256]
+    >>> torch.allclose(frames[0], linear_spectrogram(short)), torch.equal(frames[0], frames[1])
+    (True, True)
     >>> linear_spectrogram(torch.randn(8192), n_fft=512, hop_length=128, win_length=512).shape
     torch.Size([257, 64])
     """
@@ -483,7 +503,9 @@ def linear_spectrogram(
             f"n_fft={n_fft}, hop_length={hop_length} (need more than {max(pad, hop_length - 1)})"
         )
     with torch.autocast(device_type=x.device.type, enabled=False):
-        if pad:
+        if pad and lengths is not None:
+            x = _reflect_pad_items(x, pad, lengths)
+        elif pad:
             x = torch.nn.functional.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
         stft = torch.stft(
             x,

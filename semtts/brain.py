@@ -308,7 +308,7 @@ class VITSBrain(sb.Brain):
         tokens, token_lengths = batch.token_ids.data, absolute_lengths(batch.token_ids)
         raw = _unwrap(self.modules["generator"])
         hop, frames = raw.hop_length, raw.segment_frames
-        spec = self.spectrogram.linear_spectrogram(wav)  # [B, F, T // hop], float32
+        spec = self.spectrogram.linear_spectrogram(wav, wav_lengths)  # [B, F, T // hop], float32, per item
         spec_lengths = torch.div(wav_lengths, hop, rounding_mode="floor")
         semantic = {} if self.semantic is None else self.semantic.inputs(
             batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device)  # teacher features (stages B, C)
@@ -509,7 +509,7 @@ class VITSBrain(sb.Brain):
             g = raw.speaker_condition(**predictions.speaker)
             wav = raw.decoder(predictions.output.z * predictions.output.spec_mask, g=g,
                               lengths=predictions.spec_lengths)
-        mel = self.spectrogram.mel_spectrogram(wav)
+        mel = self.spectrogram.mel_spectrogram(wav, predictions.spec_lengths * raw.hop_length)
         mel_l1 = MaskedL1()(mel.transpose(1, 2), predictions.mel.transpose(1, 2), predictions.spec_lengths)
         stats = {"mel_l1": mel_l1, "loss_g": terms["loss"], **{k: v for k, v in terms.items() if k != "loss"}}
         self.running.add(stage.name, {k: v.detach() for k, v in stats.items()})

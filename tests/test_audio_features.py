@@ -174,6 +174,31 @@ def test_gradient_flows_and_is_finite():
     assert torch.isfinite(wav.grad).all()
 
 
+def test_batch_with_lengths_equals_each_item_alone():
+    # VITS computes every utterance's spectrogram on its own: a zero-padded batch
+    # given its lengths must not let the padding (or a longer neighbour) change an item
+    torch.manual_seed(0)
+    lengths = torch.tensor([9000, 4000, 6001, 2500])
+    items = [torch.randn(int(n)) for n in lengths]
+    batch = torch.stack([torch.nn.functional.pad(x, (0, 9000 - x.numel())) for x in items])
+    cfg = SpectrogramConfig(sample_rate=SR, n_fft=N_FFT, hop_length=HOP, win_length=WIN, n_mels=N_MELS)
+    spec = cfg.linear_spectrogram(batch, lengths)
+    mel = cfg.mel_spectrogram(batch, lengths)
+    for i, x in enumerate(items):
+        frames = x.numel() // HOP
+        torch.testing.assert_close(spec[i, :, :frames], cfg.linear_spectrogram(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mel[i, :, :frames], cfg.mel_spectrogram(x), rtol=1e-5, atol=1e-5)
+    # without lengths the zeros are read: the last frames of a short item differ
+    plain = cfg.linear_spectrogram(batch)
+    assert not torch.allclose(plain[1, :, : 4000 // HOP], spec[1, :, : 4000 // HOP], atol=1e-3)
+    # full-length items: the same as the plain reflect padding; an item's padding is never read
+    full = torch.randn(2, 3000, requires_grad=True)
+    torch.testing.assert_close(cfg.linear_spectrogram(full, torch.tensor([3000, 3000])), cfg.linear_spectrogram(full))
+    cfg.linear_spectrogram(full, torch.tensor([3000, 2000])).sum().backward()
+    assert torch.isfinite(full.grad).all() and full.grad[1, :2000].abs().min() > 0
+    assert full.grad[1, 2000:].abs().sum() == 0 and full.grad[0, 2000:].abs().min() > 0
+
+
 def test_dynamic_range_compression_floor():
     out = dynamic_range_compression(torch.tensor([0.0, 1e-7, 1.0, np.e]))
     torch.testing.assert_close(out, torch.tensor([np.log(1e-5), np.log(1e-5), 0.0, 1.0], dtype=torch.float32))
