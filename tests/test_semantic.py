@@ -26,11 +26,14 @@ def _pad(items: list[torch.Tensor], length: int, dim: int) -> torch.Tensor:
 def test_teacher_to_spec_frames_hand_values_and_batches():
     one = torch.tensor([[0.0, 10.0], [2.0, 30.0]])  # [T_sem=2, D=2]
     out = teacher_to_spec_frames(one, 4)
-    assert out[:, 0].tolist() == [0.0, 0.5, 1.5, 2.0] and out[:, 1].tolist() == [10.0, 15.0, 25.0, 30.0]
-    ramp = torch.arange(50.0).unsqueeze(1)  # 1 s at 50 Hz
-    assert torch.equal(teacher_to_spec_frames(ramp, 50), ramp)  # same rate: unchanged
+    assert out[:, 0].tolist() == [0.5, 1.5, 2.0, 2.0] and out[:, 1].tolist() == [15.0, 25.0, 30.0, 30.0]
+    ramp = torch.arange(50.0).unsqueeze(1)  # 1 s at 50 Hz: the value is the teacher frame's index
+    # at the same rate a spectrogram frame is centred half a frame after the teacher's
+    torch.testing.assert_close(teacher_to_spec_frames(ramp, 50), (ramp + 0.5).clamp(max=49.0))
     up = teacher_to_spec_frames(ramp, 86)[:, 0]  # 22.05 kHz / 256 hop
-    assert torch.all(up[1:] >= up[:-1]) and up[0] == 0.0 and up[-1] == 49.0
+    centres = (torch.arange(86) + 0.5) * 256 / 22050  # seconds
+    torch.testing.assert_close(up[:-1], centres[:-1] / 0.02, atol=0.1, rtol=0)  # the teacher at each centre, within 2 ms
+    assert torch.all(up[1:] >= up[:-1]) and up[-1] == 49.0
     feats = [torch.randn(7, 3), torch.randn(4, 3)]
     batch = teacher_to_spec_frames(_pad(feats, 9, 0), torch.tensor([12, 6]), torch.tensor([7, 4]))
     assert batch.shape == (2, 12, 3)

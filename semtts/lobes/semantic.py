@@ -43,13 +43,19 @@ __all__ = ["teacher_to_spec_frames", "pool_by_path", "SemPred", "SemanticCrossAt
 
 
 def _interpolate_one(feats: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """``[T, D] -> [n_frames, D]`` linear interpolation (float32)."""
+    """``[T, D] -> [n_frames, D]``: linear interpolation at the spectrogram
+    frames' centres, ``(i + 1/2) T / n_frames`` teacher frames (float32)."""
     if n_frames == 0:
         return feats.new_zeros(0, feats.shape[-1], dtype=torch.float32)
     if feats.shape[0] == 0:
         raise DataError(f"teacher_to_spec_frames: no teacher frame to interpolate to {n_frames} frames")
-    x = feats.float().transpose(0, 1).unsqueeze(0)  # [1, D, T_sem]
-    return F.interpolate(x, size=n_frames, mode="linear", align_corners=False)[0].transpose(0, 1)
+    feats = feats.float()
+    last = feats.shape[0] - 1
+    position = ((torch.arange(n_frames, device=feats.device, dtype=torch.float64) + 0.5)
+                * (feats.shape[0] / n_frames)).clamp(max=last)
+    low = position.floor().long()
+    weight = (position - low).to(torch.float32).unsqueeze(1)
+    return torch.lerp(feats[low], feats[(low + 1).clamp(max=last)], weight)
 
 
 def teacher_to_spec_frames(
@@ -59,9 +65,12 @@ def teacher_to_spec_frames(
 ) -> torch.Tensor:
     """Resample 50 Hz teacher features to an utterance's spectrogram frames.
 
-    Linear interpolation over time (``align_corners=False``: frame centres
-    are spread evenly over the utterance on both axes), so the first and last
-    spectrogram frames take the first and last teacher frames.
+    Linear interpolation over time, each spectrogram frame read at its own
+    centre: VITS frame ``i`` (reflect padding, no centring) is centred at
+    ``(i + 1/2)`` hops, and Whisper's encoder frame ``j`` (its stride-2
+    convolution over centred mel frames) at ``j`` x 20 ms, so frame ``i``
+    takes the teacher at ``(i + 1/2) T_sem / T_spec`` frames, held at the last
+    frame past the end.
 
     Arguments
     ---------
@@ -83,7 +92,7 @@ def teacher_to_spec_frames(
     Example
     -------
     >>> teacher_to_spec_frames(torch.tensor([[0.0], [2.0]]), 4).squeeze(-1).tolist()
-    [0.0, 0.5, 1.5, 2.0]
+    [0.5, 1.5, 2.0, 2.0]
     """
     if feats.dim() == 2:
         if not isinstance(n_frames, int) or n_frames < 0:

@@ -115,9 +115,9 @@ def teacher_on_tokens(
     Example
     -------
     >>> path = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])   # [1, 4, 2]
-    >>> teacher = torch.tensor([[[0.0], [3.0], [9.0]]])     # [1, 3, 1]; 2 valid frames -> 0, 1.5, 3
+    >>> teacher = torch.tensor([[[0.0], [3.0], [9.0]]])     # [1, 3, 1]; 2 valid frames -> 1, 3, 3
     >>> teacher_on_tokens(teacher, torch.tensor([2]), torch.tensor([3]), path, torch.tensor([2])).squeeze(-1)
-    tensor([[0.7500, 3.0000]])
+    tensor([[2., 3.]])
     """
     if teacher.dim() != 3 or teacher.shape[0] != path.shape[0]:
         raise DataError(f"teacher features: expected [{path.shape[0]}, T_sem, D], got {list(teacher.shape)}")
