@@ -9,6 +9,12 @@ fewer channels give the lighter variants. All convolutions except the first
 and last use weight normalisation; :meth:`HiFiGANGenerator.remove_weight_norm`
 folds it away for inference.
 
+Every layer starts from PyTorch's default initialisation, as it does in the
+original HiFi-GAN and VITS code: there the ``N(0, 0.01)`` draw of
+``init_weights`` comes after ``weight_norm`` and is overwritten by the weight
+recomputed from ``g`` and ``v`` before every forward, so VITS was trained
+from the default (about 3x larger) weights.
+
 Example
 -------
 >>> gen = HiFiGANGenerator(4, resblock="2", resblock_kernel_sizes=[3],
@@ -38,12 +44,6 @@ __all__ = ["ResBlock1", "ResBlock2", "HiFiGANGenerator"]
 
 LRELU_SLOPE = 0.1
 """Negative slope of the leaky ReLUs inside the generator."""
-
-
-def _init_normal(conv: nn.Module, std: float = 0.01) -> nn.Module:
-    """Draw ``conv``'s weight from ``N(0, std^2)`` (before weight norm wraps it)."""
-    nn.init.normal_(conv.weight, 0.0, std)
-    return conv
 
 
 def _same_padding(kernel_size: int, dilation: int) -> int:
@@ -79,8 +79,8 @@ class ResBlock1(nn.Module):
                 padding=_same_padding(kernel_size, dilation),
             )
             plain = nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size, 1))
-            self.convs_dilated.append(weight_norm(_init_normal(dilated)))
-            self.convs_plain.append(weight_norm(_init_normal(plain)))
+            self.convs_dilated.append(weight_norm(dilated))
+            self.convs_plain.append(weight_norm(plain))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Refine ``x`` ``[B, C, T]`` (every convolution sees zeros where
@@ -113,12 +113,8 @@ class ResBlock2(nn.Module):
         super().__init__()
         self.convs = nn.ModuleList(
             weight_norm(
-                _init_normal(
-                    nn.Conv1d(
-                        channels, channels, kernel_size, dilation=dilation,
-                        padding=_same_padding(kernel_size, dilation),
-                    )
-                )
+                nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+                          padding=_same_padding(kernel_size, dilation))
             )
             for dilation in dilations
         )
@@ -205,7 +201,7 @@ class HiFiGANGenerator(nn.Module):
             up = nn.ConvTranspose1d(
                 channels, channels // 2, kernel, stride=rate, padding=(kernel - rate) // 2
             )
-            self.ups.append(weight_norm(_init_normal(up)))
+            self.ups.append(weight_norm(up))
             channels //= 2
             for res_kernel, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes):
                 self.resblocks.append(block(channels, res_kernel, tuple(dilations)))
