@@ -161,7 +161,9 @@ def _fake_experiment(tmp_path):
             wav = ref if stage == "A" else torch.roll(ref, 600) + 0.02 * torch.randn(ref.shape, generator=gen)
             save_audio(split_dir / f"{utt}.wav", wav, SR)
         write_json_atomic(split_dir / "report.json", {"utterances": 3, "audio_seconds": 2.4, "rtf": 0.5})
+        write_json_atomic(split_dir / "durations.json", {utt: {"durations": [1], "n_samples": 1} for utt in refs})
         write_json_atomic(out / "synth" / stage / "done", {"settings": {"stage": stage}})
+    save_audio(out / "synth" / "A" / "test" / "u0.wav", refs["u1"], SR)  # left by an earlier run: not scored
     (out / "synth" / "B" / "test").mkdir(parents=True)  # unfinished: skipped
     hparams = tmp_path / "corpus.yaml"
     hparams.write_text(
@@ -185,6 +187,7 @@ def test_stage9_end_to_end(tmp_path, capsys):
     assert sorted(metrics) == ["A", "C"]
     a, c = metrics["A"]["test"], metrics["C"]["test"]
     assert a["utterances"] == c["utterances"] == 3 and a["rtf"] == 0.5
+    assert a["f0_utterances"] == c["f0_utterances"] == 3
     assert a["mcd"] == 0.0 and a["log_f0_rmse"] == 0.0 and a["vuv_error"] == 0.0
     assert a["spk_sim"] == pytest.approx(1.0, abs=1e-4)
     assert c["mcd"] > 0 and c["spk_sim"] < a["spk_sim"]
@@ -213,6 +216,10 @@ def test_stage9_bad_inputs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(hparams)])
     assert exit_.value.code == 2 and "u2.wav: reference ('u2') audio not found" in capsys.readouterr().err
+    (out / "synth" / "A" / "test" / "u3.wav").unlink()  # listed by the synthesis run, gone
+    with pytest.raises(SystemExit) as exit_:
+        main([str(hparams)])
+    assert exit_.value.code == 2 and "listed in durations.json are missing (u3.wav)" in capsys.readouterr().err
     for stage in ("A", "C"):
         (out / "synth" / stage / "done").unlink()
     with pytest.raises(SystemExit) as exit_:

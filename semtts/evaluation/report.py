@@ -28,6 +28,7 @@ STAGES = ("A", "B", "C")
 METRICS: dict[str, tuple[str, float, int]] = {
     "mcd": ("MCD (dB)", 1.0, 2),
     "log_f0_rmse": ("log-F0 RMSE", 1.0, 4),
+    "f0_utterances": ("utterances with log-F0 (voiced in both)", 1.0, 0),
     "vuv_error": ("V/UV error (%)", 100.0, 2),
     "spk_sim": ("speaker similarity", 1.0, 4),
     "wer": ("WER (%)", 100.0, 2),
@@ -64,16 +65,20 @@ def summarize_split(utterances: dict[str, dict], rates: dict, rtf: float | None)
     Returns
     -------
     dict
-        One value per key of :data:`METRICS`.
+        One value per key of :data:`METRICS`; ``f0_utterances`` counts the
+        utterances in the log-F0 mean (one with no frame voiced in both the
+        synthesis and the reference, e.g. a silent synthesis, has no log-F0).
 
     Example
     -------
-    >>> summarize_split({"u1": {"mcd": 4.0, "spk_sim": 0.5}, "u2": {"mcd": 6.0, "spk_sim": None}},
-    ...                 {"wer": 0.1, "cer": 0.05}, 0.2)["mcd"]
-    5.0
+    >>> summary = summarize_split({"u1": {"mcd": 4.0, "log_f0_rmse": 0.1}, "u2": {"mcd": 6.0, "log_f0_rmse": None}},
+    ...                           {"wer": 0.1, "cer": 0.05}, 0.2)
+    >>> summary["mcd"], summary["log_f0_rmse"], summary["f0_utterances"], summary["utterances"]
+    (5.0, 0.1, 1, 2)
     """
     out = {key: mean_of([u.get(key) for u in utterances.values()])
            for key in ("mcd", "log_f0_rmse", "vuv_error", "spk_sim")}
+    out["f0_utterances"] = sum(mean_of([u.get("log_f0_rmse")]) is not None for u in utterances.values())
     out.update({"wer": rates.get("wer"), "cer": rates.get("cer"), "rtf": rtf, "utterances": len(utterances)})
     return out
 

@@ -25,6 +25,7 @@ semtts.errors.DataError: /.../u2.wav: reference ('u2') audio not found
 """
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -40,6 +41,8 @@ from semtts.evaluation.wer import ASR_SAMPLE_RATE, WhisperASR, error_rates, utte
 from semtts.extract.speaker import SpeakerEmbedder
 
 __all__ = ["load_checked_audio", "evaluated_wavs", "evaluate_split"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_checked_audio(path: str | Path, what: str) -> tuple[torch.Tensor, int]:
@@ -62,7 +65,12 @@ def load_checked_audio(path: str | Path, what: str) -> tuple[torch.Tensor, int]:
 
 
 def evaluated_wavs(synth_dir: str | Path, max_utterances: int = 0) -> list[Path]:
-    """The synthesized wavs of a split that are scored: the first ``max_utterances`` by id.
+    """The synthesized wavs of a split that are scored: those of the last
+    synthesis run (the utterances of its ``durations.json``), the first
+    ``max_utterances`` by id.
+
+    Wavs left in the folder by an earlier run are not scored (a log line
+    counts them); a listed utterance whose wav is missing is an error.
 
     Arguments
     ---------
@@ -78,8 +86,22 @@ def evaluated_wavs(synth_dir: str | Path, max_utterances: int = 0) -> list[Path]
     """
     if max_utterances < 0:
         raise ConfigError(f"eval_max_utterances must be >= 0, got {max_utterances}")
-    wavs = sorted(Path(synth_dir).glob("*.wav"))
-    return wavs[:max_utterances] if max_utterances else wavs
+    synth_dir = Path(synth_dir)
+    listing = synth_dir / "durations.json"
+    try:
+        synthesized = sorted(json.loads(listing.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError, TypeError) as err:
+        raise DataError(f"{listing}: cannot read the list of synthesized utterances ({err.__class__.__name__}); "
+                        "rerun synthesis (stage 8)") from None
+    stale = len({p.stem for p in synth_dir.glob("*.wav")} - set(synthesized))
+    if stale:
+        logger.info(f"{synth_dir}: {stale} wavs not made by the last synthesis run are not scored")
+    wavs = [synth_dir / f"{utt_id}.wav" for utt_id in synthesized[:max_utterances or None]]
+    missing = [p.name for p in wavs if not p.is_file()]
+    if missing:
+        raise DataError(f"{synth_dir}: {len(missing)} synthesized wavs listed in durations.json are missing "
+                        f"({', '.join(missing[:3])}); rerun synthesis (stage 8)")
+    return wavs
 
 
 def evaluate_split(synth_dir: Path, items: dict[str, dict], data_folder: str | Path, cache_root: str | Path,
