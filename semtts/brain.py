@@ -44,7 +44,7 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 from speechbrain.utils.distributed import if_main_process
 
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
-from semtts.errors import ConfigError, SemttsError
+from semtts.errors import ConfigError, DataError, SemttsError
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
@@ -377,14 +377,16 @@ class VITSBrain(sb.Brain):
 
         Arguments
         ---------
-        batch : PaddedBatch
-            A training batch.
+        batch : PaddedBatch or None
+            A training batch (None: all its files were unreadable, skipped).
 
         Returns
         -------
         torch.Tensor
             The generator's total loss (a device scalar; NaN for a skipped step).
         """
+        if batch is None:  # every file of the batch was unreadable (each warned by name): nothing to learn
+            return self._skip_unreadable_batch()
         self.on_fit_batch_start(batch, True)
         self.global_step += 1
         disc = self.modules.discriminator
@@ -414,6 +416,15 @@ class VITSBrain(sb.Brain):
         self._log_train(predictions)
         self.on_fit_batch_end(batch, predictions, g_terms["loss"], True)
         return torch.where(g_ok > 0, g_terms["loss"].detach().float(), float("nan"))
+
+    def _skip_unreadable_batch(self) -> torch.Tensor:
+        """Skip a batch left empty by unreadable files (single process; under
+        DDP the other processes would wait for this one's gradients)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            raise DataError("a whole batch of unreadable files (named in the warnings above) under DDP: "
+                            "rerun data preparation (stage 1 with --force), then resume")
+        logger.warning(f"step {self.global_step + 1}: every file of the batch was unreadable; batch skipped")
+        return torch.tensor(float("nan"), device=self.device)
 
     def settle_steps(self) -> None:
         """Read back the outcome of the steps since the last call (one host
@@ -491,7 +502,7 @@ class VITSBrain(sb.Brain):
 
         Arguments
         ---------
-        batch : PaddedBatch
+        batch : PaddedBatch or None
             A validation or test batch.
         stage : sb.Stage
             VALID or TEST.
@@ -502,6 +513,8 @@ class VITSBrain(sb.Brain):
             The batch's ``mel_l1`` (CPU scalar): the L1 between the log mel of
             the utterances decoded from their posterior and the real one.
         """
+        if batch is None:  # every file of the batch was unreadable (each warned by name)
+            return torch.tensor(float("nan"))
         with self.evaluation_ctx:
             predictions = self.compute_forward(batch, stage)
             terms = self.compute_objectives(predictions, batch, stage)

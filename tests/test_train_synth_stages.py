@@ -11,10 +11,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from semtts.data.manifest import resolve_audio_path
 from tests.test_recipe_driver import ROOT, _flags, run
 
 NO_WHISPER = "import sys; sys.modules['whisper'] = None; from semtts.stages.synthesize import main; main()"
@@ -26,11 +28,17 @@ def test_train_a_b_c_then_synthesize(tmp_path):
               number_of_epochs=1, batch_size=4, synth_batch_size=2, nj=1)
     prep = run("--stage", 0, "--stop_stage", 4, *_flags(**hp))
     assert prep.returncode == 0, prep.stderr[-2000:]
+    exp = tmp_path / "exp" / "mini" / "t"
+    # a training wav spoilt after preparation is skipped and named; training goes on
+    train_items = json.loads((exp / "tokens" / "train.json").read_text())
+    spoilt = Path(resolve_audio_path(train_items[sorted(train_items)[0]]["wav"], tmp_path / "mini",
+                                     exp / "data" / "audio_cache"))
+    spoilt.write_bytes(b"not audio at all")
     out = run("--stage", 5, "--stop_stage", 7, *_flags(**hp))
     assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{spoilt}: cannot read audio" in out.stdout + out.stderr and "the item is skipped" in out.stdout + out.stderr
     assert "stage_A/save/CKPT+" in out.stdout and "new (fresh): sempred" in out.stdout
     assert "stage_B/save/CKPT+" in out.stdout and "new (fresh): adapter" in out.stdout
-    exp = tmp_path / "exp" / "mini" / "t"
     for stage in "ABC":
         assert (exp / f"stage_{stage}" / "done").is_file()
         assert list((exp / f"stage_{stage}" / "save").glob("CKPT+*"))

@@ -28,6 +28,7 @@ tensor([10,  3])
 torch.Size([2, 4])
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,13 @@ from semtts.errors import ConfigError, DataError
 from semtts.text.tokenizer import BLANK_ID, intersperse
 
 __all__ = ["SPEAKER_MODES", "absolute_lengths", "build_speaker_table", "check_speaker_mode", "speaker_inputs",
-           "dataio_prepare", "make_train_sampler"]
+           "dataio_prepare", "collate_readable", "make_train_sampler"]
+
+logger = logging.getLogger(__name__)
+
+UNREADABLE_KEYS = ("sig", "teacher")
+"""Item fields a pipeline leaves empty when their file cannot be read."""
+_reported: set[str] = set()
 
 SPEAKER_MODES = ("sid",) + EMBEDDING_MODES
 """How a model knows its speaker: a speaker-id table (``sid``), or CAM++
@@ -207,10 +214,12 @@ def dataio_prepare(
         path = resolve_audio_path(wav, data_root, cache_root)
         try:
             audio, sr = load_audio(path, mono=True)
-        except Exception as err:  # a corrupt file after preparation: name it
-            raise DataError(f"{path}: cannot read audio ({err})") from None
+        except Exception as err:  # a file spoilt after preparation: skipped, named
+            return _unreadable(str(path), f"cannot read audio ({err.__class__.__name__}: {err})")
         if sr != sample_rate:
-            raise DataError(f"{path}: sample rate {sr} != {sample_rate} (rerun stage 1)")
+            return _unreadable(str(path), f"sample rate {sr} != {sample_rate} (rerun stage 1)")
+        if audio.numel() == 0 or not torch.isfinite(audio).all():
+            return _unreadable(str(path), "empty or non-finite audio")
         return audio[0]
 
     @takes("tokens")
@@ -232,7 +241,10 @@ def dataio_prepare(
     @takes("id")
     @provides("teacher")
     def teacher_pipeline(utt_id: str) -> torch.Tensor:
-        return teacher.features(utt_id)
+        try:
+            return teacher.features(utt_id)
+        except DataError as err:  # a feature file spoilt after stage 4: skipped, named
+            return _unreadable(utt_id, str(err))
 
     pipelines = [audio_pipeline, token_pipeline, speaker_pipeline]
     keys = ["id", "sig", "token_ids", "spk_id", "spk", "duration"]
@@ -250,6 +262,43 @@ def dataio_prepare(
             manifest = {utt: item for utt, item in manifest.items() if utt in keep}
         datasets[split] = DynamicItemDataset(manifest, dynamic_items=pipelines, output_keys=keys)
     return datasets
+
+
+def _unreadable(what: str, reason: str) -> torch.Tensor:
+    """The empty marker of an item whose file cannot be read, warned once per process."""
+    if what not in _reported:
+        _reported.add(what)
+        logger.warning(f"{what}: {reason}; the item is skipped")
+    return torch.empty(0)
+
+
+def collate_readable(items: list[dict]) -> PaddedBatch | None:
+    """SpeechBrain's ``PaddedBatch`` of the items whose files could be read.
+
+    A file spoilt after data preparation (its audio or teacher features) is
+    warned about by name and its item left out of the batch, so that one bad
+    file never stops a long training run; ``None`` when no item is left.
+
+    Arguments
+    ---------
+    items : list of dict
+        Dataset items (:func:`dataio_prepare`).
+
+    Returns
+    -------
+    PaddedBatch or None
+
+    Example
+    -------
+    >>> batch = collate_readable([{"id": "a", "sig": torch.ones(3)}, {"id": "b", "sig": torch.empty(0)}])
+    >>> batch.id, batch.sig.data.shape
+    (['a'], torch.Size([1, 3]))
+    >>> collate_readable([{"id": "b", "sig": torch.empty(0)}]) is None
+    True
+    """
+    readable = [item for item in items
+                if not any(torch.is_tensor(item.get(key)) and item[key].numel() == 0 for key in UNREADABLE_KEYS)]
+    return PaddedBatch(readable) if readable else None
 
 
 def make_train_sampler(

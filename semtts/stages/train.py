@@ -38,7 +38,8 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.seed import seed_everything
 
-from semtts.data.dataset import build_speaker_table, check_speaker_mode, dataio_prepare, make_train_sampler
+from semtts.data.dataset import (build_speaker_table, check_speaker_mode, collate_readable, dataio_prepare,
+                                 make_train_sampler)
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
@@ -157,7 +158,7 @@ def training_vectors(vectors: SpeakerVectors, manifests: dict[str, Path], mode: 
 def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool) -> dict:
     """DataLoader options: length-bucketed dynamic batches for training when
     ``dynamic_batching`` is set, fixed ``batch_size`` otherwise."""
-    kwargs = {"num_workers": hp["num_workers"]}
+    kwargs = {"num_workers": hp["num_workers"], "collate_fn": collate_readable}  # unreadable files: skipped
     if train and hp["dynamic_batching"]:
         kwargs["batch_sampler"] = make_train_sampler(dataset, hp["max_batch_seconds"], hp["num_buckets"], hp["seed"])
     else:
