@@ -43,6 +43,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
+from semtts.compiled_parts import compile_fixed_shape_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, SemttsError
 from semtts.lobes.vits.segments import slice_segments
@@ -237,28 +238,13 @@ class VITSBrain(sb.Brain):
         logger.info(f"VITSBrain: {options}; resuming at step {self.global_step}")
 
     def _compile(self) -> None:
-        """``--compile``: ``torch.compile`` the parts with fixed shapes, the
-        discriminator and the generator's decoder (both see fixed-size
-        windows; the discriminator through its ``judge`` method, which both
-        steps call), in place so that checkpoints keep their keys. The rest of
-        the generator (variable lengths, alignment search) stays eager.
-        ``--compile_module_keys`` picks among ``discriminator`` and ``decoder``."""
+        """``--compile``: the fixed-shape parts, in place (:func:`semtts.compiled_parts.compile_fixed_shape_parts`)."""
         if not self.compile:
             return super()._compile()
-        disc = _unwrap(self.modules["discriminator"])
-        targets = {"discriminator": disc, "decoder": _unwrap(self.modules["generator"]).decoder}
-        keys = list(self.compile_module_keys or targets)
-        unknown = sorted(set(keys) - set(targets))
-        if unknown:
-            raise ConfigError(f"--compile_module_keys: {', '.join(unknown)} cannot be compiled; "
-                              f"choose among {', '.join(targets)}")
         options = {"mode": self.compile_mode, "fullgraph": self.compile_using_fullgraph,
                    "dynamic": self.compile_using_dynamic_shape_tracing}
-        for key in keys:
-            if key == "discriminator":  # both steps go through judge()
-                disc.judge = torch.compile(disc.judge, **options)
-            else:
-                targets[key].compile(**options)
+        keys = compile_fixed_shape_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),
+                                         self.compile_module_keys, options)
         logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
