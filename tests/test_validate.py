@@ -68,7 +68,8 @@ def test_every_drop_reason(tmp_path):
         assert _validate(_raw(path), tmp_path) == (None, reason), reason
     assert _validate(_raw(good, text="  \t "), tmp_path) == (None, "empty_text")
     assert _validate(_raw(good, text="!!! ... \U0001f600"), tmp_path) == (None, "unusable_text")
-    assert set(DROP_REASONS) == set(files) | {"empty_text", "unusable_text"}
+    # duplicate_id is set by the corpus readers, before validation.
+    assert set(DROP_REASONS) == set(files) | {"empty_text", "unusable_text", "duplicate_id"}
 
     item, reason = _validate(_raw(good, text=" Hello there. "), tmp_path)
     assert reason is None
@@ -167,7 +168,8 @@ def test_splits_fixed_short_and_errors():
 
 # ---------------------------------------------------------------- prepare_manifests
 def _ljspeech(root: Path, bad: bool = True) -> Path:
-    """Eight good utterances (one at 22.05 kHz) plus, when ``bad``, one per drop reason."""
+    """Eight good utterances (one at 22.05 kHz) plus, when ``bad``, one per drop reason
+    (line 19 repeats the id of line 4) and an unparsable line (18)."""
     lines = []
     for i in range(8):
         sr = 22050 if i == 0 else SR
@@ -180,7 +182,8 @@ def _ljspeech(root: Path, bad: bool = True) -> Path:
             lines.append(f"{reason}|Some words.|Some words.")
         for reason in ("empty_text", "unusable_text"):
             _write(root / "wavs" / f"{reason}.wav", _tone(0.5))
-        lines += ["empty_text||", "unusable_text|???|???", "a line the parser cannot read"]
+        lines += ["empty_text||", "unusable_text|???|???", "a line the parser cannot read",
+                  "LJ003|A repeated id.|A repeated id."]
     (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 
@@ -197,16 +200,21 @@ def test_prepare_report_and_manifests(tmp_path, capsys):
     out = tmp_path / "exp" / "data"
     report = _prepare(root, out)
     assert report == json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert report["total"] == 17 and report["kept"] == 8
+    assert report["total"] == 18 and report["kept"] == 8
     assert report["dropped"] == {reason: 1 for reason in DROP_REASONS}
-    assert report["dropped_items"] == {reason: reason for reason in DROP_REASONS}
+    assert report["dropped"]["duplicate_id"] == 1
+    # The repeated id's first item is kept: it is named in duplicate_lines, not dropped_items.
+    assert report["dropped_items"] == {reason: reason for reason in DROP_REASONS if reason != "duplicate_id"}
     assert len(report["skipped_lines"]) == 1 and "metadata.csv:18" in report["skipped_lines"][0]
+    assert len(report["duplicate_lines"]) == 1
+    assert "metadata.csv:19" in report["duplicate_lines"][0] and "metadata.csv:4," in report["duplicate_lines"][0]
     assert {n: s["utterances"] for n, s in report["splits"].items()} == {"train": 5, "valid": 2, "test": 1}
     assert report["splits"]["train"]["speakers"] == 1 and report["splits"]["train"]["hours"] > 0
     assert report["cache_root"] == str((out / "audio_cache").absolute())
 
     summary = capsys.readouterr().out
-    assert "kept 8 of 17" in summary and "dropped truncated_audio: 1" in summary
+    assert "kept 8 of 18" in summary and "dropped truncated_audio: 1" in summary
+    assert "metadata.csv:18: skipped" in summary and "metadata.csv:19: skipped" in summary
     assert summary.count("dropped ") == len(DROP_REASONS)
 
     merged = {}
@@ -236,7 +244,7 @@ def test_prepare_parallel_matches_serial(tmp_path, capsys):
 def test_prepare_keep_ratio_and_config_errors(tmp_path, capsys):
     root = _ljspeech(tmp_path / "LJSpeech-1.1")
     out = tmp_path / "out"
-    with pytest.raises(DataError, match=r"only 8 of 17 utterances survived.*report\.json"):
+    with pytest.raises(DataError, match=r"only 8 of 18 utterances survived.*report\.json"):
         _prepare(root, out, min_keep_ratio=0.6)
     assert json.loads((out / "report.json").read_text(encoding="utf-8"))["kept"] == 8
     assert not (out / "train.json").exists()  # no manifests for a failed run

@@ -5,9 +5,11 @@ report out.
 validates each one (in a process pool when ``nj > 1``), assigns splits, and
 writes ``<out_dir>/<split>.json`` plus ``<out_dir>/report.json``: kept and
 dropped counts per reason, per-split utterances / speakers / hours, every
-dropped id with its reason, and every corpus line the parser skipped. A
-short summary goes to stdout. Too few survivors (below ``min_keep_ratio``)
-stop the run with a :class:`~semtts.errors.DataError` after the report is
+dropped id with its reason, every corpus line the parser skipped (e.g. not
+valid UTF-8) and every repeated utterance id (the first item is kept, the
+later ones are dropped as ``duplicate_id``), each naming its file and line.
+A short summary, with the skipped and repeated lines, goes to stdout. Too
+few survivors (below ``min_keep_ratio``) stop the run with a :class:`~semtts.errors.DataError` after the report is
 written, so the report says what went wrong.
 
 Example
@@ -39,7 +41,7 @@ import multiprocessing
 from collections import Counter
 from pathlib import Path
 
-from semtts.data.corpora import get_corpus
+from semtts.data.corpora import DUPLICATE_ID, get_corpus
 from semtts.data.manifest import write_json_atomic, write_manifest
 from semtts.data.splits import SPLIT_ORDER, assign_splits
 from semtts.data.validate import DROP_REASONS, validate_utterance
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_DIRNAME = "audio_cache"
 REPORT_NAME = "report.json"
+# Skipped / repeated corpus lines printed in the summary (all are in the report).
+_SHOWN_LINES = 20
 
 
 def prepare_manifests(
@@ -108,7 +112,11 @@ def prepare_manifests(
     Returns
     -------
     dict
-        The report written to ``report.json``.
+        The report written to ``report.json``. ``total`` counts every item
+        the corpus listed, repeated ids included, so ``kept`` plus the
+        ``dropped`` counts is ``total``; ``dropped_items`` maps the ids
+        dropped by validation to their reason, and ``duplicate_lines`` names
+        where each repeated id was skipped (its first item may be kept).
     """
     if not 0.0 <= min_keep_ratio <= 1.0:
         raise ConfigError(f"min_keep_ratio must be in [0, 1] (got {min_keep_ratio})")
@@ -129,8 +137,10 @@ def prepare_manifests(
         inspect.signature(module.list_utterances).bind(data_root, **options)
     except TypeError as err:
         raise ConfigError(f"corpus_options {options} do not fit corpus '{corpus}' ({err})") from None
-    with _CollectWarnings("semtts.data.corpora") as skipped:
+    with _CollectWarnings("semtts.data.corpora") as collected:
         raws = module.list_utterances(data_root, **options)
+    skipped, duplicates = collected.messages, collected.duplicates
+    raws = _drop_repeated_ids(raws, corpus, duplicates)
 
     unknown = sorted(set(heldout_speakers) - {raw["spk"] for raw in raws})
     if unknown:
@@ -151,11 +161,11 @@ def prepare_manifests(
             kept.append({"utt_id": raw["utt_id"], "spk": raw["spk"], "split": raw.get("split"), "item": item})
     splits = assign_splits(kept, n_valid, n_test, heldout_speakers, seed)
 
-    report = _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped)
+    report = _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped, duplicates)
     write_json_atomic(out_dir / REPORT_NAME, report)
-    _print_summary(report)
+    _print_summary(report, out_dir / REPORT_NAME)
 
-    n_total, n_kept = len(raws), len(kept)
+    n_total, n_kept = report["total"], len(kept)
     if n_total == 0:
         raise DataError(f"{data_root}: no utterances found for corpus '{corpus}' (see {out_dir / REPORT_NAME})")
     if n_kept < min_keep_ratio * n_total:
@@ -170,6 +180,24 @@ def prepare_manifests(
     for name, members in splits.items():
         write_manifest(out_dir / f"{name}.json", {m["utt_id"]: m["item"] for m in members})
     return report
+
+
+def _drop_repeated_ids(raws: list[dict], corpus: str, duplicates: list[str]) -> list[dict]:
+    """Keep the first item of each utterance id. The corpus readers already
+    do this, naming file and line; this catches a reader that does not, so
+    that a repeated id never stops the run."""
+    first: dict[str, int] = {}
+    unique = []
+    for index, raw in enumerate(raws, start=1):
+        if raw["utt_id"] in first:
+            message = (f"corpus '{corpus}' item {index}: skipped, utterance id '{raw['utt_id']}' appears "
+                       f"twice in the corpus listing (first as item {first[raw['utt_id']]}, which is kept)")
+            logger.warning("%s", message)
+            duplicates.append(message)
+            continue
+        first[raw["utt_id"]] = index
+        unique.append(raw)
+    return unique
 
 
 def _validate_job(job: tuple) -> tuple[dict | None, str | None]:
@@ -198,9 +226,10 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped) -> dict:
+def _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped, duplicates) -> dict:
     """The content of ``report.json``."""
     counts = Counter(dropped.values())
+    counts[DUPLICATE_ID] += len(duplicates)
     split_stats = {}
     for name, members in splits.items():
         seconds = sum(m["item"]["duration"] for m in members)
@@ -214,45 +243,61 @@ def _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, spl
         "data_root": str(data_root),
         "cache_root": str(cache_root),
         "sample_rate": sample_rate,
-        "total": len(raws),
+        "total": len(raws) + len(duplicates),
         "kept": len(kept),
         "dropped": {reason: counts.get(reason, 0) for reason in DROP_REASONS},
         "drop_reasons": DROP_REASONS,
         "splits": split_stats,
         "dropped_items": dropped,
         "skipped_lines": skipped,
+        "duplicate_lines": duplicates,
     }
 
 
-def _print_summary(report: dict) -> None:
-    """Kept N of M, one line per drop reason that occurred, one per split."""
+def _print_summary(report: dict, report_path: Path) -> None:
+    """Kept N of M, one line per drop reason that occurred, the skipped and
+    repeated corpus lines (at most ``_SHOWN_LINES`` of each), one line per
+    split."""
     total, kept = report["total"], report["kept"]
     share = f" ({kept / total:.1%})" if total else ""
     print(f"prepare {report['corpus']}: kept {kept} of {total} utterances{share}")
     for reason, count in report["dropped"].items():
         if count:
             print(f"  dropped {reason}: {count}")
-    if report["skipped_lines"]:
-        print(f"  corpus lines skipped by the parser: {len(report['skipped_lines'])}")
+    for title, lines in (("corpus lines skipped by the parser", report["skipped_lines"]),
+                         ("repeated utterance ids skipped", report["duplicate_lines"])):
+        if lines:
+            print(f"  {title}: {len(lines)}")
+            for line in lines[:_SHOWN_LINES]:
+                print(f"    {line}")
+            if len(lines) > _SHOWN_LINES:
+                print(f"    ... and {len(lines) - _SHOWN_LINES} more (see {report_path})")
     for name, stats in report["splits"].items():
         print(f"  {name}: {stats['utterances']} utterances, {stats['speakers']} speakers, {stats['hours']:.2f} h")
 
 
 class _CollectWarnings(logging.Handler):
     """Context manager that gathers the warning messages of a logger tree
-    (the corpus parsers' skipped lines) while still letting them through."""
+    (the corpus parsers' skipped lines) while still letting them through to
+    any configured handler. Repeated ids (records with ``drop_reason``
+    :data:`~semtts.data.corpora.DUPLICATE_ID`) go to ``duplicates``, every
+    other warning to ``messages``."""
 
     def __init__(self, logger_name: str):
         super().__init__(level=logging.WARNING)
         self.logger = logging.getLogger(logger_name)
         self.messages: list[str] = []
+        self.duplicates: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        if getattr(record, "drop_reason", None) == DUPLICATE_ID:
+            self.duplicates.append(record.getMessage())
+        else:
+            self.messages.append(record.getMessage())
 
-    def __enter__(self) -> list[str]:
+    def __enter__(self) -> "_CollectWarnings":
         self.logger.addHandler(self)
-        return self.messages
+        return self
 
     def __exit__(self, *exc) -> None:
         self.logger.removeHandler(self)

@@ -56,6 +56,8 @@ DROP_REASONS = {
     "empty_text": "the transcript is empty or only whitespace",
     "unusable_text": "nothing the text frontend can read (letters, digits or characters) is "
     "left after cleaning, e.g. only punctuation or emoji",
+    "duplicate_id": "an earlier line or file of the corpus already lists this utterance id; the "
+    "first is kept and this one skipped (set by the corpus reader, not by validate_utterance)",
 }
 
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_stage_args(argv)
     hparams = load_stage_hparams(args.hparams_file, args.overrides)
     folder = check_corpus(hparams)
-    log("0", f"corpus '{hparams['corpus']}' found in {folder}")
+    log("0", f"corpus '{hparams['corpus']}' checked: complete in {folder}")
     return 0
 
 

@@ -25,7 +25,7 @@ import logging
 import re
 from pathlib import Path
 
-from semtts.data.corpora import require_layout
+from semtts.data.corpora import keep_first, read_listing, require_layout
 from semtts.errors import ConfigError, DataError
 
 __all__ = ["NAME", "DOWNLOAD_HINT", "PARTS", "check", "list_utterances", "parse_content_line"]
@@ -75,8 +75,9 @@ def list_utterances(data_folder: str | Path, parts: list[str] | None = None) -> 
     list of dict
         ``{"utt_id", "path", "text", "spk", "pinyin"}`` (plus ``"split":
         "test_unseen"`` for the test part) in file order; a line that is
-        not ``<file>.wav<TAB>`` followed by character/syllable pairs is
-        skipped with a warning.
+        not ``<file>.wav<TAB>`` followed by character/syllable pairs, is not
+        valid UTF-8, or repeats an id already listed in any part (the first
+        is kept) is skipped with a warning naming the line.
     """
     root = Path(data_folder).absolute()
     if parts is None:
@@ -87,28 +88,31 @@ def list_utterances(data_folder: str | Path, parts: list[str] | None = None) -> 
     require_layout(root, [f"{part}/content.txt" for part in parts], "AISHELL-3", DOWNLOAD_HINT)
 
     items = []
+    seen: dict[str, str] = {}
     for part in parts:
         content = root / part / "content.txt"
-        with open(content, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                parsed = parse_content_line(line)
-                if parsed is None:
-                    logger.warning("%s:%d: skipped, unparsable line: %r", content, line_no, line.strip()[:80])
-                    continue
-                file_name, hanzi, pinyin = parsed
-                spk = file_name[:_SPEAKER_CHARS]
-                item = {
-                    "utt_id": Path(file_name).stem,
-                    "path": str(root / part / "wav" / spk / file_name),
-                    "text": "".join(hanzi),
-                    "spk": spk,
-                    "pinyin": pinyin,
-                }
-                if PARTS[part] is not None:
-                    item["split"] = PARTS[part]
-                items.append(item)
+        for line_no, line in read_listing(content, logger):
+            if not line.strip():
+                continue
+            parsed = parse_content_line(line)
+            if parsed is None:
+                logger.warning("%s:%d: skipped, unparsable line: %r", content, line_no, line.strip()[:80])
+                continue
+            file_name, hanzi, pinyin = parsed
+            utt_id = Path(file_name).stem
+            if not keep_first(seen, utt_id, f"{content}:{line_no}", logger):
+                continue
+            spk = file_name[:_SPEAKER_CHARS]
+            item = {
+                "utt_id": utt_id,
+                "path": str(root / part / "wav" / spk / file_name),
+                "text": "".join(hanzi),
+                "spk": spk,
+                "pinyin": pinyin,
+            }
+            if PARTS[part] is not None:
+                item["split"] = PARTS[part]
+            items.append(item)
     return items
 
 

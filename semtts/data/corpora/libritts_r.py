@@ -25,7 +25,7 @@ Example
 import logging
 from pathlib import Path
 
-from semtts.data.corpora import require_layout
+from semtts.data.corpora import TEXT_ENCODING, keep_first, require_layout
 from semtts.errors import ConfigError, DataError
 
 __all__ = ["NAME", "DOWNLOAD_HINT", "DEFAULT_SUBSETS", "AUTO_SPLIT", "KNOWN_SUBSETS", "check", "list_utterances"]
@@ -92,8 +92,10 @@ def list_utterances(
     -------
     list of dict
         ``{"utt_id", "path", "text", "spk", "split"}`` sorted by subset
-        order and path; a wav without a readable transcript, or whose name
-        does not start with its speaker folder, is skipped with a warning.
+        order and path; a wav without a readable UTF-8 transcript (a
+        byte-order mark is ignored), whose name does not start with its
+        speaker folder, or whose id was already listed by another subset
+        (the first is kept), is skipped with a warning.
     """
     if transcript not in _TRANSCRIPTS:
         raise ConfigError(f"libritts_r: transcript must be one of {', '.join(_TRANSCRIPTS)} (got '{transcript}')")
@@ -102,6 +104,7 @@ def list_utterances(
     root = require_layout(data_folder, names, "LibriTTS-R", DOWNLOAD_HINT)
 
     items = []
+    seen: dict[str, str] = {}
     for split, subset_list in subsets.items():
         for subset in subset_list:
             for wav in sorted((root / subset).glob("*/*/*.wav")):
@@ -111,9 +114,11 @@ def list_utterances(
                     continue
                 txt = wav.with_name(f"{wav.stem}.{transcript}.txt")
                 try:
-                    text = txt.read_text(encoding="utf-8").strip()
+                    text = txt.read_text(encoding=TEXT_ENCODING).strip()
                 except (OSError, UnicodeDecodeError) as err:
                     logger.warning("%s: skipped, no readable %s transcript (%s)", wav, transcript, err)
+                    continue
+                if not keep_first(seen, wav.stem, str(wav), logger):
                     continue
                 item = {"utt_id": wav.stem, "path": str(wav), "text": text, "spk": spk}
                 if split != AUTO_SPLIT:

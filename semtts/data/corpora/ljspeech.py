@@ -20,7 +20,7 @@ Example
 import logging
 from pathlib import Path
 
-from semtts.data.corpora import require_layout
+from semtts.data.corpora import keep_first, read_listing, require_layout
 from semtts.errors import ConfigError
 
 __all__ = ["NAME", "DOWNLOAD_HINT", "SPEAKER", "check", "list_utterances"]
@@ -65,32 +65,35 @@ def list_utterances(data_folder: str | Path, transcript: str = "normalized") -> 
     -------
     list of dict
         ``{"utt_id", "path", "text", "spk"}`` in file order; lines without an
-        id or transcript column are skipped with a warning.
+        id or transcript column, lines that are not valid UTF-8, and repeats
+        of an id already listed (the first is kept) are skipped with a
+        warning naming the line.
     """
     if transcript not in _COLUMNS:
         raise ConfigError(f"ljspeech: transcript must be one of {sorted(_COLUMNS)} (got '{transcript}')")
     root = Path(data_folder).absolute()
     metadata = root / "metadata.csv"
     items = []
-    with open(metadata, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("|")
-            utt_id = fields[0].strip()
-            if len(fields) < 2 or not utt_id or "/" in utt_id:
-                logger.warning("%s:%d: skipped, expected 'id|raw|normalized': %r", metadata, line_no, line[:80])
-                continue
-            column = _COLUMNS[transcript]
-            if column >= len(fields) or not fields[column].strip():
-                column = _COLUMNS["raw"]
-            items.append(
-                {
-                    "utt_id": utt_id,
-                    "path": str(root / "wavs" / f"{utt_id}.wav"),
-                    "text": fields[column],
-                    "spk": SPEAKER,
-                }
-            )
+    seen: dict[str, str] = {}
+    for line_no, line in read_listing(metadata, logger):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        utt_id = fields[0].strip()
+        if len(fields) < 2 or not utt_id or "/" in utt_id:
+            logger.warning("%s:%d: skipped, expected 'id|raw|normalized': %r", metadata, line_no, line[:80])
+            continue
+        if not keep_first(seen, utt_id, f"{metadata}:{line_no}", logger):
+            continue
+        column = _COLUMNS[transcript]
+        if column >= len(fields) or not fields[column].strip():
+            column = _COLUMNS["raw"]
+        items.append(
+            {
+                "utt_id": utt_id,
+                "path": str(root / "wavs" / f"{utt_id}.wav"),
+                "text": fields[column],
+                "spk": SPEAKER,
+            }
+        )
     return items

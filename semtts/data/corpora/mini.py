@@ -12,6 +12,8 @@ the seed and the espeak-ng version. On disk::
 
 A folder without ``.complete`` (or whose ``.complete`` records other
 settings) is regenerated; a complete one with the same settings is reused.
+:func:`generate` prints which it did, and why it regenerates (which settings
+differ, or what is missing); :func:`regeneration_reason` tells beforehand.
 
 Example
 -------
@@ -21,7 +23,9 @@ Example
 >>> len({item["text"] for item in plan}) >= 200
 True
 >>> import tempfile
->>> folder = generate(Path(tempfile.mkdtemp()), n_speakers=1, utts_per_speaker=1)
+>>> folder = generate(Path(tempfile.mkdtemp()), n_speakers=1, utts_per_speaker=1)  # doctest: +ELLIPSIS
+mini corpus: generating in ... (1 speakers x 1 utterances, 2 jobs)
+mini corpus generated in ...: 1 utterances
 >>> utt = list_utterances(folder)[0]
 >>> utt["utt_id"], utt["spk"], audio_info(utt["path"]).samplerate
 ('spk0_0000', 'spk0', 22050)
@@ -38,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from semtts.audio import audio_info, load_audio, resample, save_audio
+from semtts.data.corpora import keep_first, read_listing
 from semtts.data.manifest import write_json_atomic
 from semtts.errors import ConfigError, DataError
 
@@ -51,6 +56,7 @@ __all__ = [
     "load_sentences",
     "plan_corpus",
     "generate",
+    "regeneration_reason",
     "check",
     "list_utterances",
 ]
@@ -203,7 +209,11 @@ def generate(
 
     A complete corpus with the same settings is reused at once; an
     incomplete one, or one made with other settings, has its ``wavs/`` and
-    ``metadata.csv`` removed and is generated again.
+    ``metadata.csv`` removed and is generated again. One line on stdout
+    (also logged at INFO) says which: ``reused (already there ...)``,
+    ``generating`` (a new folder) or ``regenerating`` with the reason of
+    :func:`regeneration_reason` (e.g. ``settings changed: seed 99 -> 7``),
+    then ``generated`` when done.
 
     Arguments
     ---------
@@ -233,10 +243,13 @@ def generate(
     Example
     -------
     >>> import tempfile
-    >>> folder = generate(Path(tempfile.mkdtemp()), seed=7, n_speakers=2, utts_per_speaker=1)
+    >>> folder = generate(Path(tempfile.mkdtemp()), seed=7, n_speakers=2, utts_per_speaker=1)  # doctest: +ELLIPSIS
+    mini corpus: generating in ... (2 speakers x 1 utterances, 2 jobs)
+    mini corpus generated in ...: 2 utterances
     >>> sorted(p.name for p in folder.glob("wavs/*/*.wav"))
     ['spk0_0000.wav', 'spk1_0000.wav']
-    >>> generate(folder, seed=7, n_speakers=2, utts_per_speaker=1) == folder  # reused
+    >>> generate(folder, seed=7, n_speakers=2, utts_per_speaker=1) == folder  # doctest: +ELLIPSIS
+    mini corpus reused (already there with the same settings; generation skipped): ...
     True
     """
     data_folder = Path(data_folder)
@@ -246,18 +259,23 @@ def generate(
     plan = plan_corpus(seed, n_speakers, utts_per_speaker, sentences)
     settings = _settings(seed, n_speakers, utts_per_speaker, sentences)
     marker = data_folder / _MARKER
-    if _is_complete(data_folder, settings, plan):
-        logger.info("mini corpus in %s is complete with the same settings (skipped)", data_folder)
+    reason = _regeneration_reason(data_folder, settings, plan)
+    if reason is None:
+        _say(f"mini corpus reused (already there with the same settings; generation skipped): {data_folder}")
         return data_folder
 
     espeak = _espeak_binary()
+    size = f"{n_speakers} speakers x {utts_per_speaker} utterances, {nj} jobs"
+    if reason == _NOTHING_THERE:
+        _say(f"mini corpus: generating in {data_folder} ({size})")
+    else:
+        _say(f"mini corpus: regenerating in {data_folder} ({size}) because {reason}; "
+             f"removing its wavs/ and {_METADATA} first")
     marker.unlink(missing_ok=True)
     shutil.rmtree(data_folder / "wavs", ignore_errors=True)
     (data_folder / _METADATA).unlink(missing_ok=True)
     for spk in sorted({item["spk"] for item in plan}):
         (data_folder / "wavs" / spk).mkdir(parents=True, exist_ok=True)
-    logger.info("generating the mini corpus in %s: %d speakers x %d utterances, %d jobs",
-                data_folder, n_speakers, utts_per_speaker, nj)
 
     def synth(item: dict) -> None:
         _synthesise(espeak, item, _wav_path(data_folder, item))
@@ -270,8 +288,42 @@ def generate(
     os.replace(tmp, data_folder / _METADATA)
     version = subprocess.run([espeak, "--version"], capture_output=True, text=True).stdout.strip()
     write_json_atomic(marker, {**settings, "espeak_ng": version})
-    logger.info("mini corpus ready in %s: %d utterances", data_folder, len(plan))
+    _say(f"mini corpus generated in {data_folder}: {len(plan)} utterances")
     return data_folder
+
+
+def regeneration_reason(
+    data_folder: Path,
+    seed: int = 1234,
+    n_speakers: int = 6,
+    utts_per_speaker: int = 40,
+) -> str | None:
+    """Say why :func:`generate` would (re)generate the corpus, without
+    touching it.
+
+    Arguments
+    ---------
+    data_folder : Path
+        The corpus folder.
+    seed, n_speakers, utts_per_speaker : int
+        The settings :func:`generate` would be called with.
+
+    Returns
+    -------
+    str or None
+        None when a complete corpus with these settings is there (it would
+        be reused); else the reason, e.g. ``"there is no mini corpus there
+        yet"`` or ``"settings changed: seed 99 -> 7, n_speakers 3 -> 2"``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> regeneration_reason(Path(tempfile.mkdtemp()))
+    'there is no mini corpus there yet'
+    """
+    sentences = load_sentences()
+    plan = plan_corpus(seed, n_speakers, utts_per_speaker, sentences)
+    return _regeneration_reason(Path(data_folder), _settings(seed, n_speakers, utts_per_speaker, sentences), plan)
 
 
 def check(data_folder: Path) -> None:
@@ -318,12 +370,16 @@ def list_utterances(data_folder: Path, **options) -> list[dict]:
     Returns
     -------
     list of dict
-        ``{"utt_id", "path" (absolute), "text", "spk"}`` in file order.
+        ``{"utt_id", "path" (absolute), "text", "spk"}`` in file order; a
+        malformed or non-UTF-8 line, or a repeated id (the first is kept), is
+        skipped with a warning naming the line.
 
     Example
     -------
     >>> import tempfile
-    >>> folder = generate(Path(tempfile.mkdtemp()), n_speakers=2, utts_per_speaker=1)
+    >>> folder = generate(Path(tempfile.mkdtemp()), n_speakers=2, utts_per_speaker=1)  # doctest: +ELLIPSIS
+    mini corpus: generating in ...
+    mini corpus generated in ...
     >>> [u["utt_id"] for u in list_utterances(folder, speakers=["spk1"])]
     ['spk1_0000']
     """
@@ -335,7 +391,8 @@ def list_utterances(data_folder: Path, **options) -> list[dict]:
     root = Path(data_folder).resolve()
     csv_path = root / _METADATA
     utterances = []
-    for lineno, line in enumerate(csv_path.read_text(encoding="utf-8").splitlines(), 1):
+    seen: dict[str, str] = {}
+    for lineno, line in read_listing(csv_path, logger):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -343,6 +400,8 @@ def list_utterances(data_folder: Path, **options) -> list[dict]:
             logger.warning("%s:%d: skipped, expected 'utt_id|spk|text': %r", csv_path, lineno, line[:80])
             continue
         utt_id, spk, text = fields
+        if not keep_first(seen, utt_id, f"{csv_path}:{lineno}", logger):
+            continue
         utterances.append({"utt_id": utt_id, "path": str(root / "wavs" / spk / f"{utt_id}.wav"),
                            "text": text, "spk": spk})
     if speakers is not None:
@@ -372,18 +431,61 @@ def _settings(seed: int, n_speakers: int, utts_per_speaker: int, sentences: list
     }
 
 
-def _is_complete(data_folder: Path, settings: dict, plan: list[dict]) -> bool:
-    """True when ``.complete`` records ``settings`` and every file is there."""
+_NOTHING_THERE = "there is no mini corpus there yet"
+# Settings that follow from n_speakers and utts_per_speaker: not named again
+# when those changed.
+_DERIVED = ("speakers", "counts", "n_utterances")
+
+
+def _regeneration_reason(data_folder: Path, settings: dict, plan: list[dict]) -> str | None:
+    """None when ``.complete`` records ``settings`` and every file is there;
+    else why the corpus must be generated."""
     marker = data_folder / _MARKER
     if not marker.is_file():
-        return False
+        if not (data_folder / "wavs").exists() and not (data_folder / _METADATA).exists():
+            return _NOTHING_THERE
+        return f"it is incomplete (no {_MARKER} marker: an earlier generation did not finish)"
     try:
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in settings.items()):
-        return False
-    return (data_folder / _METADATA).is_file() and all(_wav_path(data_folder, i).is_file() for i in plan)
+        recorded = None
+    if not isinstance(recorded, dict):
+        return f"its {_MARKER} marker is not a JSON object"
+    changed = _changed_settings(recorded, settings)
+    if changed:
+        return "settings changed: " + ", ".join(changed)
+    if not (data_folder / _METADATA).is_file():
+        return f"its {_METADATA} is missing"
+    missing = [_wav_path(data_folder, item) for item in plan if not _wav_path(data_folder, item).is_file()]
+    if missing:
+        return f"{len(missing)} of its {len(plan)} wavs are missing (e.g. {missing[0].relative_to(data_folder)})"
+    return None
+
+
+def _changed_settings(recorded: dict, settings: dict) -> list[str]:
+    """``["seed 99 -> 7", ...]``: the settings whose recorded value differs."""
+    changed = [key for key, value in settings.items() if recorded.get(key) != value]
+    sizes_changed = bool({"n_speakers", "utts_per_speaker"} & set(changed))
+    described = []
+    for key in changed:
+        if key in _DERIVED and sizes_changed:
+            continue
+        if key == "sentences_sha256":
+            described.append(f"the sentence pool ({SENTENCES_FILE.name}) differs")
+        elif key == "speakers":
+            described.append("the speaker voices (VOICES) differ")
+        elif isinstance(settings[key], dict):
+            described.append(f"{key} differ")
+        else:
+            old = recorded.get(key, "(not recorded)")
+            described.append(f"{key} {old} -> {settings[key]}")
+    return described
+
+
+def _say(message: str) -> None:
+    """Tell the user (stdout, as stage scripts do) and the log."""
+    print(message, flush=True)
+    logger.info("%s", message)
 
 
 def _espeak_binary() -> str:

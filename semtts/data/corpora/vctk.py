@@ -23,7 +23,7 @@ Example
 import logging
 from pathlib import Path
 
-from semtts.data.corpora import require_layout
+from semtts.data.corpora import TEXT_ENCODING, require_layout
 from semtts.errors import ConfigError
 
 __all__ = ["NAME", "DOWNLOAD_HINT", "AUDIO_DIR", "MICS", "check", "list_utterances"]
@@ -72,8 +72,9 @@ def list_utterances(
     list of dict
         ``{"utt_id", "path", "text", "spk"}`` (plus ``"split"`` for held-out
         speakers), sorted by speaker and id. Transcripts that cannot be read
-        as UTF-8 or are not named ``<spk>_*.txt`` are skipped with a warning; an audio file that does not
-        exist is left for validation to report.
+        as UTF-8 (a byte-order mark is ignored) or are not named
+        ``<spk>_*.txt`` are skipped with a warning; an audio file that does
+        not exist is left for validation to report.
     """
     if mic not in MICS:
         raise ConfigError(f"vctk: mic must be one of {', '.join(MICS)} (got '{mic}')")
@@ -95,7 +96,7 @@ def list_utterances(
                 logger.warning("%s: skipped, file name does not start with '%s_'", txt, spk)
                 continue
             try:
-                text = txt.read_text(encoding="utf-8").strip()
+                text = txt.read_text(encoding=TEXT_ENCODING).strip()
             except (UnicodeDecodeError, OSError) as err:
                 logger.warning("%s: skipped, unreadable transcript (%s)", txt, err)
                 continue
