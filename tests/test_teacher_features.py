@@ -139,10 +139,12 @@ def test_missing_weights_need_the_random_init_switch(tmp_path, monkeypatch, capl
         load_whisper_teacher("tiny", cache_dir=tmp_path)
     message = str(err.value)
     assert "\n" not in message and "tiny.pt" in message and str(tmp_path) in message and ".pt checkpoint" in message
-    with pytest.raises(WeightsNotFound, match="no such file"):
+    with pytest.raises(WeightsNotFound, match="missing.pt: file not found"):
         load_whisper_teacher(str(tmp_path / "missing.pt"))
-    with pytest.raises(ConfigError, match="not a Whisper model name"):
+    with pytest.raises(ConfigError, match="'tinyy': not a Whisper model name"):
         load_whisper_teacher("tinyy")
+    with pytest.raises(ConfigError, match="'tinyy': not a Whisper model name"):  # random init needs a valid name
+        load_whisper_teacher("tinyy", allow_random_init=True, random_dims=TINY)
     hp = {"whisper_model": str(tmp_path / "missing.pt"), "whisper_layer": -1, "whisper_cache_dir": None,
           "allow_random_init": False, "whisper_random_dims": None, "seed": 1}
     with pytest.raises(WeightsNotFound):
@@ -257,6 +259,22 @@ def test_stage_end_to_end_resume_and_metadata(tmp_path, capsys):
     assert _run(str(yaml), "--whisper_layer", "0", "--force") == 0
     assert read_metadata(out / "teacher" / "meta.json")["layer"] == 0
     assert not np.array_equal(_features(out)["spk0_utt0"], feats["spk0_utt0"])
+
+
+def test_stage_bad_whisper_model_is_one_line(tmp_path, capsys):
+    yaml, _ = _experiment(tmp_path)
+    cases = [
+        (("--whisper_model", "/etc/passwd", "--allow_random_init", "False"),
+         "error: whisper_model /etc/passwd: not a Whisper checkpoint (not a readable torch file"),
+        (("--whisper_model", "tinyy"), "error: whisper_model 'tinyy': not a Whisper model name (tiny.en, tiny,"),
+        (("--whisper_model", "/nonexistent/x.pt", "--whisper_random_dims", "null"),
+         "error: whisper_model /nonexistent/x.pt: file not found"),
+    ]
+    for argv, message in cases:
+        assert _run(str(yaml), *argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(message) and "\n" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "exp" / "teacher" / "meta.json").exists()
 
 
 def test_stage_shards_and_subprocess_jobs(tmp_path, capsys):

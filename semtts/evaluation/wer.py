@@ -21,7 +21,6 @@ Example
 
 import logging
 import unicodedata
-import urllib.error
 from pathlib import Path
 from typing import Sequence
 
@@ -31,8 +30,9 @@ import whisper
 from whisper.model import Whisper
 
 from semtts.errors import ConfigError
-from semtts.extract.teacher import (DOWNLOAD_TIMEOUT_S, SAMPLE_RATE, _model_url, _not_found, _random_dims,
-                                    _socket_timeout, _whisper_cache_dir)
+from semtts.extract.teacher import SAMPLE_RATE
+from semtts.extract.whisper_loading import (download_whisper, load_whisper_checkpoint, model_url, random_whisper_dims,
+                                            weights_not_found, whisper_cache_dir, whisper_source)
 from semtts.text.cleaners import clean_text
 
 __all__ = ["ASR_SAMPLE_RATE", "CHARACTER_LANGUAGES", "normalize_text", "text_units", "edit_distance", "utterance_errors",
@@ -274,39 +274,35 @@ class WhisperASR:
         Returns
         -------
         WhisperASR
+            Random weights (with ``allow_random_init``) only when a released
+            model cannot be had or the checkpoint path does not exist; an
+            unknown name is a :class:`ConfigError` and an existing file that
+            is not a Whisper checkpoint a :class:`DataError`, one line each.
         """
-        cache = _whisper_cache_dir(cache_dir)
-        url = _model_url(str(model))
-        path = Path(str(model)).expanduser()
-        reason = "not a released model"
-        if url is not None and (download or (cache / Path(url).name).is_file()):
-            try:
-                with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                    full = whisper.load_model(model, device=device, download_root=str(cache))
-                return cls(full, language, str(model))
-            except (OSError, RuntimeError, urllib.error.URLError) as err:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        elif url is not None:
+        model = str(model)
+        source = whisper_source(model, "eval_asr_model")
+        cache = whisper_cache_dir(cache_dir)
+        if source == "file":
+            path = Path(model).expanduser()
+            return cls(load_whisper_checkpoint(path, "eval_asr_model", device), language, path.name)
+        if source == "missing":
+            reason = "file not found"
+        elif download or (cache / Path(model_url(model)).name).is_file():
+            full = download_whisper(model, cache, device)
+            if not isinstance(full, str):
+                return cls(full, language, model)
+            reason = full
+        else:
             reason = "not in the cache and download is off"
-        elif path.is_file():
-            try:
-                return cls(whisper.load_model(str(path), device=device), language, path.name)
-            except (OSError, RuntimeError) as err:
-                raise ConfigError(f"eval_asr_model {model}: cannot load the checkpoint ({err})") from None
-        elif "/" in str(model) or str(model).endswith(".pt"):
-            reason = "no such file"
-        elif not allow_random_init:
-            raise ConfigError(f"eval_asr_model {model!r}: not a Whisper model name "
-                              f"({', '.join(whisper.available_models())}) nor a local .pt file")
         if not allow_random_init:
-            raise _not_found(str(model), cache, reason)
-        dims = _random_dims(str(model), random_dims)
+            raise weights_not_found(model, cache, reason, "eval_asr_model")
+        dims = random_whisper_dims(model, random_dims, "eval_asr_random_dims", "eval_asr_model")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             full = Whisper(dims)
         logger.warning("WARNING: the evaluation ASR %r is RANDOMLY INITIALISED (seed %d, %s; allow_random_init "
                        "is set): its WER and CER are meaningless", model, seed, reason)
-        return cls(full.to(device), language, str(model), random_init=True)
+        return cls(full.to(device), language, model, random_init=True)
 
     @torch.inference_mode()
     def transcribe(self, audio: torch.Tensor) -> str:

@@ -12,10 +12,12 @@ whole utterance, as ``whisper.transcribe`` does) and the windows' frames are
 concatenated. The features are the final encoder output (after ``ln_post``,
 ``layer = -1``) or the output of block ``k`` (``layer = k``, 0-based).
 
-Weights come from ``whisper.load_model`` (a model name, downloaded into
-``cache_dir`` when absent, or a local ``.pt`` checkpoint). Random weights are
-used only when ``allow_random_init`` is set and the weights cannot be had;
-that is logged as a warning and recorded in the metadata.
+Weights come from a Whisper model name (downloaded into ``cache_dir`` when
+absent) or a local ``.pt`` checkpoint in whisper's format, checked by
+:mod:`semtts.extract.whisper_loading`. Random weights are used only when
+``allow_random_init`` is set and the weights cannot be had (a released model
+that is not downloadable, or a checkpoint path that does not exist); that is
+logged as a warning and recorded in the metadata.
 
 Example
 -------
@@ -34,12 +36,9 @@ torch.Size([50, 64])
 
 import logging
 import os
-import socket
-import urllib.error
-from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -52,8 +51,11 @@ from tqdm import tqdm
 from whisper.model import AudioEncoder, ModelDimensions
 
 from semtts.audio import load_audio, resample
-from semtts.errors import ConfigError, DataError, WeightsNotFound
+from semtts.errors import ConfigError, DataError
 from semtts.extract.common import feature_path, file_sha256, load_array, save_array_atomic
+from semtts.extract.whisper_loading import (NAMED_DIMS, download_whisper, load_whisper_checkpoint, model_url,
+                                            random_whisper_dims, read_whisper_checkpoint, release_sha256,
+                                            weights_not_found, whisper_cache_dir, whisper_source)
 
 __all__ = [
     "SAMPLE_RATE",
@@ -76,26 +78,6 @@ CHUNK_SAMPLES = 30 * SAMPLE_RATE  # one encoder window
 CHUNK_MEL_FRAMES = CHUNK_SAMPLES // HOP_LENGTH  # 3000
 FRAME_RATE = 50  # encoder frames per second
 RANDOM_INIT = "random-init"  # the "sha256" of a randomly initialised teacher
-DOWNLOAD_TIMEOUT_S = 60.0
-
-
-def _dims(n_mels: int, state: int, heads: int, layers: int, n_vocab: int, text_layers: int | None = None) -> dict:
-    return {"n_mels": n_mels, "n_audio_ctx": 1500, "n_audio_state": state, "n_audio_head": heads,
-            "n_audio_layer": layers, "n_vocab": n_vocab, "n_text_ctx": 448, "n_text_state": state,
-            "n_text_head": heads, "n_text_layer": layers if text_layers is None else text_layers}
-
-
-# The dimensions of the released checkpoints (used for random initialisation
-# of a named size, and for the metadata of a named model without loading it).
-NAMED_DIMS: dict[str, dict] = {
-    "tiny": _dims(80, 384, 6, 4, 51865), "tiny.en": _dims(80, 384, 6, 4, 51864),
-    "base": _dims(80, 512, 8, 6, 51865), "base.en": _dims(80, 512, 8, 6, 51864),
-    "small": _dims(80, 768, 12, 12, 51865), "small.en": _dims(80, 768, 12, 12, 51864),
-    "medium": _dims(80, 1024, 16, 24, 51865), "medium.en": _dims(80, 1024, 16, 24, 51864),
-    "large-v1": _dims(80, 1280, 20, 32, 51865), "large-v2": _dims(80, 1280, 20, 32, 51865),
-    "large-v3": _dims(128, 1280, 20, 32, 51866), "large": _dims(128, 1280, 20, 32, 51866),
-    "large-v3-turbo": _dims(128, 1280, 20, 32, 51866, 4), "turbo": _dims(128, 1280, 20, 32, 51866, 4),
-}
 
 
 def valid_frames(n_samples: int) -> int:
@@ -128,48 +110,6 @@ def _window_frames(n_samples: int) -> list[int]:
     mel_frames = int(n_samples) // HOP_LENGTH
     n_windows = max(1, -(-mel_frames // CHUNK_MEL_FRAMES))
     return [-(-min(CHUNK_MEL_FRAMES, mel_frames - k * CHUNK_MEL_FRAMES) // 2) for k in range(n_windows)]
-
-
-def _whisper_cache_dir(cache_dir: str | Path | None) -> Path:
-    """``cache_dir``, or whisper's own default (``$XDG_CACHE_HOME/whisper``)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    return Path(os.getenv("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
-
-
-def _model_url(name: str) -> str | None:
-    return getattr(whisper, "_MODELS", {}).get(name)
-
-
-def _not_found(model: str, cache_dir: Path, reason: str) -> WeightsNotFound:
-    url = _model_url(model)
-    where = f"download {url} into {cache_dir}" if url else "download a checkpoint"
-    return WeightsNotFound(
-        f"whisper_model {model!r}: weights not found and not downloadable ({reason}); {where} "
-        f"(names: {', '.join(whisper.available_models())}, URLs in openai-whisper's whisper/__init__.py), "
-        "or set whisper_model to a local .pt checkpoint path (allow_random_init: True for tests only)"
-    )
-
-
-def _random_dims(model: str, random_dims: dict | None) -> ModelDimensions:
-    """The dims of a random teacher: ``random_dims`` over the named size's."""
-    base = dict(NAMED_DIMS.get(model, {}))
-    given = dict(random_dims or {})
-    known = {f.name for f in fields(ModelDimensions)}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ConfigError(f"whisper_random_dims: unknown fields {unknown} (ModelDimensions has {sorted(known)})")
-    base.update(given)
-    missing = sorted(known - set(base))
-    if missing:
-        raise ConfigError(f"whisper_random_dims: {model!r} is not a named Whisper size, so give every "
-                          f"ModelDimensions field (missing {missing})")
-    dims = ModelDimensions(**{k: int(v) for k, v in base.items()})
-    if dims.n_mels not in (80, 128) or dims.n_audio_ctx != CHUNK_MEL_FRAMES // 2:
-        raise ConfigError(f"whisper_random_dims: need n_mels 80 or 128 and n_audio_ctx 1500, got {asdict(dims)}")
-    if dims.n_audio_state % dims.n_audio_head:
-        raise ConfigError("whisper_random_dims: n_audio_state must be divisible by n_audio_head")
-    return dims
 
 
 def _check_layer(layer: int, n_layers: int) -> int:
@@ -232,7 +172,7 @@ class WhisperTeacher(nn.Module):
         """A randomly initialised encoder, reproducible from ``seed`` (the
         global RNG is left as it was); ``dims`` as ModelDimensions or a dict
         over the named size ``name``'s dims."""
-        dims = dims if isinstance(dims, ModelDimensions) else _random_dims(name, dims)
+        dims = dims if isinstance(dims, ModelDimensions) else random_whisper_dims(name, dims)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state,
@@ -305,17 +245,6 @@ def _metadata(dims: ModelDimensions, layer: int, name: str, sha256: str, seed: i
             "random_init_dims": asdict(dims) if random else None}
 
 
-@contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """Bound every socket operation (whisper's download has no timeout)."""
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def _model_name(model: str) -> str:
     """The name recorded in the metadata: the model name or the file name."""
     return model if model in NAMED_DIMS else Path(model).name
@@ -355,55 +284,30 @@ def load_whisper_teacher(
 
     Missing weights that cannot be downloaded are :class:`WeightsNotFound`
     without ``allow_random_init``; an unknown name, a bad layer or bad
-    random dims are a :class:`ConfigError`.
+    random dims are a :class:`ConfigError`; an existing file that is not a
+    Whisper checkpoint is a :class:`DataError` (random init or not).
     """
-    cache = _whisper_cache_dir(cache_dir)
-    named = _model_url(model) is not None
-    path = Path(model).expanduser()
-    if named or path.is_file():
-        try:
-            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
-                full = whisper.load_model(model if named else str(path), device="cpu", download_root=str(cache))
-        except (OSError, RuntimeError, urllib.error.URLError) as err:
-            if not named:
-                raise ConfigError(f"whisper_model {model}: cannot load the checkpoint ({err})") from None
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        else:
-            sha = _release_sha256(model) if named else file_sha256(path)
-            teacher = WhisperTeacher(full.encoder, full.dims, layer, name=_model_name(model), sha256=sha)
-            return teacher.eval()
-    elif "/" in model or model.endswith(".pt"):
-        reason = "no such file"
-    elif not allow_random_init:
-        names = ", ".join(whisper.available_models())
-        raise ConfigError(f"whisper_model {model!r}: not a Whisper model name ({names}) nor a local .pt file")
+    source = whisper_source(model, "whisper_model")
+    cache = whisper_cache_dir(cache_dir)
+    if source == "file":
+        path = Path(model).expanduser()
+        full = load_whisper_checkpoint(path, "whisper_model")
+        return WhisperTeacher(full.encoder, full.dims, layer, name=path.name, sha256=file_sha256(path)).eval()
+    if source == "named":
+        full = download_whisper(model, cache)
+        if not isinstance(full, str):
+            return WhisperTeacher(full.encoder, full.dims, layer, name=model, sha256=release_sha256(model)).eval()
+        reason = full
     else:
-        reason = "not a released model"
+        reason = "file not found"
     if not allow_random_init:
-        raise _not_found(model, cache, reason)
-    dims = _random_dims(model, random_dims)
+        raise weights_not_found(model, cache, reason, "whisper_model")
+    dims = random_whisper_dims(model, random_dims)
     logger.warning(
         "WARNING: Whisper teacher %r is RANDOMLY INITIALISED (seed %d, %s; allow_random_init is set): "
         "its features are meaningless for distillation", model, seed, reason,
     )
     return WhisperTeacher.random_init(dims, layer, seed, name=_model_name(model)).eval()
-
-
-def _release_sha256(model: str) -> str:
-    """The sha256 of a released checkpoint, from its download URL."""
-    return _model_url(model).rstrip("/").split("/")[-2]
-
-
-def _checkpoint_dims(path: Path) -> ModelDimensions:
-    """The dims stored in a whisper checkpoint, without building the model."""
-    try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # not a zip checkpoint: mmap impossible
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        return ModelDimensions(**checkpoint["dims"])
-    except (OSError, RuntimeError, KeyError, TypeError) as err:
-        raise ConfigError(f"whisper_model {path}: cannot read the checkpoint's dims ({err})") from None
 
 
 def expected_metadata(hp: dict) -> dict[str, Any]:
@@ -428,20 +332,18 @@ def expected_metadata(hp: dict) -> dict[str, Any]:
     """
     model, layer = str(hp["whisper_model"]), hp["whisper_layer"]
     allow, seed = bool(hp["allow_random_init"]), int(hp["seed"])
-    cache = _whisper_cache_dir(hp["whisper_cache_dir"])
-    path = Path(model).expanduser()
-    url = _model_url(model)
-    if url is not None and ((cache / os.path.basename(url)).is_file() or not allow):
-        dims, sha = ModelDimensions(**NAMED_DIMS[model]), _release_sha256(model)
-    elif url is None and path.is_file():
-        dims, sha = _checkpoint_dims(path), file_sha256(path)
+    source = whisper_source(model, "whisper_model")
+    cache = whisper_cache_dir(hp["whisper_cache_dir"])
+    if source == "named" and ((cache / os.path.basename(model_url(model))).is_file() or not allow):
+        dims, sha = ModelDimensions(**NAMED_DIMS[model]), release_sha256(model)
+    elif source == "file":
+        path = Path(model).expanduser()
+        dims, sha = read_whisper_checkpoint(path, "whisper_model", check_weights=False)[0], file_sha256(path)
     elif allow:
-        dims = _random_dims(model, hp["whisper_random_dims"])
+        dims = random_whisper_dims(model, hp["whisper_random_dims"])
         return _metadata(dims, layer, _model_name(model), RANDOM_INIT, seed)
-    elif "/" in model or model.endswith(".pt"):
-        raise _not_found(model, cache, "no such file")
     else:
-        raise ConfigError(f"whisper_model {model!r}: not a Whisper model name nor a local .pt file")
+        raise weights_not_found(model, cache, "file not found", "whisper_model")
     return _metadata(dims, layer, _model_name(model), sha, None)
 
 
