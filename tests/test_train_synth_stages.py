@@ -91,3 +91,15 @@ def test_train_a_b_c_then_synthesize(tmp_path):
     assert final.returncode == 0, final.stderr[-3000:]
     assert "| split | metric | A | B | C |" in (exp / "eval" / "results.md").read_text()
     assert (exp / "packed" / "hyperparams.yaml").is_file() and (exp / "packed" / "MODEL_CARD.md").is_file()
+
+    # stage A again: more epochs continue from the last checkpoint; --force trains afresh, keeping the old ones
+    more = run("--stage", 5, "--stop_stage", 5, *_flags(**{**hp, "number_of_epochs": 2}))
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "continuing from epoch 1 to 2" in more.stdout and "skipped" not in more.stdout
+    assert json.loads((exp / "stage_A" / "done").read_text())["summary"]["epochs"] == 2
+    kept = sorted(p.name for p in (exp / "stage_A" / "save").glob("CKPT+*"))
+    fresh = run("--stage", 5, "--stop_stage", 5, "--force", *_flags(**hp))
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    aside = list((exp / "stage_A").glob("save.before-*"))
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].glob("CKPT+*")) == kept
+    assert "training starts afresh" in fresh.stdout and list((exp / "stage_A" / "save").glob("CKPT+*"))

@@ -30,6 +30,7 @@ afresh. A stage that has checkpoints of its own resumes from them instead.
 """
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +45,7 @@ from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
 from semtts.lobes.vits.semantic_vits import SemanticVITS
-from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import DONE_NAME, load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.text.tokenizer import TokenList
 
 if TYPE_CHECKING:  # imports whisper: only when training with a teacher
@@ -316,6 +317,29 @@ def init_from_previous_stage(hp: dict, stage: str, generator: torch.nn.Module,
     return str(checkpoint.path)
 
 
+def _more_epochs(number: str, out_dir: Path, settings: dict, epochs: int) -> bool:
+    """True when a finished stage, same settings, trained fewer than ``epochs``:
+    it then continues from its last checkpoint."""
+    marker = out_dir / DONE_NAME
+    if not marker.is_file():
+        return False
+    done = json.loads(marker.read_text(encoding="utf-8"))
+    trained = done.get("summary", {}).get("epochs")
+    if done.get("settings") != json.loads(json.dumps(settings, default=str)) or trained is None or trained >= epochs:
+        return False
+    log(number, f"continuing from epoch {trained} to {epochs} (number_of_epochs raised)")
+    return True
+
+
+def _set_aside_checkpoints(number: str, save_folder: Path) -> None:
+    """``--force``: train afresh, the previous checkpoints kept in a dated folder beside them."""
+    if not save_folder.is_dir() or not any(save_folder.iterdir()):
+        return
+    aside = save_folder.with_name(f"{save_folder.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
+    save_folder.rename(aside)
+    log(number, f"--force: training starts afresh; the previous checkpoints are kept in {aside}")
+
+
 def train(stage: str, argv: list[str] | None = None) -> int:
     """Train stage ``stage`` (``"A"``, ``"B"`` or ``"C"``) from a command line."""
     from semtts.brain import VITSBrain
@@ -349,7 +373,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     if teacher is not None:
         settings["sem_dim"] = teacher.dim  # stage 8 builds the model from it
         settings["teacher"] = {key: teacher.meta.get(key) for key in ("model", "sha256", "layer", "dim")}
-    settings.pop("number_of_epochs", None)  # more epochs continue training
+    settings.pop("number_of_epochs", None)  # more epochs continue training (_more_epochs); --force starts afresh
 
     def body() -> dict:
         write_json_atomic(out_dir / "speakers.json", speakers)
@@ -381,7 +405,10 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         )
         return {"epochs": hp["number_of_epochs"]}
 
-    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=args.force)
+    force = args.force or _more_epochs(number, out_dir, settings, hp["number_of_epochs"])
+    if args.force:
+        _set_aside_checkpoints(number, Path(hp["save_folder"]))
+    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=force)
     if ran:
         log(number, f"checkpoints in {hp['save_folder']}")
     return 0
