@@ -14,6 +14,7 @@ semtts.errors.DataError: no/such/dir: model folder not found
 
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,10 @@ class PackedModel:
     def encode_texts(self, texts: list[str] | str) -> list[list[int]]:
         """Raw texts to the model's token ids (blanks interspersed when the model was trained so).
 
+        Symbols outside the model's token list (punctuation a pinyin model
+        never saw, letters of another script) are left out with one warning
+        that names them; so are letters the cleaner cannot read.
+
         Arguments
         ---------
         texts : list of str or str
@@ -130,18 +135,30 @@ class PackedModel:
         -------
         list of list of int
             One non-empty id sequence per text.
+
+        Raises
+        ------
+        DataError
+            If no text is given, or a text leaves nothing to speak (no
+            symbol with a letter or digit) once cleaned and rid of unknown
+            symbols.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise DataError("synthesize: give one or more non-empty texts")
-        ids, unknown = self.frontend.encode(texts)
+        removed = sum(self.frontend.removed_letters(texts), Counter())
+        if removed:
+            logger.warning("synthesize: the %s cleaner left out letters it cannot read: %s",
+                           self.frontend.cleaner, dict(removed.most_common()))
+        ids, unknown = self.frontend.encode(texts, drop_unknown=True)
         if unknown:
-            logger.warning("symbols outside the model's token list became <unk>: %s", dict(unknown))
+            logger.warning("synthesize: left out symbols outside the model's token list: %s",
+                           dict(unknown.most_common()))
+        for number, x in enumerate(ids):
+            if not any(c.isalnum() for symbol in self.frontend.token_list.decode(x) for c in symbol):
+                raise DataError(f"synthesize: text {number} gives no tokens: {texts[number]!r}")
         if self.hparams["frontend"]["add_blank"]:
             ids = [intersperse(x, BLANK_ID) for x in ids]
-        for number, x in enumerate(ids):
-            if not x:
-                raise DataError(f"synthesize: text {number} gives no tokens: {texts[number]!r}")
         return ids
 
     def token_batch(self, texts: list[str] | str) -> tuple[torch.Tensor, torch.Tensor]:

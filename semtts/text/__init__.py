@@ -1,6 +1,8 @@
 """The text frontend: cleaners, phonemizers, token lists and BPE.
 
 - :mod:`semtts.text.cleaners`: text normalisation (``english``, ``mandarin``, ``basic``);
+- :mod:`semtts.text.numbers`: numbers in English words and hanzi numerals;
+- :mod:`semtts.text.pinyin`: pinyin syllables, and toned pinyin in raw text;
 - :mod:`semtts.text.phonemize`: espeak-ng IPA and pinyin initials / finals;
 - :mod:`semtts.text.tokenizer`: ``tokens.txt``, sentencepiece, blank interspersal;
 - :mod:`semtts.text.frontend`: :class:`Frontend`, all of the above in one call.
@@ -16,7 +18,7 @@ Example
 [1, 6, 1, 5, 1]
 """
 
-from semtts.text.cleaners import CLEANERS, clean_text
+from semtts.text.cleaners import CLEANERS, clean_text, clean_with_removed
 from semtts.text.frontend import TOKEN_TYPES, Frontend
 from semtts.text.phonemize import EspeakPhonemizer, MandarinPhonemizer, is_mandarin
 from semtts.text.tokenizer import (
@@ -32,6 +34,7 @@ from semtts.text.tokenizer import (
 __all__ = [
     "CLEANERS",
     "clean_text",
+    "clean_with_removed",
     "TOKEN_TYPES",
     "Frontend",
     "EspeakPhonemizer",

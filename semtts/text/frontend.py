@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from semtts.errors import ConfigError, DataError
-from semtts.text.cleaners import get_cleaner
+from semtts.text.cleaners import clean_with_removed, get_cleaner
 from semtts.text.phonemize import MandarinPhonemizer, get_phonemizer, is_mandarin
 from semtts.text.tokenizer import SentencePieceTokenizer, TokenList
 
@@ -133,7 +133,30 @@ class Frontend:
         """
         return [self.clean_one(text) for text in _check_batch(texts)]
 
-    def symbols(self, texts: Sequence[str], pinyin: Pinyin | None = None) -> list[list[str]]:
+    def removed_letters(self, texts: Sequence[str]) -> list[Counter]:
+        """Per text, the letters the cleaner deleted (other scripts; see
+        :func:`semtts.text.cleaners.clean_with_removed`).
+
+        Arguments
+        ---------
+        texts : sequence of str
+            Raw texts.
+
+        Returns
+        -------
+        list of collections.Counter
+            One count per text; empty when nothing was lost.
+
+        Example
+        -------
+        >>> Frontend("char", "en-us", "english").removed_letters(["Привет world", "hi"])
+        [Counter({'п': 1, 'р': 1, 'и': 1, 'в': 1, 'е': 1, 'т': 1}), Counter()]
+        """
+        return [clean_with_removed(text, self.cleaner)[1] for text in _check_batch(texts)]
+
+    def symbols(
+        self, texts: Sequence[str], pinyin: Pinyin | None = None, failed: dict[int, str] | None = None
+    ) -> list[list[str]]:
         """Turn a batch of raw texts into symbol sequences.
 
         Arguments
@@ -145,6 +168,10 @@ class Frontend:
             such as ``["guang3", "zhou1"]`` or one string ``"guang3
             zhou1"``), used instead of the text; ``None`` entries fall back
             to the text.
+        failed : dict, optional
+            Where a pinyin transcript cannot be read, put ``{index: message}``
+            here and give that text no symbols, instead of raising (so that
+            one bad corpus item does not stop the batch).
 
         Returns
         -------
@@ -157,11 +184,12 @@ class Frontend:
         ConfigError
             If ``pinyin`` is given to a non-Mandarin or non-phoneme frontend.
         DataError
-            If ``pinyin`` does not match ``texts`` or holds a non-syllable.
+            If ``pinyin`` does not match ``texts``, or holds a non-syllable
+            and ``failed`` is not given.
         """
         texts = _check_batch(texts)
         if pinyin is not None:
-            return self._symbols_with_pinyin(texts, pinyin)
+            return self._symbols_with_pinyin(texts, pinyin, failed)
         cleaned = self.clean(texts)
         if self.phonemizer is not None:
             return self.phonemizer(cleaned)
@@ -169,7 +197,7 @@ class Frontend:
             return [self.bpe.pieces(text) for text in cleaned]
         return [list(text) for text in cleaned]
 
-    def _symbols_with_pinyin(self, texts: list[str], pinyin: Pinyin) -> list[list[str]]:
+    def _symbols_with_pinyin(self, texts: list[str], pinyin: Pinyin, failed: dict | None) -> list[list[str]]:
         if not isinstance(self.phonemizer, MandarinPhonemizer):
             raise ConfigError(
                 "pinyin input needs token_type 'phn' and a Mandarin language, "
@@ -187,7 +215,10 @@ class Frontend:
             try:
                 symbols.insert(number, self.phonemizer.pinyin_symbols(entry))
             except DataError as err:
-                raise DataError(f"pinyin of text {number}: {err}") from None
+                if failed is None:
+                    raise DataError(f"pinyin of text {number}: {err}") from None
+                failed[number] = str(err)
+                symbols.insert(number, [])
         return symbols
 
     def build_token_list(
@@ -219,7 +250,7 @@ class Frontend:
         return self.token_list
 
     def encode(
-        self, texts: Sequence[str], pinyin: Pinyin | None = None
+        self, texts: Sequence[str], pinyin: Pinyin | None = None, drop_unknown: bool = False
     ) -> tuple[list[list[int]], Counter]:
         """Turn a batch of raw texts into token ids (no blanks).
 
@@ -229,13 +260,25 @@ class Frontend:
             Raw texts.
         pinyin : sequence, optional
             As in :meth:`symbols`.
+        drop_unknown : bool
+            Leave symbols outside the token list out (synthesis) instead of
+            writing ``<unk>`` (training); a word boundary ``" "`` left at an
+            end or next to another one goes too.
 
         Returns
         -------
         ids : list of list of int
             One id sequence per text.
         unknown : collections.Counter
-            Symbols of this batch that became ``<unk>``, with their counts.
+            Symbols of this batch that became ``<unk>`` (or were left out),
+            with their counts.
+
+        Example
+        -------
+        >>> frontend = Frontend("char", "en-us", "english")
+        >>> tokens = frontend.build_token_list(["ab c"])
+        >>> frontend.encode(["a x c!"], drop_unknown=True)
+        ([[4, 3, 6]], Counter({'x': 1, '!': 1}))
 
         Raises
         ------
@@ -248,8 +291,20 @@ class Frontend:
                 "(TokenList.load('tokens.txt')) or call build_token_list first"
             )
         unknown: Counter = Counter()
-        ids = [self.token_list.encode(seq, unknown) for seq in self.symbols(texts, pinyin)]
+        ids = [self.token_list.encode(seq, unknown, drop_unknown) for seq in self.symbols(texts, pinyin)]
+        if drop_unknown and unknown and " " in self.token_list:
+            space = self.token_list.encode([" "])[0]
+            ids = [_tidy_spaces(x, space) for x in ids]
         return ids, unknown
+
+
+def _tidy_spaces(ids: list[int], space: int) -> list[int]:
+    """No ``space`` id at either end or twice in a row."""
+    out: list[int] = []
+    for token in ids:
+        if token != space or (out and out[-1] != space):
+            out.append(token)
+    return out[:-1] if out and out[-1] == space else out
 
 
 def _check_batch(texts: Sequence[str]) -> list[str]:

@@ -15,7 +15,12 @@ per text:
   neutral tone 5), each syllable split into an initial and a final carrying
   the tone (``"zh", "ong1"``; a zero-initial syllable gives only its final,
   with the standard spelling restored: ``yu2 -> v2``, ``wo3 -> uo3``).
-  Punctuation, Latin letters and spaces become symbols of their own.
+  Toned pinyin that the mandarin cleaner kept (``"ni3 hao3"`` written in
+  the text) gives its initials and finals too. Punctuation and spaces become
+  symbols of their own, and so does any other Latin letter, written in
+  capitals (``"ipad"`` gives ``I P A D``) so that a letter is never read as
+  the pinyin initial of the same name: a model trained on hanzi or pinyin
+  alone does not know these symbols, and synthesis leaves them out.
   :meth:`MandarinPhonemizer.from_pinyin` accepts pinyin transcripts
   (``"guang3 zhou1"``, as in AISHELL-3) directly.
 
@@ -36,6 +41,7 @@ from typing import Sequence
 
 from semtts.errors import ConfigError, DataError
 from semtts.text.cleaners import HANZI, mandarin_cleaner
+from semtts.text.pinyin import pinyin_syllable_to_symbols
 
 __all__ = [
     "PUNCTUATION",
@@ -194,56 +200,33 @@ class EspeakPhonemizer:
 
 
 # Pinyin ----------------------------------------------------------------------
-_FINALS = frozenset(
-    "a o e ai ei ao ou an en ang eng ong er i ia ie iao iou ian in iang ing iong io "
-    "u ua uo uai uei uan uen uang ueng v ve van vn ê".split()
-)
-# Syllabic nasals (interjections such as 嗯 n2, 呣 m2, 哼 hng5): one symbol.
-_SYLLABIC_NASALS = frozenset("m n ng hm hng".split())
-_SYLLABLE_RE = re.compile(r"^([a-zêü:]+)([1-5])?$")
 _HANZI_RUN_RE = re.compile(f"([{HANZI}]+)")
-
-
-def pinyin_syllable_to_symbols(syllable: str) -> list[str] | None:
-    """Split one pinyin syllable with a tone number into initial and final.
-
-    Arguments
-    ---------
-    syllable : str
-        E.g. ``"zhong1"``, ``"lv4"``, ``"nü3"``, ``"er2"`` or ``"ma"`` (no
-        number: neutral tone, written 5).
-
-    Returns
-    -------
-    list of str or None
-        ``[initial, final+tone]``, ``[final+tone]`` for a zero-initial
-        syllable, or None if ``syllable`` is not pinyin.
-
-    Example
-    -------
-    >>> pinyin_syllable_to_symbols("zhong1"), pinyin_syllable_to_symbols("ma")
-    (['zh', 'ong1'], ['m', 'a5'])
-    >>> pinyin_syllable_to_symbols("yuan2"), pinyin_syllable_to_symbols("hello")
-    (['van2'], None)
-    """
-    from pypinyin.contrib.tone_convert import to_finals, to_initials
-
-    match = _SYLLABLE_RE.match(syllable.lower().replace("u:", "v").replace("ü", "v"))
-    if match is None:
-        return None
-    base, tone = match.group(1), match.group(2) or "5"
-    if base in _SYLLABIC_NASALS:
-        return [base + tone]
-    initial = to_initials(base, strict=True)
-    final = to_finals(base, strict=True)
-    if final not in _FINALS or initial + final == "" or len(initial) > 2:
-        return None
-    return [initial, final + tone] if initial else [final + tone]
+# Toned pinyin left in a cleaned text by the mandarin cleaner ("ni3hao3").
+_PINYIN_RUN_RE = re.compile(r"((?:[a-zvê]+[0-5])+)")
+_PINYIN_SYLLABLE_RE = re.compile(r"[a-zvê]+[0-5]")
 
 
 def _other_symbols(text: str) -> list[str]:
-    """Symbols of a non-hanzi stretch: one per character, spaces collapsed."""
-    return list(_SPACES_RE.sub(" ", text.lower()))
+    """Symbols of a non-hanzi stretch of a cleaned text.
+
+    Toned pinyin gives its initials and finals (no space symbol around
+    it, as between hanzi); any other Latin letter is one symbol, written
+    in capitals so that it is never a pinyin initial (``h``, ``n``); any
+    other character is its own symbol, runs of spaces one ``" "``.
+    """
+    pieces = _PINYIN_RUN_RE.split(text)
+    symbols: list[str] = []
+    for index, piece in enumerate(pieces):
+        if index % 2:
+            syllables = [pinyin_syllable_to_symbols(s) for s in _PINYIN_SYLLABLE_RE.findall(piece)]
+            if all(syllables):
+                symbols += [symbol for split in syllables for symbol in split]
+                continue
+        else:
+            piece = piece.lstrip() if index > 0 else piece
+            piece = piece.rstrip() if index < len(pieces) - 1 else piece
+        symbols += [c.upper() if "a" <= c <= "z" else c for c in _SPACES_RE.sub(" ", piece.lower())]
+    return symbols
 
 
 class MandarinPhonemizer:
@@ -253,7 +236,9 @@ class MandarinPhonemizer:
     -------
     >>> g2p = MandarinPhonemizer()
     >>> g2p(["我用 ipad."])[0]
-    ['uo3', 'iong4', ' ', 'i', 'p', 'a', 'd', '.']
+    ['uo3', 'iong4', ' ', 'I', 'P', 'A', 'D', '.']
+    >>> g2p(["说 ni3 hao3."])[0]
+    ['sh', 'uo1', 'n', 'i3', 'h', 'ao3', '.']
     """
 
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
@@ -267,8 +252,9 @@ class MandarinPhonemizer:
         Returns
         -------
         list of list of str
-            Per text: initials, finals with tones, and one symbol per other
-            character (punctuation, Latin letters, ``" "``).
+            Per text: initials, finals with tones (also of toned pinyin
+            in the text), and one symbol per other character (punctuation,
+            ``" "``, Latin letters in capitals).
         """
         from pypinyin import Style, lazy_pinyin
 
@@ -295,8 +281,9 @@ class MandarinPhonemizer:
         syllables : str or sequence of str
             A whitespace-separated string such as ``"guang3 zhou1 , da4
             xue2"`` or a list of syllables; ``v``, ``ü`` and ``u:`` are all
-            read as ü; punctuation tokens (``,`` or ``，``) become ASCII
-            symbols.
+            read as ü, ``lue`` / ``nue`` as lüe / nüe, tone 0 as 5 (see
+            :func:`semtts.text.pinyin.normalize_syllable`); punctuation
+            tokens (``,`` or ``，``) become ASCII symbols.
 
         Returns
         -------
@@ -323,7 +310,7 @@ class MandarinPhonemizer:
             mark = mandarin_cleaner(token) if isinstance(token, str) else ""
             if not mark or any(c not in ",.!?;:-" for c in mark):
                 raise DataError(
-                    f"{token!r} is not a pinyin syllable (letters and a tone number 1-5) "
+                    f"{token!r} is not a pinyin syllable (letters and a tone number 0-5) "
                     "nor punctuation"
                 )
             symbols += list(mark)

@@ -40,6 +40,7 @@ __all__ = [
     "UNK_ID",
     "RESERVED",
     "SPACE_ESCAPE",
+    "MIN_CHARACTER_COVERAGE",
     "TokenList",
     "intersperse",
     "train_bpe",
@@ -192,8 +193,13 @@ class TokenList:
     def __repr__(self) -> str:
         return f"TokenList({len(self)} symbols)"
 
-    def encode(self, symbols: Iterable[str], unknown: Counter | None = None) -> list[int]:
-        """Map symbols to ids; a symbol outside the list becomes :data:`UNK_ID`.
+    def encode(
+        self, symbols: Iterable[str], unknown: Counter | None = None, drop_unknown: bool = False
+    ) -> list[int]:
+        """Map symbols to ids; a symbol outside the list becomes :data:`UNK_ID`
+        (training: the id keeps the symbol's place) or is left out
+        (``drop_unknown``: synthesis, where ``<unk>`` is an embedding the
+        model never learned from a symbol it never saw).
 
         Arguments
         ---------
@@ -201,20 +207,30 @@ class TokenList:
             One utterance's symbols.
         unknown : collections.Counter, optional
             Also counts the unknown symbols here (besides :attr:`unknown`).
+        drop_unknown : bool
+            Leave unknown symbols out instead of writing :data:`UNK_ID`.
 
         Returns
         -------
         list of int
-            The ids, one per symbol.
+            The ids, one per (kept) symbol.
+
+        Example
+        -------
+        >>> tokens = TokenList.build([["a", "b"]])
+        >>> tokens.encode(["a", "!", "b"]), tokens.encode(["a", "!", "b"], drop_unknown=True)
+        ([3, 2, 4], [3, 4])
         """
         ids = []
         for symbol in symbols:
             token = self._index.get(symbol)
             if token is None or token == UNK_ID:
-                token = UNK_ID
                 self.unknown[symbol] += 1
                 if unknown is not None:
                     unknown[symbol] += 1
+                if drop_unknown:
+                    continue
+                token = UNK_ID
             ids.append(token)
         return ids
 
@@ -309,7 +325,10 @@ def train_bpe(
         ``"bpe"`` or ``"unigram"``.
     character_coverage : float
         Share of characters covered (1.0 for alphabetic scripts, about
-        0.9995 for Mandarin).
+        0.9995 for Mandarin). When the texts have more distinct characters
+        than ``vocab_size`` can hold, it is lowered so that the most frequent
+        ones fit (sentencepiece would fail), with a warning: the rarest
+        characters then encode to ``<unk>``.
 
     Returns
     -------
@@ -338,6 +357,9 @@ def train_bpe(
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise ConfigError(f"{model_prefix}: no non-empty text to train sentencepiece on")
+    if not 0.0 < character_coverage <= 1.0:
+        raise ConfigError(f"sentencepiece character_coverage must be in (0, 1], got {character_coverage}")
+    character_coverage = _fitting_coverage(texts, vocab_size, character_coverage, model_prefix)
     Path(model_prefix).parent.mkdir(parents=True, exist_ok=True)
     try:
         spm.SentencePieceTrainer.train(
@@ -364,6 +386,43 @@ def train_bpe(
     if size < vocab_size:
         logger.warning("%s: the texts support only %d pieces (asked for %d)", model, size, vocab_size)
     return model
+
+
+#: The lowest character coverage sentencepiece accepts.
+MIN_CHARACTER_COVERAGE = 0.98
+
+
+def _fitting_coverage(texts: list[str], vocab_size: int, coverage: float, where: str | Path) -> float:
+    """The largest coverage up to ``coverage`` whose characters fit in the vocabulary.
+
+    sentencepiece keeps the most frequent characters until they cover
+    ``coverage`` of the text (word boundaries ``▁`` included) and fails if
+    they and ``<unk>`` outnumber ``vocab_size``; one slot is kept spare.
+    """
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update("\u2581" + "\u2581".join(text.split()))
+    room = max(1, vocab_size - 2)
+    if len(counts) <= room:
+        return coverage
+    total = sum(counts.values())
+    fit = sum(n for _, n in counts.most_common(room)) / total
+    if fit >= coverage:
+        return coverage
+    if fit < MIN_CHARACTER_COVERAGE:
+        needed, covered = 0, 0
+        for needed, (_, n) in enumerate(counts.most_common(), start=1):
+            covered += n
+            if covered / total >= MIN_CHARACTER_COVERAGE:
+                break
+        raise ConfigError(f"{where}: vocab_size {vocab_size} cannot hold the characters of the text ({len(counts)} "
+                          f"distinct; sentencepiece needs those covering {MIN_CHARACTER_COVERAGE:.0%} of it, the "
+                          f"{needed} most frequent): use a vocab_size (stage 2: bpe_vocab_size) of at least "
+                          f"{needed + 2}")
+    logger.warning("%s: %d distinct characters do not fit in %d pieces; the %d rarest (%.3f%% of the text) will "
+                   "encode to <unk> (raise the vocabulary size to keep them)", where, len(counts), vocab_size,
+                   len(counts) - room, 100 * (1 - fit))
+    return fit
 
 
 class SentencePieceTokenizer:

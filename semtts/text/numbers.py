@@ -1,0 +1,368 @@
+"""Numbers read out in words: English (cardinals, ordinals, years, money,
+decimals, times, percents) and Mandarin (hanzi numerals).
+
+The cleaners of :mod:`semtts.text.cleaners` run :func:`expand_english_numbers`
+and :func:`expand_mandarin_numbers`. A spoken number that touches a letter is
+set off by spaces (``"10am"`` is ``"ten am"``, ``"H2O"`` is ``"H two O"``), so
+that it is not read as one word with its neighbours.
+
+Example
+-------
+>>> expand_english_numbers("COVID19 at 10am on the 3rd, in the 1990s: 5.5%")
+'COVID nineteen at ten am on the third, in the nineteen nineties:  five point five  percent '
+>>> expand_mandarin_numbers("共10001人, 增长3.5%")
+'共一万零一人, 增长百分之三点五'
+"""
+
+import re
+from typing import Callable
+
+__all__ = [
+    "number_to_words",
+    "ordinal_to_words",
+    "year_to_words",
+    "expand_english_numbers",
+    "number_to_hanzi",
+    "expand_mandarin_numbers",
+]
+
+
+# ---------------------------------------------------------------------------
+# English
+# ---------------------------------------------------------------------------
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
+_MAX_CARDINAL = 10**12  # at and above: read digit by digit
+_IRREGULAR_ORDINALS = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth",
+    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
+}
+
+
+def _below_thousand(n: int) -> list[str]:
+    words = []
+    if n >= 100:
+        words += [_ONES[n // 100], "hundred"]
+        n %= 100
+        if n == 0:
+            return words
+    if n < 20:
+        words.append(_ONES[n])
+    else:
+        words.append(_TENS[n // 10])
+        if n % 10:
+            words.append(_ONES[n % 10])
+    return words
+
+
+def _digits_to_words(digits: str) -> str:
+    return " ".join(_ONES[int(d)] for d in digits)
+
+
+def number_to_words(n: int) -> str:
+    """Read an integer as English words (American style, no "and").
+
+    Arguments
+    ---------
+    n : int
+        The number; below one trillion in magnitude it is read as a cardinal,
+        larger ones digit by digit.
+
+    Returns
+    -------
+    str
+        Space-separated lowercase words.
+
+    Example
+    -------
+    >>> number_to_words(1_234_567)
+    'one million two hundred thirty four thousand five hundred sixty seven'
+    >>> number_to_words(-40)
+    'minus forty'
+    """
+    if n < 0:
+        return "minus " + number_to_words(-n)
+    if n >= _MAX_CARDINAL:
+        return _digits_to_words(str(n))
+    if n == 0:
+        return "zero"
+    words = []
+    for value, name in _SCALES:
+        if n >= value:
+            words += _below_thousand(n // value) + [name]
+            n %= value
+    if n:
+        words += _below_thousand(n)
+    return " ".join(words)
+
+
+def ordinal_to_words(n: int) -> str:
+    """Read an integer as an English ordinal.
+
+    Arguments
+    ---------
+    n : int
+        A non-negative integer.
+
+    Returns
+    -------
+    str
+        E.g. ``"twenty first"`` for 21.
+
+    Example
+    -------
+    >>> [ordinal_to_words(k) for k in (1, 2, 12, 20, 103)]
+    ['first', 'second', 'twelfth', 'twentieth', 'one hundred third']
+    """
+    words = number_to_words(n).split()
+    last = words[-1]
+    if last in _IRREGULAR_ORDINALS:
+        words[-1] = _IRREGULAR_ORDINALS[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def year_to_words(n: int) -> str:
+    """Read a four-digit year the way it is spoken.
+
+    Arguments
+    ---------
+    n : int
+        The year; 2000 to 2009 and years outside 1100 to 2099 are read as
+        cardinals.
+
+    Returns
+    -------
+    str
+        E.g. ``"nineteen ninety"`` for 1990, ``"nineteen oh five"`` for 1905.
+
+    Example
+    -------
+    >>> [year_to_words(y) for y in (1990, 1900, 1905, 2005, 2024)]
+    ['nineteen ninety', 'nineteen hundred', 'nineteen oh five', 'two thousand five', 'twenty twenty four']
+    """
+    if not 1100 <= n <= 2099 or 2000 <= n <= 2009:
+        return number_to_words(n)
+    high, low = divmod(n, 100)
+    if low == 0:
+        return f"{number_to_words(high)} hundred"
+    if low < 10:
+        return f"{number_to_words(high)} oh {number_to_words(low)}"
+    return f"{number_to_words(high)} {number_to_words(low)}"
+
+
+def _plural(words: str) -> str:
+    if words.endswith("y"):
+        return words[:-1] + "ies"
+    if words.endswith("x"):
+        return words + "es"
+    return words + "s"
+
+
+_CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
+
+
+def _money(match: re.Match) -> str:
+    major_name, minor_name = _CURRENCIES[match.group("cur") or match.group("cur2")]
+    major = int(match.group("major").replace(",", ""))
+    cents = match.group("minor")
+    minor = int((cents + "0")[:2]) if cents else 0
+    parts = []
+    if major or not minor:
+        parts.append(f"{number_to_words(major)} {major_name if major == 1 else major_name + 's'}")
+    if minor:
+        minor_plural = "pence" if minor_name == "penny" else minor_name + "s"
+        parts.append(f"{number_to_words(minor)} {minor_name if minor == 1 else minor_plural}")
+    return " " + " ".join(parts) + " "
+
+
+def _decimal(match: re.Match) -> str:
+    whole = match.group(1)
+    head = number_to_words(int(whole)) if whole else ""
+    return f" {head} point {_digits_to_words(match.group(2))} ".replace("  ", " ")
+
+
+def _spaced(match: re.Match, words: str) -> str:
+    """``words`` set off by a space on each side where the match touches a letter or digit."""
+    text, start, end = match.string, match.start(), match.end()
+    before = " " if start > 0 and text[start - 1].isalnum() else ""
+    after = " " if end < len(text) and text[end].isalnum() else ""
+    return before + words + after
+
+
+def _time(match: re.Match) -> str:
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if minute == 0:
+        words = f"{number_to_words(hour)} o'clock"
+    elif minute < 10:
+        words = f"{number_to_words(hour)} oh {number_to_words(minute)}"
+    else:
+        words = f"{number_to_words(hour)} {number_to_words(minute)}"
+    return _spaced(match, words)
+
+
+def _integer(match: re.Match) -> str:
+    digits = match.group(0)
+    if len(digits) > 1 and digits.startswith("0"):
+        return _spaced(match, _digits_to_words(digits))
+    n = int(digits)
+    return _spaced(match, year_to_words(n) if len(digits) == 4 else number_to_words(n))
+
+
+def _decade(match: re.Match) -> str:
+    digits = match.group(1)
+    return _spaced(match, _plural(year_to_words(int(digits)) if len(digits) == 4 else number_to_words(int(digits))))
+
+
+_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
+    (re.compile(r"(?P<cur>[$£€])\s?(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
+    (re.compile(r"(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
+    (re.compile(r"\b(\d{1,3}(?:,\d{3})+)\b"), lambda m: m.group(1).replace(",", "")),
+    (re.compile(r"\b(\d{1,2}):([0-5]\d)(?!\d)"), _time),
+    (re.compile(r"(?<=\d)\s?-\s?(?=\d)"), " to "),
+    (re.compile(r"(?<![\w.])-(?=\d)"), " minus "),
+    (re.compile(r"(\d*)\.(\d+)"), _decimal),
+    (re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.I), lambda m: _spaced(m, ordinal_to_words(int(m.group(1))))),
+    (re.compile(r"\b(\d{4}|[1-9]0)s\b"), _decade),
+    (re.compile(r"%"), " percent "),
+    (re.compile(r"\d+"), _integer),
+]
+
+
+def expand_english_numbers(text: str) -> str:
+    """Read the numbers of an English text in words (see the module docstring).
+
+    Arguments
+    ---------
+    text : str
+        NFKC / ASCII text (abbreviations already expanded).
+
+    Returns
+    -------
+    str
+        The text with money, times, ranges, decimals, ordinals, decades,
+        percents and integers in words; whitespace is not collapsed.
+
+    Example
+    -------
+    >>> expand_english_numbers("mp3, 4G and No 5")
+    'mp three, four G and No five'
+    """
+    for pattern, replacement in _NUMBER_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# ---------------------------------------------------------------------------
+# Mandarin
+# ---------------------------------------------------------------------------
+_CMN_DIGITS = "零一二三四五六七八九"
+_CMN_SECTION_UNITS = ("", "万", "亿", "万亿")
+
+
+def _cmn_section(n: int) -> str:
+    out, pending_zero = "", False
+    for value, unit in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
+        digit = n // value % 10
+        if digit == 0:
+            pending_zero = pending_zero or bool(out)
+            continue
+        if pending_zero:
+            out += "零"
+            pending_zero = False
+        out += _CMN_DIGITS[digit] + unit
+    return out
+
+
+def number_to_hanzi(n: int) -> str:
+    """Read a non-negative integer as Chinese numerals (with 万 / 亿 grouping).
+
+    Arguments
+    ---------
+    n : int
+        The number; from 10**16 up it is read digit by digit.
+
+    Returns
+    -------
+    str
+        The numeral in hanzi.
+
+    Example
+    -------
+    >>> [number_to_hanzi(k) for k in (0, 15, 105, 10001, 110000, 300000000)]
+    ['零', '十五', '一百零五', '一万零一', '十一万', '三亿']
+    """
+    if n == 0:
+        return _CMN_DIGITS[0]
+    if n >= 10**16:
+        return "".join(_CMN_DIGITS[int(d)] for d in str(n))
+    sections = []
+    while n:
+        n, section = divmod(n, 10000)
+        sections.append(section)
+    out, pending_zero = "", False
+    for index in reversed(range(len(sections))):
+        section = sections[index]
+        if section == 0:
+            pending_zero = pending_zero or bool(out)
+            continue
+        if out and (pending_zero or section < 1000):
+            out += "零"
+        out += _cmn_section(section) + _CMN_SECTION_UNITS[index]
+        pending_zero = False
+    return out[1:] if out.startswith("一十") else out
+
+
+def _cmn_digits(digits: str) -> str:
+    return "".join(_CMN_DIGITS[int(d)] for d in digits)
+
+
+def _cmn_number(match: re.Match) -> str:
+    sign, whole, frac = match.group(1), match.group(2), match.group(3)
+    if len(whole) > 1 and whole.startswith("0"):
+        spoken = _cmn_digits(whole)
+    else:
+        spoken = number_to_hanzi(int(whole))
+    if frac:
+        spoken += "点" + _cmn_digits(frac)
+    return ("负" if sign else "") + spoken
+
+
+_CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
+    (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
+    (re.compile(r"(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
+    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(\d+)(?:\.(\d+))?%"), lambda m: "百分之" + _cmn_number(m)),
+    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(\d+)(?:\.(\d+))?"), _cmn_number),
+]
+
+
+def expand_mandarin_numbers(text: str) -> str:
+    """Read the Arabic numbers of a Mandarin text as hanzi numerals.
+
+    Thousands separators are dropped, a four-digit year before 年 is read
+    digit by digit, ``%`` becomes 百分之, a minus sign not inside a word 负.
+
+    Arguments
+    ---------
+    text : str
+        NFKC text.
+
+    Returns
+    -------
+    str
+
+    Example
+    -------
+    >>> expand_mandarin_numbers("2008年, -5, 1,000")
+    '二零零八年, 负五, 一千'
+    """
+    for pattern, replacement in _CMN_NUMBER_RULES:
+        text = pattern.sub(replacement, text)
+    return text
