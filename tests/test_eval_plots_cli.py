@@ -127,7 +127,7 @@ def test_eval_help_and_errors(packed, tmp_path):  # noqa: F811
     for args, expected in [
         (("--manifest", tmp_path / "none.json", "--data-root", corpus), "none.json: manifest not found"),
         (("--manifest", manifest, "--asr-model", tmp_path / "asr.pt", "--data-root", corpus),
-         "asr.pt': weights not found"),
+         "asr.pt: file not found; give the path of a Whisper .pt checkpoint"),
         (("--manifest", manifest), "give --data-root"),
         (("--manifest", manifest, "--data-root", corpus, "--max-utterances", "-1"), "--max-utterances"),
     ]:
