@@ -3,9 +3,12 @@
 # `hparams` (its corpus.yaml) and sources this file, then calls `run_stages "$@"`.
 #
 # Options: --stage N (default 0), --stop_stage M (default: the last stage this
-# version of semtts provides), --force (redo finished stages), --help. Any other
-# --key value is a HyperPyYAML override or a SpeechBrain run option, passed to
-# every Python stage; an unknown key fails before anything runs.
+# version of semtts provides; not before --stage), --force (redo finished
+# stages), --help; --key=value works as --key value. Any other --key value is a
+# HyperPyYAML override or a SpeechBrain run option, passed to every Python
+# stage; an unknown key, or a value of another type than the key's value in the
+# hparams files (a list is written [a, b], a mapping {key: value}), fails before
+# anything runs (semtts/stages/flags.py).
 #
 # Every stage is `python -m semtts.stages.<module> <hparams> [overrides]`, run
 # from the repository root; it skips work it has already done (a `done` marker
@@ -64,7 +67,11 @@ Options:
   --force          redo stages even if they are done
   --help           this text
   --key value      override any key of $hparams (e.g. --tag run2 --nj 4),
-                   or set a SpeechBrain run option (--device cuda:0, --precision bf16)
+                   or set a SpeechBrain run option (--device cuda:0, --precision bf16);
+                   --key=value works too. A value must have the type of the key's
+                   value in the hparams files: a list is written [spk4] or [spk4, spk5]
+                   (a bare spk4 is an error), a mapping {speakers: [spk7]} (with a
+                   space after each ':')
 HELP
 }
 
@@ -77,29 +84,36 @@ semtts_python() {
 }
 
 run_stages() {
-    local stage=0 stop_stage force="" overrides=() flags=()
+    local stage=0 stop_stage force="" overrides=()
     stop_stage=$(last_stage)
     while [ $# -gt 0 ]; do
         case "$1" in
             --help|-h) stage_help; return 0 ;;
             --stage) [ $# -ge 2 ] || { echo "error: --stage needs a value" >&2; return 2; }; stage=$2; shift 2 ;;
+            --stage=*) stage=${1#*=}; shift ;;
             --stop_stage) [ $# -ge 2 ] || { echo "error: --stop_stage needs a value" >&2; return 2; }; stop_stage=$2; shift 2 ;;
+            --stop_stage=*) stop_stage=${1#*=}; shift ;;
             --force) force=--force; shift ;;
-            --*=*) flags+=("${1%%=*}"); overrides+=("${1%%=*}" "${1#*=}"); shift ;;
+            --*=*) overrides+=("${1%%=*}" "${1#*=}"); shift ;;
             --*) [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; return 2; }
-                 flags+=("$1"); overrides+=("$1" "$2"); shift 2 ;;
+                 overrides+=("$1" "$2"); shift 2 ;;
             *) echo "error: unexpected argument '$1' (flags are --key value; see --help)" >&2; return 2 ;;
         esac
     done
     for value in "$stage" "$stop_stage"; do
-        [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -le 10 ] || {
+        [[ "$value" =~ ^([0-9]|10)$ ]] || {
             echo "error: --stage and --stop_stage take a stage number from 0 to 10, got '$value'" >&2; return 2; }
     done
+    if [ "$stage" -gt "$stop_stage" ]; then
+        echo "error: --stage $stage is after --stop_stage $stop_stage: nothing to run (--stop_stage must be >= --stage)" >&2
+        return 2
+    fi
     local python
     python=$(semtts_python)
     cd "$SEMTTS_ROOT" || return 2
-    if [ ${#flags[@]} -gt 0 ]; then
-        "$python" -m semtts.stages.flags "$hparams" --check "${flags[@]}" || return 2
+    # Unknown flags and values of the wrong type fail here, before any stage runs.
+    if [ ${#overrides[@]} -gt 0 ]; then
+        "$python" -m semtts.stages.flags "$hparams" --check "${overrides[@]}" || return 2
     fi
     log "stages $stage to $stop_stage with $hparams ${overrides[*]}"
     local s

@@ -35,7 +35,7 @@ def test_unknown_flag_fails_naming_the_valid_ones():
     assert "--n_test" in out.stderr and "--stop_stage" in out.stderr
 
 
-@pytest.mark.parametrize("args", [["--stage", "x"], ["--stop_stage", "11"], ["stray"], ["--tag"]])
+@pytest.mark.parametrize("args", [["--stage", "x"], ["--stop_stage", "11"], ["--stage", "08"], ["stray"], ["--tag"]])
 def test_bad_driver_arguments_fail(args):
     out = run(*args)
     assert out.returncode == 2
@@ -73,3 +73,35 @@ def test_stages_0_to_2_then_skip_and_overrides(tmp_path):
     forced = run("--stage", 1, "--stop_stage", 1, "--force", *_flags(**{**hp, "n_test": 2}))
     assert forced.returncode == 0, forced.stderr
     assert len(json.loads((exp / "data" / "test.json").read_text())) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch_size", "abc"], "error: --batch_size: expected an integer, got 'abc'"),
+    (["--sample_rate", "16000.5"], "error: --sample_rate: expected an integer, got '16000.5'"),
+    (["--min_duration=abc"], "error: --min_duration: expected a number, got 'abc'"),
+    (["--heldout_speakers", "spk4"], "error: --heldout_speakers: expected a list, e.g. [spk4], got 'spk4'"),
+    (["--corpus_options", "{speakers:[spk7]}"], "error: --corpus_options: cannot read '{speakers:[spk7]}' as YAML"),
+])
+def test_a_value_of_the_wrong_type_fails_before_any_stage(args, message, tmp_path):
+    out = run("--stage", 0, "--stop_stage", 0, "--exp_root", tmp_path / "exp", "--data_folder", tmp_path / "mini", *args)
+    assert out.returncode == 2, out.stdout
+    assert out.stderr.startswith(message) and out.stderr.count("\n") == 1
+    assert "stage 0" not in out.stdout and not (tmp_path / "mini").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("args", [["--stage", "5", "--stop_stage", "2"], ["--stage=3", "--stop_stage=1"]])
+def test_an_inverted_stage_range_fails(args):
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: --stage") and "--stop_stage" in out.stderr and out.stderr.count("\n") == 1
+    assert "done" not in out.stdout
+
+
+def test_stage_and_stop_stage_take_the_equals_form(tmp_path):
+    out = run("--stage=0", "--stop_stage=0", "--data_folder", tmp_path / "mini", "--exp_root", tmp_path / "exp",
+              "--mini_speakers=1", "--mini_utts_per_speaker", 1)
+    assert out.returncode == 0, out.stderr
+    assert "stage 0: corpus check" in out.stdout and "done: stages 0 to 0" in out.stdout
+    assert "stage 1" not in out.stdout and len(list((tmp_path / "mini").rglob("*.wav"))) == 1
+    bad = run("--stage=x")
+    assert bad.returncode == 2 and "got 'x'" in bad.stderr

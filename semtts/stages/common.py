@@ -4,7 +4,9 @@ logging, and the ``done`` marker that makes a stage idempotent.
 A stage is run as ``python -m semtts.stages.<name> HPARAMS.yaml [--force]
 [--key value ...]``: ``--force`` redoes a finished stage, SpeechBrain's run
 options (``--device``, ``--precision``, ...) are understood, and every other
-``--key value`` overrides the hparams (an unknown key is an error).
+``--key value`` overrides the hparams: an unknown key, or a value of another
+type than the key's value in the recipe's files, is a one-line error before
+anything runs (see :mod:`semtts.stages.flags`).
 
 Example
 -------
@@ -14,8 +16,14 @@ Example
 >>> args = parse_stage_args([str(folder / "h.yaml"), "--seed", "2", "--force"])
 >>> args.force, load_hparams(args.hparams_file, args.overrides)["seed"]
 (True, 2)
+>>> parse_stage_args([str(folder / "h.yaml"), "--seed", "two"])
+Traceback (most recent call last):
+    ...
+semtts.errors.ConfigError: --seed: expected an integer, got 'two'
 """
 
+import contextlib
+import io
 import json
 import logging
 import re
@@ -49,28 +57,47 @@ class StageArgs:
     force: bool
 
 
-def parse_stage_args(argv: list[str] | None = None) -> StageArgs:
+def parse_stage_args(argv: list[str] | None = None, driver: bool = False) -> StageArgs:
     """Split a stage command line into hparams file, overrides, run options
-    and ``--force``.
+    and ``--force``, and check the overrides
+    (:func:`semtts.stages.flags.check_overrides`): every key is a key of the
+    recipe and every value has the type of the key's value in its files.
 
     Arguments
     ---------
     argv : list of str, optional
         The arguments (default: ``sys.argv[1:]``).
+    driver : bool
+        The command line is ``run.sh``'s (its own flags are named in an
+        unknown-flag error).
 
     Returns
     -------
     StageArgs
+
+    Raises
+    ------
+    ConfigError
+        One line naming the bad flag.
     """
+    from semtts.stages.flags import check_overrides
+
     argv = list(sys.argv[1:] if argv is None else argv)
     force = "--force" in argv
     argv = [a for a in argv if a != "--force"]
     if not argv or argv[0].startswith("-"):
         raise ConfigError("usage: python -m semtts.stages.<stage> HPARAMS.yaml [--force] [--key value ...]")
+    argparse_says = io.StringIO()
     try:
-        hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    except SystemExit as err:  # argparse already printed why
-        raise ConfigError(f"bad command line: {' '.join(argv)}") from err
+        with contextlib.redirect_stderr(argparse_says):
+            hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    except SystemExit as err:
+        if not err.code:  # --help: argparse printed the run options
+            raise
+        lines = [line for line in argparse_says.getvalue().splitlines() if line.strip()]
+        why = lines[-1].split("error: ", 1)[-1] if lines else "see above"
+        raise ConfigError(f"bad command line ({why}): {' '.join(argv)}") from None
+    check_overrides(hparams_file, overrides, driver=driver)
     return StageArgs(hparams_file, overrides, run_opts, force)
 
 
@@ -159,7 +186,7 @@ def load_stage_hparams(
     is set once, in the corpus file); command-line overrides reach every file
     that has the key, and ``extra`` (values derived at run time, e.g.
     ``n_vocab``) likewise. Keys of other stages' files are ignored here:
-    ``run.sh`` already checked every flag against all of them.
+    :func:`parse_stage_args` already checked every flag against all of them.
 
     Arguments
     ---------
