@@ -72,6 +72,8 @@ Options:
                    value in the hparams files: a list is written [spk4] or [spk4, spk5]
                    (a bare spk4 is an error), a mapping {speakers: [spk7]} (with a
                    space after each ':')
+  --noprogressbar, --compile, ...
+                   SpeechBrain's on/off run options take no value
 HELP
 }
 
@@ -82,6 +84,11 @@ semtts_python() {
     else echo python3
     fi
 }
+
+# SpeechBrain's on/off run options: flags without a value (--noprogressbar, --compile, ...).
+RUN_SWITCHES=" test_only debug debug_persistently data_parallel_backend distributed_launch find_unused_parameters
+ jit compile compile_using_fullgraph compile_using_dynamic_shape_tracing auto_mix_prec bfloat16_mix_prec
+ skip_nonfinite_grads noprogressbar tqdm_colored_bar remove_vector_weight_decay profile_training "
 
 run_stages() {
     local stage=0 stop_stage force="" overrides=()
@@ -95,7 +102,8 @@ run_stages() {
             --stop_stage=*) stop_stage=${1#*=}; shift ;;
             --force) force=--force; shift ;;
             --*=*) overrides+=("${1%%=*}" "${1#*=}"); shift ;;
-            --*) [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; return 2; }
+            --*) if [[ "$RUN_SWITCHES" == *" ${1#--} "* ]]; then overrides+=("$1"); shift; continue; fi
+                 [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; return 2; }
                  overrides+=("$1" "$2"); shift 2 ;;
             *) echo "error: unexpected argument '$1' (flags are --key value; see --help)" >&2; return 2 ;;
         esac

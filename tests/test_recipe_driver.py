@@ -105,3 +105,16 @@ def test_stage_and_stop_stage_take_the_equals_form(tmp_path):
     assert "stage 1" not in out.stdout and len(list((tmp_path / "mini").rglob("*.wav"))) == 1
     bad = run("--stage=x")
     assert bad.returncode == 2 and "got 'x'" in bad.stderr
+
+
+def test_switches_are_speechbrains_on_off_run_options():
+    # stages.sh passes these without a value: they must be exactly SpeechBrain's boolean run options
+    import re
+
+    from speechbrain.utils.run_opts import RunOptions
+
+    text = (ROOT / "recipes" / "stages.sh").read_text()
+    listed = set(re.search(r'RUN_SWITCHES="([^"]*)"', text).group(1).split())
+    assert listed == {key for key, value in RunOptions().as_dict().items() if value is False}
+    out = run("--noprogressbar", "--stage", 5, "--stop_stage", 2)  # parsed as a switch: the next check speaks
+    assert out.returncode == 2 and "--stage 5 is after --stop_stage 2" in out.stderr
