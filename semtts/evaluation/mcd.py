@@ -112,9 +112,11 @@ def mcd(synthesized: torch.Tensor, reference: torch.Tensor, sample_rate: int,
     reference : torch.Tensor
         ``[T']`` reference samples at ``reference_rate``.
     sample_rate : int
-        Rate of ``synthesized`` (the analysis rate).
+        Rate of ``synthesized``.
     reference_rate : int, optional
-        Rate of ``reference`` (default: ``sample_rate``).
+        Rate of ``reference`` (default: ``sample_rate``). Both are analysed at
+        the lower of the two rates, so that the bands one of them lacks do
+        not count as distortion.
     n_cep, n_mels, n_fft, hop_length : int
         Analysis settings (see :func:`mel_cepstrum`).
 
@@ -123,9 +125,12 @@ def mcd(synthesized: torch.Tensor, reference: torch.Tensor, sample_rate: int,
     float
         Mean distortion over the DTW path; 0 for identical audio.
     """
-    reference = resample(torch.as_tensor(reference).float().reshape(-1), reference_rate or sample_rate, sample_rate)
-    x = mel_cepstrum(synthesized, sample_rate, n_cep, n_mels, n_fft, hop_length)
-    y = mel_cepstrum(reference, sample_rate, n_cep, n_mels, n_fft, hop_length)
+    reference_rate = reference_rate or sample_rate
+    rate = min(sample_rate, reference_rate)
+    synthesized = resample(torch.as_tensor(synthesized).float().reshape(-1), sample_rate, rate)
+    reference = resample(torch.as_tensor(reference).float().reshape(-1), reference_rate, rate)
+    x = mel_cepstrum(synthesized, rate, n_cep, n_mels, n_fft, hop_length)
+    y = mel_cepstrum(reference, rate, n_cep, n_mels, n_fft, hop_length)
     path = dtw_path(x, y)
     diff = x[path[:, 0]] - y[path[:, 1]]
     return float(MCD_CONSTANT * np.sqrt((diff * diff).sum(axis=1)).mean())
