@@ -34,6 +34,7 @@ setup(
         "numpy>=1.24",
         "tqdm>=4.60",
         "matplotlib>=3.5",
+        "zhconv>=1.4",  # Mandarin evaluation: transcripts in traditional characters to simplified
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-xdist>=3", "onnx>=1.15", "onnxscript>=0.1", "onnxruntime>=1.17"],
