@@ -14,7 +14,7 @@ import functools
 import sys
 from typing import Callable, TypeVar
 
-__all__ = ["SemttsError", "DataError", "ConfigError", "WeightsNotFound", "entry_point"]
+__all__ = ["SemttsError", "DataError", "ConfigError", "WeightsNotFound", "first_line", "entry_point"]
 
 
 class SemttsError(Exception):
@@ -34,6 +34,19 @@ class WeightsNotFound(SemttsError):
 
 
 F = TypeVar("F", bound=Callable[..., int | None])
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message for a one-line error, or its
+    class name when the message is empty (an empty file often gives one).
+
+    Example
+    -------
+    >>> first_line(ValueError("bad header\\nmore")), first_line(EOFError())
+    ('bad header', 'EOFError')
+    """
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else err.__class__.__name__
 
 
 def entry_point(func: F) -> F:

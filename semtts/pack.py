@@ -14,7 +14,9 @@ A packed folder holds
 - ``tokens.txt`` (and ``bpe.model``);
 - ``speakers.json`` (the training speakers, in table order) and, in the
   embedding modes, ``spk_mean.npy`` ``[S, D]`` (their training-split mean
-  CAM++ embeddings) and ``campplus_meta.json``;
+  CAM++ embeddings), ``campplus_meta.json`` and, for a pretrained CAM++,
+  its weights ``campplus.bin`` (so that zero-shot voices need nothing
+  outside the folder; checked against the sha256 stage 3 recorded);
 - ``MODEL_CARD.md``.
 
 Nothing here imports training code: :mod:`semtts.pretrained` rebuilds the
@@ -52,7 +54,7 @@ import torch
 import yaml
 
 from semtts.data.manifest import write_json_atomic
-from semtts.errors import ConfigError, DataError
+from semtts.errors import ConfigError, DataError, first_line
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.lobes.vits.synthesizer import VITSSynthesizer
 from semtts.text.tokenizer import TokenList
@@ -65,6 +67,8 @@ SEMANTIC_KEYS = ("use_sempred", "use_adapter", "sempred_hidden", "sempred_kernel
 """The stage B/C hparams of :class:`~semtts.lobes.vits.semantic_vits.SemanticVITS`."""
 SPECTROGRAM_KEYS = ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels")
 HPARAMS_NAME = "hyperparams.yaml"
+CAMPPLUS_FILE = "campplus.bin"
+"""The packed copy of the pretrained CAM++ the speaker vectors were made with."""
 
 
 def _has_safetensors() -> bool:
@@ -168,7 +172,7 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     except ImportError:
         raise ConfigError(f"{path}: reading it needs the 'safetensors' package (pip install safetensors)") from None
     except Exception as err:  # foreign or truncated files raise many types
-        raise DataError(f"{path}: cannot read the weights ({str(err).splitlines()[0][:200]})") from None
+        raise DataError(f"{path}: cannot read the weights ({first_line(err)})") from None
 
 
 def read_packed_hparams(folder: str | Path) -> dict:
@@ -187,8 +191,8 @@ def read_packed_hparams(folder: str | Path) -> dict:
         raise DataError(f"{path}: not found (not a packed semtts model; make one with stage 10)")
     try:
         packed = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise DataError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid YAML ({first_line(err)})") from None
     missing = [k for k in ("generator", "spectrogram", "frontend", "speaker_mode", "stage")
                if not isinstance(packed, dict) or k not in packed]
     if missing:
@@ -231,6 +235,7 @@ def pack_model(
     spk_means: np.ndarray | None = None,
     campplus: dict | None = None,
     campplus_meta: dict | None = None,
+    campplus_file: str | Path | None = None,
     bpe_model: str | Path | None = None,
     training: dict | None = None,
     corpus: str | None = None,
@@ -263,6 +268,9 @@ def pack_model(
         ``ckpt`` (source or None), ``embed_dim``, ``seed``, ``random_init`` (embedding modes).
     campplus_meta : dict, optional
         Stage 3's ``spk_emb/meta.json``.
+    campplus_file : str or Path, optional
+        The local CAM++ checkpoint the vectors were made with; copied into
+        the folder as ``campplus.bin`` (None: random-init CAM++, rebuilt from its seed).
     bpe_model : str or Path, optional
         The sentencepiece model (``token_type`` ``bpe``).
     training : dict, optional
@@ -297,7 +305,8 @@ def pack_model(
                      "cleaner": frontend["cleaner"], "add_blank": bool(frontend.get("add_blank",
                                                                                      hp.get("add_blank", True)))},
         "speakers": list(speakers or []),
-        "campplus": dict(campplus) if embedded else None,
+        "campplus": (dict(campplus) | ({"ckpt": CAMPPLUS_FILE} if campplus_file is not None else {})
+                     if embedded else None),
         "whisper_random_init": bool(whisper_random_init),
         "training": dict(training or {}),
     }
@@ -313,7 +322,8 @@ def pack_model(
         raise ConfigError(f"pack: the hparams do not describe this generator ({reason})") from None
     frozen.remove_weight_norm()
     state = frozen.state_dict()
-    for stale in ("generator.safetensors", "generator.pt", "bpe.model", "spk_mean.npy", "campplus_meta.json"):
+    for stale in ("generator.safetensors", "generator.pt", "bpe.model", "spk_mean.npy", "campplus_meta.json",
+                  CAMPPLUS_FILE, "model.onnx"):  # an exported graph belongs to the weights it was made from
         (out / stale).unlink(missing_ok=True)
     save_weights(state, out)
     token_list.save(out / "tokens.txt")
@@ -323,6 +333,8 @@ def pack_model(
     if embedded:
         np.save(out / "spk_mean.npy", np.asarray(spk_means, dtype=np.float32))
         write_json_atomic(out / "campplus_meta.json", campplus_meta or {})
+        if campplus_file is not None:
+            shutil.copyfile(campplus_file, out / CAMPPLUS_FILE)
     (out / HPARAMS_NAME).write_text(yaml.safe_dump(packed, sort_keys=False), encoding="utf-8")
     n_params = sum(p.numel() for p in frozen.parameters())
     (out / "MODEL_CARD.md").write_text(_model_card(packed, n_params, packed["training"]), encoding="utf-8")

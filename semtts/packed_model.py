@@ -12,6 +12,7 @@ Traceback (most recent call last):
 semtts.errors.DataError: no/such/dir: model folder not found
 """
 
+import json
 import logging
 import shutil
 from collections import Counter
@@ -21,16 +22,29 @@ import numpy as np
 import torch
 
 from semtts.audio import SpectrogramConfig
-from semtts.errors import ConfigError, DataError
+from semtts.errors import ConfigError, DataError, first_line
 from semtts.extract.speaker import SpeakerEmbedder
 from semtts.inference import embed_recording
-from semtts.pack import read_packed_hparams
+from semtts.pack import CAMPPLUS_FILE, read_packed_hparams
 from semtts.text.frontend import Frontend
 from semtts.text.tokenizer import BLANK_ID, TokenList, intersperse
 
 __all__ = ["PackedModel"]
 
 logger = logging.getLogger(__name__)
+
+
+def _read_means(path: Path, n_speakers: int) -> torch.Tensor:
+    """``spk_mean.npy``: ``[S, D]`` float32, one row per speaker; one-line errors naming the file."""
+    try:
+        means = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (the speakers' mean embeddings; repack the model)") from None
+    except Exception as err:  # truncated or foreign files raise many types
+        raise DataError(f"{path}: cannot read the speakers' mean embeddings ({first_line(err)})") from None
+    if means.ndim != 2 or means.shape[0] != n_speakers or not np.isfinite(means).all():
+        raise DataError(f"{path}: expected finite [{n_speakers}, D] mean embeddings, got shape {list(means.shape)}")
+    return torch.from_numpy(means.astype(np.float32))
 
 
 class PackedModel:
@@ -58,7 +72,7 @@ class PackedModel:
         self.spectrogram = SpectrogramConfig(**packed["spectrogram"])
         self.spk_means = None
         if self.embedded:
-            self.spk_means = torch.from_numpy(np.load(folder / "spk_mean.npy")).float()
+            self.spk_means = _read_means(folder / "spk_mean.npy", len(self.speakers))
         self._embedder: SpeakerEmbedder | None = None
 
     @staticmethod
@@ -114,10 +128,22 @@ class PackedModel:
             if cam.get("random_init"):
                 logger.warning("%s: CAM++ was random-init in training; rebuilding it from seed %s (its vectors "
                                "carry no speaker identity)", self.folder, cam.get("seed"))
+            ckpt = None if cam.get("random_init") else cam.get("ckpt")
+            if ckpt == CAMPPLUS_FILE:  # packed with the model
+                ckpt = str(self.folder / CAMPPLUS_FILE)
             self._embedder = SpeakerEmbedder.from_checkpoint(
-                None if cam.get("random_init") else cam.get("ckpt"), int(cam["embed_dim"]),
-                allow_random_init=bool(cam.get("random_init")), seed=int(cam.get("seed") or 0), device=self.device)
+                ckpt, int(cam["embed_dim"]), allow_random_init=bool(cam.get("random_init")),
+                seed=int(cam.get("seed") or 0), device=self.device)
+            self._check_campplus(self._embedder.identity)
         return self._embedder
+
+    def _check_campplus(self, identity: str) -> None:
+        """The CAM++ loaded must be the one the training vectors were made with."""
+        meta_file = self.folder / "campplus_meta.json"
+        expected = json.loads(meta_file.read_text(encoding="utf-8")).get("ckpt_sha256") if meta_file.is_file() else None
+        if expected and identity != expected:
+            raise DataError(f"{self.folder}: the CAM++ loaded ({identity[:16]}) is not the one the model was trained "
+                            f"with ({expected[:16]}, campplus_meta.json); repack the model (stage 10)")
 
     def encode_texts(self, texts: list[str] | str) -> list[list[int]]:
         """Raw texts to the model's token ids (blanks interspersed when the model was trained so).

@@ -191,3 +191,66 @@ def test_no_training_code_imported(packed, wavs):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env=ENV)
     assert done.returncode == 0, done.stderr
+
+
+def test_pretrained_campplus_travels_with_the_folder(tmp_path, wavs):
+    # a "pretrained" CAM++ checkpoint (random weights saved to a file): packed into the folder,
+    # so zero-shot voices work after the folder moves and the original file is gone
+    from semtts.extract.common import file_sha256
+    from semtts.lobes.campplus import CAMPPlus
+    from semtts.stages.pack import campplus_source
+
+    torch.manual_seed(3)
+    ckpt = tmp_path / "campplus_test.bin"
+    torch.save(CAMPPlus(embedding_size=DIM).state_dict(), ckpt)
+    meta = {"model": "campplus", "embed_dim": DIM, "ckpt_sha256": file_sha256(ckpt)}
+    hp, tokens = tiny("speaker")
+    source, path = campplus_source({"campplus_ckpt": str(ckpt), "campplus_embed_dim": DIM,
+                                    "campplus_cache_dir": tmp_path / "cache"}, meta)
+    means = np.random.default_rng(0).standard_normal((2, DIM)).astype(np.float32)
+    folder = pack_model(tmp_path / "packed", hp["generator"], hp, "A", tokens, "speaker", FRONTEND,
+                        speakers=["spk0", "spk1"], spk_means=means, campplus=source, campplus_meta=meta,
+                        campplus_file=path)
+    assert (folder / "campplus.bin").is_file() and read_packed_hparams(folder)["campplus"]["ckpt"] == "campplus.bin"
+    moved = folder.rename(tmp_path / "elsewhere")
+    ckpt.unlink()
+    model = SemTTS.from_hparams(source=moved)
+    wave, _ = model.clone_voice("hello there.", wavs["a"])
+    assert wave.numel() > 0 and model.embedder.identity == meta["ckpt_sha256"]
+
+    # another CAM++ than stage 3's: refused when packing, and when loading a tampered folder
+    other = tmp_path / "other.bin"
+    torch.save(CAMPPlus(embedding_size=DIM).state_dict(), other)
+    with pytest.raises(ConfigError, match="is not the CAM\\+\\+ stage 3 embedded with"):
+        campplus_source({"campplus_ckpt": str(other), "campplus_embed_dim": DIM, "campplus_cache_dir": tmp_path}, meta)
+    (moved / "campplus.bin").write_bytes(other.read_bytes())
+    with pytest.raises(DataError, match="is not the one the model was trained with"):
+        SemTTS.from_hparams(source=moved).clone_voice("hello there.", wavs["a"])
+
+
+def test_repacking_removes_a_stale_onnx_graph_and_broken_files_are_named(tmp_path):
+    hp, tokens = tiny("sid")
+    folder = pack_model(tmp_path / "packed", hp["generator"], hp, "A", tokens, "sid", FRONTEND,
+                        speakers=["spk0", "spk1"])
+    (folder / "model.onnx").write_bytes(b"an old graph")
+    pack_model(folder, hp["generator"], hp, "A", tokens, "sid", FRONTEND, speakers=["spk0", "spk1"])
+    assert not (folder / "model.onnx").exists()  # it belonged to the weights it was exported from
+    weights = next(p for p in folder.iterdir() if p.name.startswith("generator."))
+    weights.write_bytes(b"")
+    with pytest.raises(DataError, match=f"{weights.name}: cannot read the weights"):
+        load_weights(folder)
+    (folder / "hyperparams.yaml").write_bytes(b"stage: \xe9\n")
+    with pytest.raises(DataError, match="hyperparams.yaml: not valid YAML"):
+        read_packed_hparams(folder)
+
+
+def test_broken_speaker_means_are_named(packed, tmp_path):
+    import shutil
+
+    copy = Path(shutil.copytree(packed, tmp_path / "copy"))
+    (copy / "spk_mean.npy").write_bytes(b"")
+    with pytest.raises(DataError, match="spk_mean.npy: cannot read the speakers' mean embeddings"):
+        SemTTS.from_hparams(source=copy)
+    (copy / "spk_mean.npy").unlink()
+    with pytest.raises(DataError, match="spk_mean.npy: not found"):
+        SemTTS.from_hparams(source=copy)

@@ -21,6 +21,8 @@ import yaml
 from semtts.data.manifest import read_manifest
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
+from semtts.extract.common import file_sha256
+from semtts.extract.speaker import resolve_checkpoint
 from semtts.pack import pack_model
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.stages.synthesize import load_generator
@@ -65,6 +67,48 @@ def training_means(vectors: SpeakerVectors, train_items: dict[str, dict], speake
     return np.stack(rows).astype(np.float32)
 
 
+def campplus_source(hp: dict, meta: dict) -> tuple[dict, Path | None]:
+    """The CAM++ that made stage 3's vectors, for the packed folder.
+
+    A pretrained checkpoint (``campplus_ckpt``, a path or a URL already
+    downloaded by stage 3) must have the sha256 stage 3 recorded in its
+    ``meta.json``: packing with another CAM++ would pair the model with
+    vectors it never saw. A random-init CAM++ is rebuilt from the seed stage 3 used.
+
+    Arguments
+    ---------
+    hp : dict
+        ``campplus_ckpt``, ``campplus_embed_dim``, ``campplus_cache_dir``.
+    meta : dict
+        Stage 3's ``spk_emb/meta.json`` (``ckpt_sha256``, ``embed_dim``).
+
+    Returns
+    -------
+    campplus : dict
+        ``ckpt``, ``embed_dim``, ``seed``, ``random_init`` for ``hyperparams.yaml``.
+    path : Path or None
+        The checkpoint file to copy into the folder (None for random init).
+
+    Example
+    -------
+    >>> campplus_source({"campplus_ckpt": None, "campplus_embed_dim": 192},
+    ...                 {"ckpt_sha256": "random-init-seed7", "embed_dim": 192})
+    ({'ckpt': None, 'embed_dim': 192, 'seed': 7, 'random_init': True}, None)
+    """
+    identity = str(meta.get("ckpt_sha256", ""))
+    embed_dim = int(meta.get("embed_dim", hp["campplus_embed_dim"]))
+    if identity.startswith("random-init-seed"):
+        seed = int(identity[len("random-init-seed"):])
+        return {"ckpt": None, "embed_dim": embed_dim, "seed": seed, "random_init": True}, None
+    if not hp["campplus_ckpt"]:
+        raise ConfigError("pack: stage 3 embedded with a pretrained CAM++; give its campplus_ckpt to pack it")
+    path = resolve_checkpoint(hp["campplus_ckpt"], hp["campplus_cache_dir"])
+    if file_sha256(path) != identity:
+        raise ConfigError(f"pack: {path} is not the CAM++ stage 3 embedded with (sha256 {identity[:12]}... in "
+                          "spk_emb/meta.json); give that checkpoint as campplus_ckpt")
+    return {"ckpt": str(hp["campplus_ckpt"]), "embed_dim": embed_dim, "seed": 0, "random_init": False}, path
+
+
 def pack_experiment(hparams_file: str, overrides: str | dict, stage: str, which: str) -> tuple[dict, dict]:
     """Load a trained stage and pack it (the body of stage 10, without the ``done`` marker).
 
@@ -107,12 +151,11 @@ def pack_experiment(hparams_file: str, overrides: str | dict, stage: str, which:
     ckpt_meta = yaml.safe_load(meta_file.read_text()) if meta_file.is_file() else {}
     training = {"checkpoint": checkpoint, "epoch": ckpt_meta.get("epoch"), "step": ckpt_meta.get("step")}
     tokens_dir = Path(hp["output_folder"]) / "tokens"
-    spk_means = campplus = cam_meta = None
+    spk_means = campplus = cam_meta = cam_file = None
     if vectors is not None:
         spk_means = training_means(vectors, read_manifest(tokens_dir / "train.json"), speakers)
         cam_meta = vectors.meta
-        campplus = {"ckpt": hp["campplus_ckpt"], "embed_dim": int(hp["campplus_embed_dim"]),
-                    "seed": int(hp["seed"]), "random_init": not hp["campplus_ckpt"]}
+        campplus, cam_file = campplus_source(hp, cam_meta)
     whisper_random = False
     if stage != "A":
         teacher_meta = Path(hp["output_folder"]) / "teacher" / "meta.json"
@@ -122,7 +165,8 @@ def pack_experiment(hparams_file: str, overrides: str | dict, stage: str, which:
     out = pack_model(
         Path(hp["output_folder"]) / "packed", generator, hp, stage, TokenList.load(tokens_dir / "tokens.txt"),
         hp["speaker_mode"], {k: hp[k] for k in ("token_type", "language", "cleaner", "add_blank")},
-        speakers=speakers, spk_means=spk_means, campplus=campplus, campplus_meta=cam_meta, bpe_model=bpe,
+        speakers=speakers, spk_means=spk_means, campplus=campplus, campplus_meta=cam_meta, campplus_file=cam_file,
+        bpe_model=bpe,
         training=training, corpus=hp.get("corpus"), whisper_random_init=whisper_random,
     )
     return hp, {"folder": str(out)} | training
