@@ -32,6 +32,7 @@ Example
 """
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -262,7 +263,11 @@ class VITSBrain(sb.Brain):
         generators (a resumed run then repeats the uninterrupted one)."""
         if stage == sb.Stage.TRAIN and "generator" not in loader_kwargs:
             loader_kwargs["generator"] = torch.Generator().manual_seed(int(getattr(self.hparams, "seed", 0)))
-        return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        batches = loader_kwargs.get("batch_sampler")
+        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(batches, "set_epoch"):
+            self.train_sampler = batches  # single process: SpeechBrain then reseeds its shuffle every epoch
+        return loader
 
     # ------------------------------------------------------------------ forward and losses
 
@@ -572,6 +577,8 @@ class VITSBrain(sb.Brain):
         """An end-of-epoch checkpoint; keeps the best by ``mel_l1`` and the latest."""
         if self.checkpointer is None:
             return
+        if mel_l1 is not None and not math.isfinite(mel_l1):
+            mel_l1 = math.inf  # never "best": a NaN would make the keep-best order arbitrary
         meta = {"epoch": epoch, "step": self.global_step, **({"mel_l1": mel_l1} if mel_l1 is not None else {})}
         self.checkpointer.save_and_keep_only(
             meta=meta, end_of_epoch=True, num_to_keep=self.keep_checkpoints,

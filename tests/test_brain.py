@@ -265,3 +265,31 @@ def test_speaker_inputs_follow_the_speaker_mode(tmp_path):
     brain.on_fit_start()
     assert brain._speaker_inputs(PaddedBatch(items)) == {}
     assert torch.isfinite(brain.fit_batch(PaddedBatch(items)))
+
+
+def test_dynamic_batches_reshuffle_every_epoch_in_one_process(tmp_path):
+    # SpeechBrain reseeds only self.train_sampler: the length-bucketed batch sampler must be it
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from semtts.data.dataset import make_train_sampler
+
+    _, _, brain = make_run(tmp_path, 0, checkpoint=False)
+    data = DynamicItemDataset({f"u{i}": {"duration": 1.0 + i % 5 * 0.1} for i in range(40)})
+    sampler = make_train_sampler(data, max_batch_seconds=5.0, num_buckets=2, seed=3)
+    brain.make_dataloader(data, sb.Stage.TRAIN, batch_sampler=sampler)
+    assert brain.train_sampler is sampler
+    orders = []
+    for epoch in (1, 2):
+        brain.train_sampler.set_epoch(epoch)  # what SpeechBrain's _fit_train does at each epoch
+        orders.append([list(batch) for batch in sampler])
+    assert orders[0] != orders[1]
+
+
+def test_a_non_finite_validation_score_never_counts_as_the_best(tmp_path):
+    hp, checkpointer, brain = make_run(tmp_path, 0, {"keep_checkpoints": 1})
+    brain.on_fit_start()
+    for epoch, score in enumerate([0.5, float("nan"), 0.9, float("nan")], start=1):
+        brain._save_checkpoint(epoch, score)
+        assert checkpointer.find_checkpoint(min_key="mel_l1").meta["epoch"] == 1  # kept, and still the best
+        if score != score:
+            assert checkpointer.find_checkpoint(max_key="epoch").meta["mel_l1"] == float("inf")
