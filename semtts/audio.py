@@ -129,7 +129,8 @@ def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) ->
     try:
         audio, sr = load_audio(path, mono=True)
     except Exception as err:  # soundfile raises several types for foreign files
-        raise DataError(f"{path}: cannot read the {what} ({str(err).splitlines()[0][:150]})") from None
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0][:150]
+        raise DataError(f"{path}: cannot read the {what} ({reason})") from None
     if audio.numel() == 0:
         raise DataError(f"{path}: the {what} is empty")
     if audio.shape[-1] < min_seconds * sr:

@@ -2,14 +2,15 @@
 from a packed model folder (stage 10).
 
     semtts synth --model DIR --text "Hello." [--speaker ID | --speaker-wav ref.wav] -o out.wav
-    semtts synth --model DIR --text-file lines.txt -o out_dir/     # one wav per line: out_dir/0001.wav ...
-    semtts convert --model DIR --source in.wav (--target-wav ref.wav | --target-speaker ID) -o out.wav
-    semtts export-onnx --model DIR [-o DIR/model.onnx]   # then semtts.onnx_runtime.OnnxSynthesizer
+    semtts synth --model DIR --text-file lines.txt -o out_dir/     # out_dir/<line number>.wav: 0001.wav, 0003.wav ...
+    semtts convert --model DIR --source in.wav (--target-wav ref.wav | --target-speaker ID) [--seed N] -o out.wav
+    semtts export-onnx --model DIR [-o DIR/model.onnx] [--opset 17]   # then semtts.onnx_runtime.OnnxSynthesizer
     semtts eval --model DIR --manifest tokens/test.json --data-root CORPUS -o OUT_DIR   # stage 9's metrics
     semtts info DIR
 
-A mistake (missing folder, unreadable wav, unknown speaker, bad flag) is one
-line on stderr and exit status 2.
+A mistake (missing folder, unreadable or unusable wav, unknown speaker, bad
+flag value such as ``--length-scale 0`` or an unavailable ``--device``, an
+unwritable output) is one line on stderr and exit status 2.
 
 Example
 -------
@@ -22,6 +23,7 @@ Example
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from semtts.errors import ConfigError, DataError, entry_point
@@ -36,6 +38,55 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message} (see --help)")
 
 
+# Suffixes of audio formats: written as one file when soundfile can write them, else refused.
+_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
+                   ".aifc", ".au", ".caf", ".w64", ".rf64", ".wv", ".ape", ".alac", ".amr", ".webm", ".mka", ".spx",
+                   ".raw", ".pcm"}
+_MAX_OPSET_FALLBACK = 20
+
+
+def _scale(name: str):
+    """An argparse type for a synthesis scale (:func:`semtts.inference.scale_problem`)."""
+
+    def parse(text: str) -> float:
+        from semtts.inference import scale_problem
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        problem = scale_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
+
+
+def _max_opset() -> int:
+    """The newest ONNX opset torch's exporter writes."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):
+        return _MAX_OPSET_FALLBACK
+
+
+def _opset(text: str) -> int:
+    """An argparse type for ``--opset``: from semtts' minimum to torch's maximum."""
+    from semtts.onnx_export import DEFAULT_OPSET
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not DEFAULT_OPSET <= value <= _max_opset():
+        raise argparse.ArgumentTypeError(f"must be {DEFAULT_OPSET} to {_max_opset()} (what this torch exports), "
+                                         f"got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``semtts`` argument parser and its subcommands."""
     parser = _Parser(prog="semtts", description="Synthesis and voice conversion with a packed semtts model.")
@@ -43,15 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="text to speech", description="Synthesize text with a packed model.")
     synth.add_argument("--model", required=True, help="the packed model folder (stage 10)")
     synth.add_argument("--text", action="append", default=[], help="a text to say (repeatable)")
-    synth.add_argument("--text-file", help="a UTF-8 file with one text per line")
+    synth.add_argument("--text-file", help="a UTF-8 file with one text per line; outputs are numbered by line "
+                       "number (blank lines are skipped and their numbers left out; after N --text texts the "
+                       "numbers start at N + 1)")
     voice = synth.add_mutually_exclusive_group()
     voice.add_argument("--speaker", help="a training speaker id (see `semtts info`)")
     voice.add_argument("--speaker-wav", help="a reference recording to clone (embedding models)")
     synth.add_argument("-o", "--output", required=True,
-                       help="out.wav for one text; for several, a folder or a name.wav made into name_0001.wav ...")
-    synth.add_argument("--length-scale", type=float, default=1.0, help="> 1 speaks slower")
-    synth.add_argument("--noise-scale", type=float, default=0.667, help="prior noise")
-    synth.add_argument("--noise-scale-w", type=float, default=0.8, help="duration noise")
+                       help="out.wav (or .flac, .ogg ...) for one text; for several, a folder (0001.wav ...) or "
+                            "a name.wav made into name_0001.wav ...")
+    synth.add_argument("--length-scale", type=_scale("length_scale"), default=1.0,
+                       help="> 1 speaks slower (> 0 and <= 10)")
+    synth.add_argument("--noise-scale", type=_scale("noise_scale"), default=0.667, help="prior noise (0 to 10)")
+    synth.add_argument("--noise-scale-w", type=_scale("noise_scale_w"), default=0.8,
+                       help="duration noise (0 to 10)")
     synth.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     synth.add_argument("--device", default="cpu", help="cpu or cuda:N")
     convert = sub.add_parser("convert", help="voice conversion",
@@ -61,14 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     target = convert.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-wav", help="a recording of the target voice (embedding models)")
     target.add_argument("--target-speaker", help="a training speaker id")
-    convert.add_argument("-o", "--output", required=True, help="the output wav")
+    convert.add_argument("-o", "--output", required=True, help="the output wav (or .flac, .ogg ...)")
+    convert.add_argument("--seed", type=int, default=0, help="random seed of the posterior sample")
     convert.add_argument("--device", default="cpu", help="cpu or cuda:N")
     onnx = sub.add_parser("export-onnx", help="export the synthesis graph to ONNX",
                           description="Export a packed model's synthesis graph (tokens and speaker to waveform) "
                                       "to ONNX, then compare it with PyTorch (noise scales 0).")
     onnx.add_argument("--model", required=True, help="the packed model folder (stage 10)")
     onnx.add_argument("-o", "--output", help="the .onnx file (default: MODEL/model.onnx)")
-    onnx.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    onnx.add_argument("--opset", type=_opset, default=17, help="ONNX opset (17 to torch's newest)")
     onnx.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     _add_eval_parser(sub)
     info = sub.add_parser("info", help="describe a packed model", description="Print a packed model's summary.")
@@ -113,16 +170,40 @@ def _add_eval_parser(sub) -> None:
                     help="random ASR/CAM++ weights when there are none (smoke tests: meaningless scores)")
 
 
-def output_paths(output: str | Path, count: int) -> list[Path]:
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's text (its class name when it has none)."""
+    return (str(err).strip() or type(err).__name__).splitlines()[0][:150]
+
+
+def _audio_file(output: Path) -> bool:
+    """Whether ``output`` names an audio file (else a folder); a format soundfile cannot write is a ConfigError."""
+    suffix = output.suffix.lower()
+    if suffix not in _AUDIO_SUFFIXES or output.is_dir():
+        return False
+    import soundfile as sf
+
+    fmt = suffix[1:].upper()
+    if fmt not in sf.available_formats() or sf.default_subtype(fmt) is None:
+        shown = ", ".join(s for s in (".wav", ".flac", ".ogg", ".mp3") if s[1:].upper() in sf.available_formats())
+        raise ConfigError(f"-o {output}: cannot write {suffix} audio (soundfile writes {shown} ...)")
+    return True
+
+
+def output_paths(output: str | Path, count: int, numbers: list[int] | None = None) -> list[Path]:
     """Where ``count`` synthesized texts go.
 
     Arguments
     ---------
     output : str or Path
-        ``x.wav`` (one text, or numbered ``x_0001.wav``... for several) or a
-        folder (``0001.wav``...; an existing folder or a path without ``.wav``).
+        An audio file name such as ``x.wav`` or ``x.flac`` (one text, or
+        numbered ``x_0001.wav``... for several) or a folder (``0001.wav``...;
+        an existing folder or a path without an audio suffix). A suffix of
+        a format soundfile cannot write (``.m4a``) is a :class:`ConfigError`.
     count : int
         The number of texts.
+    numbers : list of int, optional
+        The numbers of the texts (default ``1 .. count``; ``synth`` passes
+        the line numbers of ``--text-file``).
 
     Returns
     -------
@@ -130,29 +211,59 @@ def output_paths(output: str | Path, count: int) -> list[Path]:
 
     Example
     -------
-    >>> [p.name for p in output_paths("out.wav", 2)], output_paths("out.wav", 1)
-    (['out_0001.wav', 'out_0002.wav'], [PosixPath('out.wav')])
+    >>> [p.name for p in output_paths("out.wav", 2)], output_paths("out.flac", 1)
+    (['out_0001.wav', 'out_0002.wav'], [PosixPath('out.flac')])
+    >>> [str(p) for p in output_paths("out", 2, numbers=[1, 3])]
+    ['out/0001.wav', 'out/0003.wav']
     """
     output = Path(output)
-    if output.suffix.lower() == ".wav" and not output.is_dir():
+    numbers = list(range(1, count + 1)) if numbers is None else list(numbers)
+    if len(numbers) != count:
+        raise ValueError(f"output_paths: {len(numbers)} numbers for {count} texts")
+    if _audio_file(output):
         if count == 1:
             return [output]
-        return [output.with_name(f"{output.stem}_{i:04d}.wav") for i in range(1, count + 1)]
-    return [output / f"{i:04d}.wav" for i in range(1, count + 1)]
+        return [output.with_name(f"{output.stem}_{i:04d}{output.suffix}") for i in numbers]
+    return [output / f"{i:04d}.wav" for i in numbers]
 
 
-def _texts(args: argparse.Namespace) -> list[str]:
-    texts = [t for t in args.text]
+def _texts(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The texts to say and their numbers: ``--text`` ones 1..N, then the file's by line number (N + line)."""
+    texts = list(args.text)
+    if any(not t.strip() for t in texts):
+        raise ConfigError("synth: a --text is empty")
+    numbers = list(range(1, len(texts) + 1))
     if args.text_file:
         path = Path(args.text_file)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise DataError(f"{path}: cannot read the text file ({err.__class__.__name__})") from None
-        texts += [line.strip() for line in lines if line.strip()]
-    if not texts or any(not t.strip() for t in texts):
+        kept = [(len(texts) + number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
+        if not kept:
+            raise DataError(f"{path}: the text file has no non-blank line")
+        numbers += [number for number, _ in kept]
+        texts += [line for _, line in kept]
+    if not texts:
         raise ConfigError("synth: give --text TEXT or --text-file FILE (non-empty)")
-    return texts
+    return numbers, texts
+
+
+def _check_writable(path: Path, what: str = "output") -> None:
+    """Fail early (one line) when ``path`` cannot be written: its nearest existing folder must take a file."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file for the {what}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DataError(f"{path}: cannot write the {what} ({folder} is not a folder)")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".semtts-write-test-"):
+            pass
+    except OSError as err:
+        raise DataError(f"{path}: cannot write the {what} in {folder} ({err.strerror or _first_line(err)})") \
+            from None
 
 
 def _write(path: Path, wav, sample_rate: int) -> None:
@@ -162,8 +273,8 @@ def _write(path: Path, wav, sample_rate: int) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_audio(path, wav, sample_rate)
-    except (OSError, RuntimeError) as err:
-        raise DataError(f"{path}: cannot write the output ({str(err).splitlines()[0][:150]})") from None
+    except (OSError, RuntimeError, TypeError, ValueError) as err:  # soundfile: format/rate combinations too
+        raise DataError(f"{path}: cannot write the output ({_first_line(err)})") from None
     print(f"{path}\t{wav.numel() / sample_rate:.2f} s")
 
 
@@ -173,16 +284,25 @@ def _load(model: str, device: str):
     return SemTTS.from_hparams(source=model, run_opts={"device": device})
 
 
+def _check_device(device: str) -> None:
+    """``--device`` must name a device this machine has (one line otherwise)."""
+    from semtts.pretrained import resolve_device
+
+    resolve_device(device, "--device")
+
+
 def _synth(args: argparse.Namespace) -> int:
     import torch
 
-    texts = _texts(args)
+    numbers, texts = _texts(args)
+    paths = output_paths(args.output, len(texts), numbers)
+    _check_writable(paths[0])
     model = _load(args.model, args.device)
     torch.manual_seed(args.seed)
     wavs, sr = model.synthesize(texts, speaker=args.speaker, speaker_wav=args.speaker_wav,
                                 length_scale=args.length_scale, noise_scale=args.noise_scale,
                                 noise_scale_w=args.noise_scale_w)
-    for path, wav in zip(output_paths(args.output, len(texts)), wavs):
+    for path, wav in zip(paths, wavs):
         _write(path, wav, sr)
     return 0
 
@@ -190,7 +310,14 @@ def _synth(args: argparse.Namespace) -> int:
 def _export_onnx(args: argparse.Namespace) -> int:
     from semtts.onnx_export import export_packed_model
 
-    result = export_packed_model(args.model, args.output, opset=args.opset, check=not args.no_check)
+    if args.output is not None:
+        if Path(args.output).suffix.lower() != ".onnx":
+            raise ConfigError(f"export-onnx: -o takes a .onnx file, got {args.output}")
+        _check_writable(Path(args.output), "ONNX model")
+    try:
+        result = export_packed_model(args.model, args.output, opset=args.opset, check=not args.no_check)
+    except OSError as err:
+        raise DataError(f"{args.output or args.model}: cannot write the ONNX model ({_first_line(err)})") from None
     print(f"{result['path']}\tinputs: {', '.join(result['inputs'])}")
     if "max_abs_diff" in result:
         print(f"ONNX Runtime vs PyTorch, {result['runs']} runs with noise scales 0: max abs difference "
@@ -213,9 +340,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    import torch
+
+    output = Path(args.output)
+    if not _audio_file(output):
+        raise ConfigError(f"convert: -o takes an audio file such as out.wav, got {output}")
+    _check_writable(output)
     model = _load(args.model, args.device)
+    torch.manual_seed(args.seed)
     wav, sr = model.convert_voice(args.source, target_wav=args.target_wav, target_speaker=args.target_speaker)
-    _write(Path(args.output), wav, sr)
+    _write(output, wav, sr)
     return 0
 
 
@@ -234,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         The exit status (the wrapper exits with it).
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "device", None) is not None:
+        _check_device(args.device)
     if args.command == "synth":
         return _synth(args)
     if args.command == "convert":

@@ -7,6 +7,11 @@ and synthesizes token ids in that voice with a generator conditioned on
 speaker vectors (``speaker_mode`` ``speaker`` or ``utterance``). It is the
 small, reusable step under the higher-level synthesis interface.
 
+A reference shorter than :data:`MIN_REFERENCE_SECONDS` or silent (peak
+below :data:`SILENCE_PEAK` once mixed to mono: anti-phase stereo cancels
+out) is a one-line :class:`~semtts.errors.DataError` naming the file, and
+:func:`check_scales` rejects speed and noise settings synthesis cannot use.
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -25,8 +30,19 @@ Example
 >>> out = clone_voice(generator, [3, 4, 5], reference, embedder, sample_rate=22050)
 >>> out.waveform.shape[0] == int(out.durations.sum()) * 8, out.durations.shape, out.spk_embed.shape
 (True, torch.Size([7]), torch.Size([16]))
+>>> save_audio(reference, torch.zeros(22050), 22050)
+>>> clone_voice(generator, [3, 4, 5], reference, embedder, sample_rate=22050)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+semtts.errors.DataError: /.../ref.wav: the reference recording is silent (...)
+>>> check_scales(length_scale=0.0)
+Traceback (most recent call last):
+...
+semtts.errors.ConfigError: length_scale must be a finite number > 0 and <= 10, got 0.0
 """
 
+import math
+import numbers
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +53,16 @@ from semtts.errors import ConfigError, DataError
 from semtts.extract.speaker import SpeakerEmbedder
 from semtts.text.tokenizer import BLANK_ID, intersperse
 
-__all__ = ["ClonedVoice", "clone_voice", "embed_recording"]
+__all__ = ["ClonedVoice", "clone_voice", "embed_recording", "check_scales", "scale_problem",
+           "MIN_REFERENCE_SECONDS", "SILENCE_PEAK"]
+
+MIN_REFERENCE_SECONDS = 0.3
+"""The shortest usable reference recording (CAM++ needs a few hundred ms of speech)."""
+SILENCE_PEAK = 1e-4
+"""A reference whose peak (mono, DC removed) is below this is silent."""
+SCALE_LIMITS = {"length_scale": (0.0, False, 10.0), "noise_scale": (0.0, True, 10.0),
+                "noise_scale_w": (0.0, True, 10.0)}
+"""``name: (lower, lower bound allowed, upper)`` of the synthesis scales."""
 
 
 class ClonedVoice(NamedTuple):
@@ -53,6 +78,52 @@ class ClonedVoice(NamedTuple):
     """``[D]`` the CAM++ embedding of the reference."""
 
 
+def scale_problem(name: str, value: object) -> str | None:
+    """Why ``value`` is not a usable synthesis scale ``name`` (None: it is).
+
+    Arguments
+    ---------
+    name : str
+        ``length_scale`` (finite, > 0 and <= 10), ``noise_scale`` or
+        ``noise_scale_w`` (finite, >= 0 and <= 10).
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    str or None
+        ``"must be ..., got ..."``, or None.
+
+    Example
+    -------
+    >>> scale_problem("noise_scale", 0.0) is None, scale_problem("noise_scale_w", float("nan"))
+    (True, 'must be a finite number >= 0 and <= 10, got nan')
+    """
+    lower, inclusive, upper = SCALE_LIMITS[name]
+    wanted = f"must be a finite number {'>=' if inclusive else '>'} {lower:g} and <= {upper:g}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return wanted
+    value = float(value)
+    if not math.isfinite(value) or value > upper or value < lower or (value == lower and not inclusive):
+        return wanted
+    return None
+
+
+def check_scales(length_scale: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.8) -> None:
+    """Raise a one-line :class:`ConfigError` for a speed or noise setting synthesis cannot use.
+
+    Arguments
+    ---------
+    length_scale, noise_scale, noise_scale_w : float
+        Speed, prior noise and duration noise (see :func:`scale_problem` for the ranges).
+    """
+    for name, value in (("length_scale", length_scale), ("noise_scale", noise_scale),
+                        ("noise_scale_w", noise_scale_w)):
+        problem = scale_problem(name, value)
+        if problem:
+            raise ConfigError(f"{name} {problem}")
+
+
 def embed_recording(embedder: SpeakerEmbedder, path: str | Path, what: str = "reference recording") -> torch.Tensor:
     """The CAM++ vector ``[embed_dim]`` of one recording; one-line errors name ``path``.
 
@@ -61,7 +132,8 @@ def embed_recording(embedder: SpeakerEmbedder, path: str | Path, what: str = "re
     embedder : SpeakerEmbedder
         CAM++.
     path : str or Path
-        Any audio file soundfile reads, at any rate (mixed to mono).
+        Any audio file soundfile reads, at any rate (mixed to mono), at
+        least :data:`MIN_REFERENCE_SECONDS` long and not silent.
     what : str
         What it is, for the messages.
 
@@ -69,8 +141,17 @@ def embed_recording(embedder: SpeakerEmbedder, path: str | Path, what: str = "re
     -------
     torch.Tensor
     """
-    wav, sr = read_checked_audio(path, what)
-    vector = embedder.embed([wav], sr)[0]
+    wav, sr = read_checked_audio(path, what, min_seconds=MIN_REFERENCE_SECONDS)
+    peak = float((wav - wav.mean()).abs().max())
+    if not math.isfinite(peak):
+        raise DataError(f"{path}: the {what} holds non-finite samples")
+    if peak < SILENCE_PEAK:
+        raise DataError(f"{path}: the {what} is silent (peak {peak:.1e} < {SILENCE_PEAK:g} once mixed to mono; "
+                        "anti-phase stereo channels cancel out)")
+    try:
+        vector = embedder.embed([wav], sr)[0]
+    except DataError as err:
+        raise DataError(f"{path}: the {what} cannot be embedded ({err})") from None
     if not torch.isfinite(vector).all():
         raise DataError(f"{path}: the {what} gives a non-finite speaker embedding")
     return vector
@@ -123,6 +204,7 @@ def clone_voice(
                           f"takes {expected}-d ones (use the CAM++ checkpoint of its training)")
     if not token_ids:
         raise DataError("clone_voice: no tokens to synthesize")
+    check_scales(length_scale, noise_scale, noise_scale_w)
     spk_embed = embed_recording(embedder, reference_wav)
     ids = intersperse(token_ids, BLANK_ID) if add_blank else list(token_ids)
     device = next(generator.parameters()).device

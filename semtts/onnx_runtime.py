@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from semtts.errors import ConfigError, DataError
+from semtts.inference import check_scales
 from semtts.packed_model import PackedModel
 from semtts.text.frontend import Frontend
 
@@ -63,7 +64,8 @@ def onnx_session(path: str | Path, threads: int | None = None) -> "onnxruntime.I
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for broken files
-        raise DataError(f"{path}: cannot load the ONNX model ({str(err).splitlines()[0][:150]})") from None
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0][:150]
+        raise DataError(f"{path}: cannot load the ONNX model ({reason})") from None
 
 
 class OnnxSynthesizer(PackedModel):
@@ -123,7 +125,7 @@ class OnnxSynthesizer(PackedModel):
         speaker : dict
             ``{"sid": [B] int64}``, ``{"spk_embed": [B, D] float32}`` or ``{}``.
         noise_scale, length_scale, noise_scale_w : float
-            As in ``VITSSynthesizer.infer``.
+            As in ``VITSSynthesizer.infer`` (ranges: :func:`semtts.inference.check_scales`).
 
         Returns
         -------
@@ -134,6 +136,7 @@ class OnnxSynthesizer(PackedModel):
         durations : numpy.ndarray
             ``[B, T_text]``.
         """
+        check_scales(length_scale, noise_scale, noise_scale_w)
         feeds = {"tokens": np.asarray(tokens, dtype=np.int64),
                  "token_lengths": np.asarray(token_lengths, dtype=np.int64),
                  "scales": np.array([noise_scale, length_scale, noise_scale_w], dtype=np.float32)}

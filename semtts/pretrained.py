@@ -13,8 +13,13 @@ Example
 >>> wavs, sr = model.synthesize(["Hello there."], speaker="spk0")  # doctest: +SKIP
 >>> wavs[0].shape  # [T] samples  # doctest: +SKIP
 torch.Size([30720])
+>>> SemTTS.from_hparams("exp/mini/default/packed", run_opts={"devcie": "cpu"})
+Traceback (most recent call last):
+...
+semtts.errors.ConfigError: run_opts: unknown key 'devcie' (did you mean 'device'?); valid keys: cuda_graphs, device
 """
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -22,11 +27,113 @@ import torch
 from semtts.audio import read_checked_audio, resample
 from semtts.errors import ConfigError, DataError
 from semtts.graphed_inference import GraphedSynthesizer
+from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
 from semtts.text.frontend import Frontend
 
-__all__ = ["SemTTS"]
+__all__ = ["SemTTS", "RUN_OPTS", "resolve_device", "check_run_opts"]
+
+RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
+            "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)"}
+"""The ``run_opts`` keys :meth:`SemTTS.from_hparams` understands."""
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's text (its class name when it has none)."""
+    return (str(err).strip() or type(err).__name__).splitlines()[0][:200]
+
+
+def resolve_device(device: str | torch.device | None, what: str = "run_opts device") -> torch.device:
+    """A device name as a :class:`torch.device` this machine has; a bad one is a one-line :class:`ConfigError`.
+
+    Arguments
+    ---------
+    device : str or torch.device, optional
+        ``cpu`` (also None), ``cuda``, ``cuda:N`` or ``mps``.
+    what : str
+        Where the name came from, for the messages (``--device``).
+
+    Returns
+    -------
+    torch.device
+
+    Example
+    -------
+    >>> resolve_device(None), resolve_device("cpu")
+    (device(type='cpu'), device(type='cpu'))
+    >>> resolve_device("foo", "--device")
+    Traceback (most recent call last):
+    ...
+    semtts.errors.ConfigError: --device: 'foo' is not a device (cpu, cuda or cuda:N)
+    """
+    if device is None or device == "":
+        return torch.device("cpu")
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(str(device).strip())
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{what}: {str(device)!r} is not a device (cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{what}: {str(device)!r} but CUDA is not available on this machine (use cpu)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"{what}: {str(device)!r} but this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{what}: {str(device)!r} but MPS is not available on this machine (use cpu)")
+        return dev
+    raise ConfigError(f"{what}: {str(device)!r} is not supported (cpu, cuda or cuda:N)")
+
+
+def check_run_opts(run_opts: dict | None) -> dict:
+    """Check the ``run_opts`` of :meth:`SemTTS.from_hparams`: unknown keys and bad values are one-line errors.
+
+    Arguments
+    ---------
+    run_opts : dict, optional
+        Keys of :data:`RUN_OPTS`.
+
+    Returns
+    -------
+    dict
+        ``device`` (a :class:`torch.device`) and ``cuda_graphs`` (bool).
+
+    Example
+    -------
+    >>> check_run_opts({"cuda_graphs": False})
+    {'device': device(type='cpu'), 'cuda_graphs': False}
+    """
+    if run_opts is None:
+        run_opts = {}
+    if not isinstance(run_opts, dict):
+        raise ConfigError(f"run_opts must be a dict with keys {', '.join(sorted(RUN_OPTS))}, "
+                          f"got {type(run_opts).__name__}")
+    valid = ", ".join(sorted(RUN_OPTS))
+    for key in run_opts:
+        if key not in RUN_OPTS:
+            close = difflib.get_close_matches(str(key), list(RUN_OPTS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"run_opts: unknown key {key!r}{hint}; valid keys: {valid}")
+    cuda_graphs = run_opts.get("cuda_graphs", True)
+    if not isinstance(cuda_graphs, bool):
+        raise ConfigError(f"run_opts: cuda_graphs must be True or False, got {cuda_graphs!r}")
+    return {"device": resolve_device(run_opts.get("device")), "cuda_graphs": cuda_graphs}
+
+
+def _size_failure(err: BaseException) -> str | None:
+    """What went wrong when synthesis failed on an output too long to allocate or non-finite durations."""
+    text = str(err)
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
+            s in text for s in ("can't allocate memory", "out of memory")):
+        return "too long to allocate"
+    if "inconsistent with step sign" in text:  # torch.arange over non-finite lengths
+        return "not finite"
+    return None
 
 
 class SemTTS(PackedModel):
@@ -78,22 +185,22 @@ class SemTTS(PackedModel):
             Copy the folder there first and load the copy.
         run_opts : dict, optional
             ``{"device": "cuda:0"}`` (default CPU); ``{"cuda_graphs": False}``
-            synthesizes eagerly on CUDA too.
+            synthesizes eagerly on CUDA too. Another key, or a device this
+            machine lacks, is a :class:`ConfigError` (:func:`check_run_opts`).
 
         Returns
         -------
         SemTTS
         """
+        opts = check_run_opts(run_opts)
         folder, packed, frontend = PackedModel.open(source, savedir)
-        device = torch.device((run_opts or {}).get("device") or "cpu")
+        device = opts["device"]
         generator = build_packed_generator(packed)
         try:
             generator.load_state_dict(load_weights(folder), strict=True)
         except RuntimeError as err:
-            raise DataError(f"{folder}: the weights do not fit hyperparams.yaml ({str(err).splitlines()[0]})") \
-                from None
-        return cls(folder, packed, generator.to(device).eval(), frontend, device,
-                   cuda_graphs=bool((run_opts or {}).get("cuda_graphs", True)))
+            raise DataError(f"{folder}: the weights do not fit hyperparams.yaml ({_first_line(err)})") from None
+        return cls(folder, packed, generator.to(device).eval(), frontend, device, cuda_graphs=opts["cuda_graphs"])
 
     def speaker_condition(self, speaker: str | None = None, speaker_wav: str | Path | None = None,
                           what: str = "speaker") -> torch.Tensor | None:
@@ -132,7 +239,8 @@ class SemTTS(PackedModel):
         speaker_wav : str or Path, optional
             A reference recording to clone (embedding modes).
         length_scale, noise_scale, noise_scale_w : float
-            Speed, prior noise and duration noise (see ``VITSSynthesizer.infer``).
+            Speed, prior noise and duration noise (see ``VITSSynthesizer.infer``;
+            ranges: :func:`semtts.inference.check_scales`).
 
         Returns
         -------
@@ -140,11 +248,19 @@ class SemTTS(PackedModel):
             One ``[T_i]`` float32 CPU tensor per text, ``T_i = sum(durations_i) * hop``.
         sample_rate : int
         """
+        check_scales(length_scale, noise_scale, noise_scale_w)
         tokens, lengths = self.token_batch(texts)
         tokens, batch = tokens.to(self.device), len(lengths)
         speaker_inputs = {k: v.to(self.device) for k, v in self.speaker_inputs(speaker, speaker_wav, batch).items()}
-        out = self.synthesizer(tokens, lengths.to(self.device), noise_scale=noise_scale, noise_scale_w=noise_scale_w,
-                                   length_scale=length_scale, **speaker_inputs)
+        try:
+            out = self.synthesizer(tokens, lengths.to(self.device), noise_scale=noise_scale,
+                                   noise_scale_w=noise_scale_w, length_scale=length_scale, **speaker_inputs)
+        except (RuntimeError, MemoryError) as err:
+            failure = _size_failure(err)
+            if failure is None:
+                raise
+            raise DataError(f"synthesize: the predicted durations are {failure} (length_scale {length_scale}, "
+                            f"noise_scale_w {noise_scale_w}); lower noise_scale_w or length_scale") from None
         self.last_durations = [out.durations[i, :int(lengths[i])].cpu() for i in range(batch)]
         wav_lengths = out.wav_lengths.tolist()
         wavs = [out.waveform[i, 0, :wav_lengths[i]].float().cpu() for i in range(batch)]

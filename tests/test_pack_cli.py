@@ -154,7 +154,7 @@ def test_cli(packed, wavs, tmp_path):
     done = run_cli("synth", "--model", packed, "--text-file", lines, "--speaker-wav", wavs["a"],
                    "-o", tmp_path / "out")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0001.wav", "0002.wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0001.wav", "0003.wav"]
     done = run_cli("convert", "--model", packed, "--source", wavs["b"], "--target-speaker", "spk1",
                    "-o", tmp_path / "conv.wav")
     assert done.returncode == 0, done.stderr
