@@ -39,7 +39,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from semtts.errors import ConfigError, DataError
+from semtts.errors import ConfigError, DataError, first_line
 
 __all__ = [
     "load_audio",
@@ -129,7 +129,7 @@ def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) ->
     try:
         audio, sr = load_audio(path, mono=True)
     except Exception as err:  # soundfile raises several types for foreign files
-        reason = (str(err).strip() or type(err).__name__).splitlines()[0][:150]
+        reason = first_line(err, 150)
         raise DataError(f"{path}: cannot read the {what} ({reason})") from None
     if audio.numel() == 0:
         raise DataError(f"{path}: the {what} is empty")

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from semtts.errors import ConfigError, DataError, entry_point
+from semtts.errors import ConfigError, DataError, entry_point, first_line
 
 __all__ = ["build_parser", "output_paths", "main"]
 
@@ -170,9 +170,6 @@ def _add_eval_parser(sub) -> None:
                     help="random ASR/CAM++ weights when there are none (smoke tests: meaningless scores)")
 
 
-def _first_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's text (its class name when it has none)."""
-    return (str(err).strip() or type(err).__name__).splitlines()[0][:150]
 
 
 def _audio_file(output: Path) -> bool:
@@ -262,7 +259,7 @@ def _check_writable(path: Path, what: str = "output") -> None:
         with tempfile.TemporaryFile(dir=folder, prefix=".semtts-write-test-"):
             pass
     except OSError as err:
-        raise DataError(f"{path}: cannot write the {what} in {folder} ({err.strerror or _first_line(err)})") \
+        raise DataError(f"{path}: cannot write the {what} in {folder} ({err.strerror or first_line(err, 150)})") \
             from None
 
 
@@ -274,7 +271,7 @@ def _write(path: Path, wav, sample_rate: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_audio(path, wav, sample_rate)
     except (OSError, RuntimeError, TypeError, ValueError) as err:  # soundfile: format/rate combinations too
-        raise DataError(f"{path}: cannot write the output ({_first_line(err)})") from None
+        raise DataError(f"{path}: cannot write the output ({first_line(err, 150)})") from None
     print(f"{path}\t{wav.numel() / sample_rate:.2f} s")
 
 
@@ -317,7 +314,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
     try:
         result = export_packed_model(args.model, args.output, opset=args.opset, check=not args.no_check)
     except OSError as err:
-        raise DataError(f"{args.output or args.model}: cannot write the ONNX model ({_first_line(err)})") from None
+        raise DataError(f"{args.output or args.model}: cannot write the ONNX model ({first_line(err, 150)})") from None
     print(f"{result['path']}\tinputs: {', '.join(result['inputs'])}")
     if "max_abs_diff" in result:
         print(f"ONNX Runtime vs PyTorch, {result['runs']} runs with noise scales 0: max abs difference "

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from semtts.errors import ConfigError, DataError
+from semtts.errors import ConfigError, DataError, first_line
 from semtts.inference import check_scales
 from semtts.packed_model import PackedModel
 from semtts.text.frontend import Frontend
@@ -64,7 +64,7 @@ def onnx_session(path: str | Path, threads: int | None = None) -> "onnxruntime.I
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for broken files
-        reason = (str(err).strip() or type(err).__name__).splitlines()[0][:150]
+        reason = first_line(err, 150)
         raise DataError(f"{path}: cannot load the ONNX model ({reason})") from None
 
 

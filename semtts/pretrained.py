@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from semtts.audio import read_checked_audio, resample
-from semtts.errors import ConfigError, DataError
+from semtts.errors import ConfigError, DataError, first_line
 from semtts.graphed_inference import GraphedSynthesizer
 from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
@@ -39,9 +39,6 @@ RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
 """The ``run_opts`` keys :meth:`SemTTS.from_hparams` understands."""
 
 
-def _first_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's text (its class name when it has none)."""
-    return (str(err).strip() or type(err).__name__).splitlines()[0][:200]
 
 
 def resolve_device(device: str | torch.device | None, what: str = "run_opts device") -> torch.device:
@@ -199,7 +196,7 @@ class SemTTS(PackedModel):
         try:
             generator.load_state_dict(load_weights(folder), strict=True)
         except RuntimeError as err:
-            raise DataError(f"{folder}: the weights do not fit hyperparams.yaml ({_first_line(err)})") from None
+            raise DataError(f"{folder}: the weights do not fit hyperparams.yaml ({first_line(err)})") from None
         return cls(folder, packed, generator.to(device).eval(), frontend, device, cuda_graphs=opts["cuda_graphs"])
 
     def speaker_condition(self, speaker: str | None = None, speaker_wav: str | Path | None = None,

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from semtts.audio import load_audio, resample
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
-from semtts.errors import ConfigError, DataError, WeightsNotFound
+from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
 from semtts.extract.common import (feature_path, file_sha256, load_array, read_metadata,
                                    save_array_atomic, write_metadata)
 from semtts.lobes.campplus import CAMPPlus
@@ -178,7 +178,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types on foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise DataError(f"{path}: not a readable torch checkpoint ({reason[:200]})") from None
     for _ in range(2):
         if isinstance(state, dict) and not all(torch.is_tensor(v) for v in state.values()):

@@ -51,7 +51,7 @@ from tqdm import tqdm
 from whisper.model import AudioEncoder, ModelDimensions
 
 from semtts.audio import load_audio, resample
-from semtts.errors import ConfigError, DataError
+from semtts.errors import ConfigError, DataError, first_line
 from semtts.extract.common import feature_path, file_sha256, load_array, save_array_atomic
 from semtts.extract.whisper_loading import (NAMED_DIMS, download_whisper, load_whisper_checkpoint, model_url,
                                             random_whisper_dims, read_whisper_checkpoint, release_sha256,
@@ -357,7 +357,7 @@ def read_teacher_audio(path: str | Path) -> torch.Tensor:
     try:
         audio, sr = load_audio(path, mono=True)
     except _AUDIO_ERRORS as err:
-        raise DataError(f"{path}: cannot read the audio ({str(err).splitlines()[0] if str(err) else err!r})") from None
+        raise DataError(f"{path}: cannot read the audio ({first_line(err)})") from None
     audio = resample(audio, sr, SAMPLE_RATE)[0]
     if not bool(torch.isfinite(audio).all()):
         raise DataError(f"{path}: the audio has non-finite samples")

@@ -36,7 +36,7 @@ import torch
 import whisper
 from whisper.model import AudioEncoder, ModelDimensions, TextDecoder, Whisper
 
-from semtts.errors import ConfigError, DataError, WeightsNotFound
+from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
@@ -286,12 +286,9 @@ def download_whisper(name: str, cache_dir: Path, device: str | torch.device = "c
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             return whisper.load_model(name, device=device, download_root=str(cache_dir))
     except (OSError, RuntimeError, urllib.error.URLError, EOFError, KeyError) as err:
-        return _first_line(err)
+        return first_line(err)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _torch_load(path: Path) -> Any:
@@ -331,7 +328,7 @@ def read_whisper_checkpoint(path: str | Path, flag: str = "whisper_model",
     try:
         checkpoint = _torch_load(path)
     except Exception as err:  # torch.load raises many types on foreign files
-        reason = _first_line(err)
+        reason = first_line(err)
         if "Weights only load failed" in reason:
             reason = "it holds objects other than tensors and plain containers"
         raise bad(f"not a readable torch file: {reason}") from None

@@ -41,7 +41,8 @@ from semtts import __version__
 from semtts.data.manifest import write_json_atomic
 from semtts.errors import ConfigError
 
-__all__ = ["StageArgs", "parse_stage_args", "load_hparams", "load_stage_hparams", "included_files", "run_stage", "log"]
+__all__ = ["StageArgs", "parse_stage_args", "load_hparams", "load_stage_hparams", "included_files", "comparable_settings",
+           "run_stage", "log"]
 
 DONE_NAME = "done"
 logger = logging.getLogger("semtts.stages")
@@ -227,6 +228,18 @@ def log(stage: str, message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} (stage {stage}) {message}", flush=True)
 
 
+def comparable_settings(settings: dict) -> dict:
+    """``settings`` as a ``done`` marker stores them (JSON; other values as
+    strings), so that they compare equal to a marker read back.
+
+    Example
+    -------
+    >>> comparable_settings({"path": Path("a/b"), "n": 3})
+    {'path': 'a/b', 'n': 3}
+    """
+    return json.loads(json.dumps(settings, default=str))
+
+
 def run_stage(
     stage: str,
     out_dir: str | Path,
@@ -260,7 +273,7 @@ def run_stage(
     """
     out_dir = Path(out_dir)
     marker = out_dir / DONE_NAME
-    settings = json.loads(json.dumps(settings, default=str))
+    settings = comparable_settings(settings)
     if marker.is_file() and not force:
         done = json.loads(marker.read_text())
         if done.get("settings") == settings:

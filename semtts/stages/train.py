@@ -45,7 +45,8 @@ from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
 from semtts.lobes.vits.semantic_vits import SemanticVITS
-from semtts.stages.common import DONE_NAME, load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import (DONE_NAME, comparable_settings, load_stage_hparams, log, parse_stage_args,
+                                  run_stage)
 from semtts.text.tokenizer import TokenList
 
 if TYPE_CHECKING:  # imports whisper: only when training with a teacher
@@ -325,7 +326,7 @@ def _more_epochs(number: str, out_dir: Path, settings: dict, epochs: int) -> boo
         return False
     done = json.loads(marker.read_text(encoding="utf-8"))
     trained = done.get("summary", {}).get("epochs")
-    if done.get("settings") != json.loads(json.dumps(settings, default=str)) or trained is None or trained >= epochs:
+    if done.get("settings") != comparable_settings(settings) or trained is None or trained >= epochs:
         return False
     log(number, f"continuing from epoch {trained} to {epochs} (number_of_epochs raised)")
     return True
