@@ -293,17 +293,21 @@ class VITSBrain(sb.Brain):
         -------
         VITSForward
         """
+        # Lengths and speaker ids are read on the host, before the batch moves:
+        # the generator checks them there, so nothing in the step waits for the GPU.
         speaker = self._speaker_inputs(batch)
-        batch = batch.to(self.device)
-        wav, wav_lengths = batch.sig.data.float(), absolute_lengths(batch.sig)
-        tokens, token_lengths = batch.token_ids.data, absolute_lengths(batch.token_ids)
+        semantic = {} if self.semantic is None else self.semantic.inputs(
+            batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device)  # teacher features (stages B, C)
+        host_wav_lengths, token_lengths = absolute_lengths(batch.sig), absolute_lengths(batch.token_ids)
+        batch = batch.to(self.device, non_blocking=True)
+        wav, tokens = batch.sig.data.float(), batch.token_ids.data
+        wav_lengths = host_wav_lengths.to(self.device, non_blocking=True)
         raw = _unwrap(self.modules["generator"])
         hop, frames = raw.hop_length, raw.segment_frames
         spec = self.spectrogram.linear_spectrogram(wav, wav_lengths)  # [B, F, T // hop], float32, per item
-        spec_lengths = torch.div(wav_lengths, hop, rounding_mode="floor")
-        semantic = {} if self.semantic is None else self.semantic.inputs(
-            batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device)  # teacher features (stages B, C)
-        out = self.modules.generator(tokens, token_lengths, spec, spec_lengths, **speaker, **semantic)
+        host_spec_lengths = torch.div(host_wav_lengths, hop, rounding_mode="floor")
+        spec_lengths = host_spec_lengths.to(self.device, non_blocking=True)
+        out = self.modules.generator(tokens, token_lengths, spec, host_spec_lengths, **speaker, **semantic)
         mel = self.spectrogram.spec_to_mel(spec)
         return VITSForward(
             output=out,
@@ -364,7 +368,9 @@ class VITSBrain(sb.Brain):
 
         With fused optimizers (CUDA) nothing in the step waits for the GPU:
         the skip decisions stay on the device and are read back every
-        ``log_interval`` steps (:meth:`settle_steps`).
+        ``log_interval`` steps (:meth:`settle_steps`), the batch's lengths
+        and speaker ids are checked on the host before it moves, and the
+        moves do not block (``tests/test_host_syncs.py`` checks all of it).
 
         Arguments
         ---------

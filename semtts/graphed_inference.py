@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from semtts.errors import ConfigError
+from semtts.lobes.vits.input_checks import check_tokens, int64_on
 from semtts.lobes.vits.synthesizer import VITSInference
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
 
@@ -134,7 +135,8 @@ class GraphedSynthesizer(nn.Module):
         if not self._use_graphs(tokens.device):
             return gen.infer(tokens, token_lengths, sid=sid, spk_embed=spk_embed, noise_scale=noise_scale,
                              length_scale=length_scale, noise_scale_w=noise_scale_w)
-        gen._check_tokens(tokens, token_lengths)
+        check_tokens(tokens, token_lengths)
+        token_lengths = int64_on(token_lengths, tokens.device)
         g = gen.speaker_condition(sid, spk_embed)
         batch, n_tokens = tokens.shape
         padded_tokens = _round_up(n_tokens, self.token_bucket)

@@ -274,7 +274,8 @@ class MaskedL1(nn.Module):
     """
 
     def forward(
-        self, pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None
+        self, pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Compute the loss.
 
@@ -285,8 +286,12 @@ class MaskedL1(nn.Module):
         target : torch.Tensor
             Targets of the same shape.
         lengths : torch.Tensor, optional
-            ``[B]`` absolute number of valid frames per item (0 to ``T``);
-            all frames when omitted.
+            ``[B]`` absolute number of valid frames per item (0 to ``T``),
+            checked on the host (a device sync for CUDA lengths).
+        mask : torch.Tensor, optional
+            ``[B, T]`` 1 on the valid frames, 0 elsewhere, instead of
+            ``lengths`` (nothing read back: for a training step on a GPU).
+            All frames when neither is given.
 
         Returns
         -------
@@ -300,18 +305,24 @@ class MaskedL1(nn.Module):
         if pred.dim() < 2:
             raise DataError(f"MaskedL1: expected [B, T, D] tensors, got {list(pred.shape)}")
         error = torch.abs(pred.float() - target.float())
-        if lengths is None:
+        if lengths is None and mask is None:
             return error.mean()
+        if lengths is not None and mask is not None:
+            raise DataError("MaskedL1: give lengths or mask, not both")
         batch, frames = pred.shape[:2]
-        if lengths.shape != (batch,):
-            raise DataError(f"MaskedL1: expected [{batch}] lengths, got {list(lengths.shape)}")
-        if lengths.is_floating_point() or bool((lengths < 0).any()) or bool((lengths > frames).any()):
-            raise DataError(
-                f"MaskedL1: lengths must be integers in [0, {frames}] (absolute frames), got {lengths.tolist()}"
-            )
-        steps = torch.arange(frames, device=pred.device)
-        mask = (steps.unsqueeze(0) < lengths.to(pred.device).unsqueeze(1)).float()  # [B, T]
-        mask = mask.view(batch, frames, *([1] * (pred.dim() - 2)))
+        if mask is None:
+            if lengths.shape != (batch,):
+                raise DataError(f"MaskedL1: expected [{batch}] lengths, got {list(lengths.shape)}")
+            host = lengths.cpu()
+            if host.is_floating_point() or bool((host < 0).any()) or bool((host > frames).any()):
+                raise DataError(
+                    f"MaskedL1: lengths must be integers in [0, {frames}] (absolute frames), got {host.tolist()}"
+                )
+            steps = torch.arange(frames, device=pred.device)
+            mask = steps.unsqueeze(0) < lengths.to(pred.device, non_blocking=True).unsqueeze(1)  # [B, T]
+        elif mask.shape != (batch, frames):
+            raise DataError(f"MaskedL1: expected a [{batch}, {frames}] mask, got {list(mask.shape)}")
+        mask = mask.float().view(batch, frames, *([1] * (pred.dim() - 2)))
         per_frame = error[0, 0].numel()
         masked = error * mask
         count = (mask.sum() * per_frame).clamp(min=1.0)

@@ -137,19 +137,21 @@ class SemanticDistillation:
         Returns
         -------
         dict
-            ``teacher`` ``[B, T_sem, D]`` float32, ``teacher_lengths`` ``[B]``,
-            ``use_teacher`` ``[B]`` bool, ``detach_student``.
+            ``teacher`` ``[B, T_sem, D]`` float32 and ``use_teacher`` ``[B]``
+            bool on ``device``, ``teacher_lengths`` ``[B]`` where the batch
+            is (call it before moving the batch: the generator checks host
+            lengths without a device sync), ``detach_student``.
         """
         teacher = getattr(batch, "teacher", None)
         if not isinstance(teacher, PaddedData):
             raise DataError("semantic distillation: the batch has no teacher features (stage 4's teacher/feats)")
-        lengths = absolute_lengths(teacher).to(device)
+        lengths = absolute_lengths(teacher)  # where the batch is: on the host, checked without a device sync
         p = self.p_teacher(step) if train else 0.0
         use_teacher = torch.rand(teacher.data.shape[0]) < p  # CPU draw: same stream on every device
         return {
             "teacher": teacher.data.to(device, non_blocking=True).float(),
             "teacher_lengths": lengths,
-            "use_teacher": use_teacher.to(device),
+            "use_teacher": use_teacher.to(device, non_blocking=True),
             "detach_student": self.detach_student,
         }
 
@@ -158,8 +160,7 @@ class SemanticDistillation:
         ``output.sem_target`` over the valid tokens (``output.token_mask``)."""
         if output.sem_target is None:
             raise DataError("semantic distillation: the generator produced no teacher target (no teacher given)")
-        lengths = output.token_mask.sum(dim=(1, 2)).round().long()
-        return self.l1(output.sem_pred, output.sem_target, lengths)
+        return self.l1(output.sem_pred, output.sem_target, mask=output.token_mask[:, 0])  # [B, T_text]
 
     def add_to(self, terms: dict[str, torch.Tensor], output: Any) -> dict[str, torch.Tensor]:
         """Add ``lambda_sem`` times :meth:`loss` to ``terms["loss"]`` and log it as ``sem``.

@@ -69,9 +69,9 @@ def absolute_lengths(padded: PaddedData) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        ``[B]`` int64 lengths on the data's device.
+        ``[B]`` int64 lengths, where ``padded.lengths`` is (with the data, in a ``PaddedBatch``).
     """
-    return torch.round(padded.lengths * padded.data.shape[1]).long().to(padded.data.device)
+    return torch.round(padded.lengths * padded.data.shape[1]).long()
 
 
 def build_speaker_table(manifest: dict[str, dict]) -> dict[str, int]:
@@ -114,7 +114,9 @@ def speaker_inputs(batch: PaddedBatch, speaker_mode: str, device: torch.device) 
     Returns
     -------
     dict of str to torch.Tensor
-        ``{"sid": [B] int64}`` or ``{"spk_embed": [B, D] float32}``, on ``device``.
+        ``{"sid": [B] int64}`` where the batch is (the host, before it is
+        moved: the generator checks and moves the ids), or
+        ``{"spk_embed": [B, D] float32}`` on ``device``.
     """
     if check_speaker_mode(speaker_mode) == "sid":
         ids = getattr(batch, "spk_id", None)
@@ -126,7 +128,7 @@ def speaker_inputs(batch: PaddedBatch, speaker_mode: str, device: torch.device) 
             index = int(unknown[0])
             name = batch.id[index] if hasattr(batch, "id") else f"batch item {index}"
             raise DataError(f"{name}: speaker not in the training speaker table (spk_id -1)")
-        return {"sid": ids.to(device, non_blocking=True)}
+        return {"sid": ids}  # on the host: the generator checks the ids without a device sync, then moves them
     embed = getattr(batch, "spk_embed", None)
     if embed is None:
         raise DataError(f"speaker_mode '{speaker_mode}': the batch has no spk_embed (speaker vectors)")

@@ -42,22 +42,6 @@ from semtts.lobes.vits.masks import lengths_to_mask
 __all__ = ["teacher_to_spec_frames", "pool_by_path", "SemPred", "SemanticCrossAttnAdapter"]
 
 
-def _interpolate_one(feats: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """``[T, D] -> [n_frames, D]``: linear interpolation at the spectrogram
-    frames' centres, ``(i + 1/2) T / n_frames`` teacher frames (float32)."""
-    if n_frames == 0:
-        return feats.new_zeros(0, feats.shape[-1], dtype=torch.float32)
-    if feats.shape[0] == 0:
-        raise DataError(f"teacher_to_spec_frames: no teacher frame to interpolate to {n_frames} frames")
-    feats = feats.float()
-    last = feats.shape[0] - 1
-    position = ((torch.arange(n_frames, device=feats.device, dtype=torch.float64) + 0.5)
-                * (feats.shape[0] / n_frames)).clamp(max=last)
-    low = position.floor().long()
-    weight = (position - low).to(torch.float32).unsqueeze(1)
-    return torch.lerp(feats[low], feats[(low + 1).clamp(max=last)], weight)
-
-
 def teacher_to_spec_frames(
     feats: torch.Tensor,
     n_frames: int | torch.Tensor,
@@ -70,7 +54,9 @@ def teacher_to_spec_frames(
     ``(i + 1/2)`` hops, and Whisper's encoder frame ``j`` (its stride-2
     convolution over centred mel frames) at ``j`` x 20 ms, so frame ``i``
     takes the teacher at ``(i + 1/2) T_sem / T_spec`` frames, held at the last
-    frame past the end.
+    frame past the end. A batch is resampled in one pass on its device; the
+    counts and lengths are checked on the host (no device sync when they are
+    given there).
 
     Arguments
     ---------
@@ -97,24 +83,41 @@ def teacher_to_spec_frames(
     if feats.dim() == 2:
         if not isinstance(n_frames, int) or n_frames < 0:
             raise DataError(f"teacher_to_spec_frames: n_frames must be an int >= 0 for [T_sem, D] features, got {n_frames!r}")
-        return _interpolate_one(feats, n_frames)
+        return teacher_to_spec_frames(feats.unsqueeze(0), n_frames)[0]
     if feats.dim() != 3:
         raise DataError(f"teacher_to_spec_frames: expected [T_sem, D] or [B, T_sem, D] features, got {list(feats.shape)}")
     batch, t_sem, dim = feats.shape
-    counts = torch.full((batch,), n_frames) if isinstance(n_frames, int) else n_frames.reshape(-1).cpu()
-    lengths = torch.full((batch,), t_sem) if sem_lengths is None else sem_lengths.reshape(-1).cpu()
+    counts = torch.full((batch,), n_frames) if isinstance(n_frames, int) else n_frames.reshape(-1)
+    lengths = torch.full((batch,), t_sem) if sem_lengths is None else sem_lengths.reshape(-1)
     if counts.shape != (batch,) or lengths.shape != (batch,):
         raise DataError(f"teacher_to_spec_frames: expected [{batch}] n_frames and sem_lengths")
-    if bool((counts < 0).any()) or bool((lengths < 0).any()) or bool((lengths > t_sem).any()):
+    host_counts, host_lengths = counts.cpu(), lengths.cpu()
+    if bool((host_counts < 0).any()) or bool((host_lengths < 0).any()) or bool((host_lengths > t_sem).any()):
         raise DataError(
             f"teacher_to_spec_frames: counts must be in [0, ...] and sem_lengths in [0, {t_sem}], "
-            f"got {counts.tolist()} and {lengths.tolist()}"
+            f"got {host_counts.tolist()} and {host_lengths.tolist()}"
         )
-    out = feats.new_zeros(batch, int(counts.max()) if batch else 0, dim, dtype=torch.float32)
-    for b in range(batch):
-        n = int(counts[b])
-        out[b, :n] = _interpolate_one(feats[b, : int(lengths[b])], n)
-    return out
+    empty = ((host_counts > 0) & (host_lengths == 0)).nonzero()
+    if empty.numel():
+        b = int(empty[0, 0])
+        raise DataError(f"teacher_to_spec_frames: item {b} has no teacher frame to interpolate "
+                        f"to {int(host_counts[b])} frames")
+    width = int(host_counts.max()) if batch else 0
+    if width == 0:
+        return feats.new_zeros(batch, 0, dim, dtype=torch.float32)
+    device = feats.device
+    counts = counts.to(device, non_blocking=True).double()
+    lengths = lengths.to(device, non_blocking=True).double()
+    last = (lengths - 1).clamp(min=0).unsqueeze(1)  # [B, 1]
+    frame = torch.arange(width, device=device, dtype=torch.float64).unsqueeze(0)  # [1, W]
+    position = torch.minimum((frame + 0.5) * (lengths / counts.clamp(min=1)).unsqueeze(1), last)
+    low = position.floor()
+    weight = (position - low).to(torch.float32).unsqueeze(2)  # [B, W, 1]
+    feats = feats.float()
+    below = feats.gather(1, low.long().unsqueeze(2).expand(-1, -1, dim))
+    above = feats.gather(1, torch.minimum(low + 1, last).long().unsqueeze(2).expand(-1, -1, dim))
+    inside = (frame < counts.unsqueeze(1)).unsqueeze(2)
+    return torch.where(inside, torch.lerp(below, above, weight), 0.0)
 
 
 def pool_by_path(feats: torch.Tensor, path: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:

@@ -267,12 +267,8 @@ class SemanticVITS(VITSSynthesizer):
         -------
         SemanticVITSOutput
         """
-        self._check_tokens(tokens, token_lengths)
-        self._check_spec(spec, spec_lengths)
-        if tokens.size(0) != spec.size(0):
-            raise DataError(f"vits: {tokens.size(0)} token rows but {spec.size(0)} spectrograms")
-        if int((spec_lengths < token_lengths).sum()):
-            raise DataError("vits: an item has fewer frames than tokens (no monotonic alignment exists)")
+        given_spec_lengths = spec_lengths  # host lengths check the teacher's resampling without a sync
+        token_lengths, spec_lengths = self.check_inputs(tokens, token_lengths, spec, spec_lengths)
         if teacher is not None and teacher.shape[-1] != self.sem_dim:
             raise DataError(f"teacher features have D = {teacher.shape[-1]}, the model expects {self.sem_dim}")
         g = self.speaker_condition(sid, spk_embed)
@@ -289,9 +285,9 @@ class SemanticVITS(VITSSynthesizer):
 
         target = None
         if teacher is not None:
-            lengths = teacher_lengths if teacher_lengths is not None else torch.full_like(token_lengths,
+            lengths = teacher_lengths if teacher_lengths is not None else torch.full_like(given_spec_lengths,
                                                                                             teacher.shape[1])
-            target = teacher_on_tokens(teacher, lengths, spec_lengths, path, token_lengths).to(student.dtype)
+            target = teacher_on_tokens(teacher, lengths, given_spec_lengths, path, token_lengths).to(student.dtype)
         if mixed:
             choose = use_teacher.to(device=student.device, dtype=torch.bool).view(-1, 1, 1)
             m_p, logs_p = self.prior(text, token_lengths, torch.where(choose, target, student_in))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtts.errors import ConfigError, DataError
+from semtts.lobes.vits.input_checks import check_speaker_ids, int64_on
 
 __all__ = ["SpeakerConditioner"]
 
@@ -77,7 +78,8 @@ class SpeakerConditioner(nn.Module):
         Arguments
         ---------
         sid : torch.Tensor, optional
-            ``[B]`` integer speaker ids (id mode).
+            ``[B]`` integer speaker ids (id mode), on the host (checked
+            without a device sync) or on the table's device.
         spk_embed : torch.Tensor, optional
             ``[B, spk_embed_dim]`` speaker vectors (embedding mode).
 
@@ -89,11 +91,8 @@ class SpeakerConditioner(nn.Module):
         if self.table is not None:
             if sid is None:
                 raise DataError("speaker conditioning: this model needs speaker ids (sid)")
-            if sid.numel() and (int(sid.min()) < 0 or int(sid.max()) >= self.n_speakers):
-                raise DataError(
-                    f"speaker conditioning: speaker id out of range [0, {self.n_speakers})"
-                )
-            return self.table(sid.long()).unsqueeze(-1)
+            check_speaker_ids(sid, self.n_speakers)  # host ids: no device sync
+            return self.table(int64_on(sid, self.table.weight.device)).unsqueeze(-1)
         if spk_embed is None:
             raise DataError("speaker conditioning: this model needs speaker embeddings (spk_embed)")
         if spk_embed.dim() != 2 or spk_embed.size(1) != self.spk_embed_dim:

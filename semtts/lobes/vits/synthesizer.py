@@ -43,6 +43,7 @@ from semtts.lobes.vits.alignment import (
 from semtts.lobes.vits.duration import DeterministicDurationPredictor, StochasticDurationPredictor
 from semtts.lobes.vits.flow import ResidualCouplingFlow
 from semtts.lobes.vits.hifigan import HiFiGANGenerator
+from semtts.lobes.vits.input_checks import check_alignable, check_spec, check_tokens, int64_on
 from semtts.lobes.vits.masks import lengths_to_mask
 from semtts.lobes.vits.posterior_encoder import PosteriorEncoder
 from semtts.lobes.vits.segments import random_segments
@@ -301,24 +302,30 @@ class VITSSynthesizer(nn.Module):
             return None
         return self.speaker(sid=sid, spk_embed=spk_embed)
 
-    def _check_tokens(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> None:
-        """Raise :class:`DataError` on a malformed token batch."""
-        if tokens.dim() != 2 or token_lengths.shape != tokens.shape[:1]:
-            raise DataError(
-                f"vits: expected tokens [B, T_text] and token_lengths [B], got "
-                f"{list(tokens.shape)} and {list(token_lengths.shape)}"
-            )
-        if int(token_lengths.min()) < 1 or int(token_lengths.max()) > tokens.size(1):
-            raise DataError(f"vits: token_lengths must lie in [1, {tokens.size(1)}]")
+    def check_inputs(
+        self, tokens: torch.Tensor, token_lengths: torch.Tensor, spec: torch.Tensor, spec_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check a training batch (:mod:`~semtts.lobes.vits.input_checks`) and
+        return its lengths on the model's device.
 
-    def _check_spec(self, spec: torch.Tensor, spec_lengths: torch.Tensor) -> None:
-        """Raise :class:`DataError` on a malformed spectrogram batch."""
-        if spec.dim() != 3 or spec.size(1) != self.spec_channels:
-            raise DataError(
-                f"vits: expected spec [B, {self.spec_channels}, T_spec], got {list(spec.shape)}"
-            )
-        if int(spec_lengths.min()) < 1 or int(spec_lengths.max()) > spec.size(2):
-            raise DataError(f"vits: spec_lengths must lie in [1, {spec.size(2)}]")
+        Lengths given on the host are checked without waiting for the device.
+
+        Arguments
+        ---------
+        tokens, token_lengths, spec, spec_lengths : torch.Tensor
+            As :meth:`forward`.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``token_lengths`` and ``spec_lengths``, int64 on ``tokens``'s device.
+        """
+        check_tokens(tokens, token_lengths)
+        check_spec(spec, spec_lengths, self.spec_channels)
+        if tokens.size(0) != spec.size(0):
+            raise DataError(f"vits: {tokens.size(0)} token rows but {spec.size(0)} spectrograms")
+        check_alignable(token_lengths, spec_lengths)
+        return int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)
 
     def forward(
         self,
@@ -336,13 +343,13 @@ class VITSSynthesizer(nn.Module):
         tokens : torch.Tensor
             ``[B, T_text]`` token ids.
         token_lengths : torch.Tensor
-            ``[B]`` absolute token counts.
+            ``[B]`` absolute token counts (on the host, checked without a device sync).
         spec : torch.Tensor
             ``[B, spec_channels, T_spec]`` linear magnitude spectrograms.
         spec_lengths : torch.Tensor
-            ``[B]`` absolute frame counts.
+            ``[B]`` absolute frame counts (host or device, as ``token_lengths``).
         sid : torch.Tensor, optional
-            ``[B]`` speaker ids (speaker-table models).
+            ``[B]`` speaker ids (speaker-table models; host or device).
         spk_embed : torch.Tensor, optional
             ``[B, spk_embed_dim]`` speaker vectors (embedding models).
 
@@ -352,16 +359,7 @@ class VITSSynthesizer(nn.Module):
             Decoded window, duration loss, alignment, slice starts, masks and
             the latent statistics for the KL loss.
         """
-        self._check_tokens(tokens, token_lengths)
-        self._check_spec(spec, spec_lengths)
-        if tokens.size(0) != spec.size(0):
-            raise DataError(f"vits: {tokens.size(0)} token rows but {spec.size(0)} spectrograms")
-        too_short = (spec_lengths < token_lengths).nonzero()
-        if too_short.numel():
-            raise DataError(
-                f"vits: batch item {int(too_short[0, 0])} has fewer frames than tokens "
-                "(no monotonic alignment exists)"
-            )
+        token_lengths, spec_lengths = self.check_inputs(tokens, token_lengths, spec, spec_lengths)
         g = self.speaker_condition(sid, spk_embed)
         text = self.text_encoder(tokens, token_lengths)
         posterior = self.posterior_encoder(spec, spec_lengths, g=g)
@@ -421,7 +419,8 @@ class VITSSynthesizer(nn.Module):
         VITSInference
             Waveform, its lengths, per-token durations, path and masks.
         """
-        self._check_tokens(tokens, token_lengths)
+        check_tokens(tokens, token_lengths)
+        token_lengths = int64_on(token_lengths, tokens.device)
         g = self.speaker_condition(sid, spk_embed)
         text, durations = self.predict_durations(tokens, token_lengths, g, noise_scale_w, length_scale, max_len)
         waveform, spec_lengths, path, spec_mask = self.decode_durations(text, durations, g, noise_scale)
@@ -576,7 +575,8 @@ class VITSSynthesizer(nn.Module):
         """
         if self.speaker is None:
             raise ConfigError("vits: voice conversion needs a multi-speaker model")
-        self._check_spec(spec, spec_lengths)
+        check_spec(spec, spec_lengths, self.spec_channels)
+        spec_lengths = int64_on(spec_lengths, spec.device)
         posterior = self.posterior_encoder(spec, spec_lengths, g=g_src)
         z_p = self.flow(posterior.z, posterior.mask, g=g_src)
         z = self.flow(z_p, posterior.mask, g=g_tgt, reverse=True)

@@ -1,0 +1,124 @@
+"""Checks of the generator's batch inputs, run on host copies of the lengths.
+
+A check such as ``int(lengths.max()) > T`` on a CUDA tensor waits for every
+queued kernel before it can read the value (a host sync). The checks here
+read the lengths through ``.cpu()``, which is the tensor itself when it is
+already on the host: a caller that passes its lengths on the CPU (as
+:class:`~semtts.brain.VITSBrain` does in training) has them checked without
+a sync, and :func:`int64_on` then copies them to the device without
+blocking. Lengths given on the device still work; their check syncs once.
+
+Example
+-------
+>>> tokens = torch.zeros(2, 5, dtype=torch.long)
+>>> check_tokens(tokens, torch.tensor([5, 3]))
+>>> check_tokens(tokens, torch.tensor([6, 3]))
+Traceback (most recent call last):
+    ...
+semtts.errors.DataError: vits: token_lengths must lie in [1, 5]
+>>> check_alignable(torch.tensor([5, 3]), torch.tensor([9, 2]))
+Traceback (most recent call last):
+    ...
+semtts.errors.DataError: vits: batch item 1 has fewer frames than tokens (no monotonic alignment exists)
+"""
+
+import torch
+
+from semtts.errors import DataError
+
+__all__ = ["check_tokens", "check_spec", "check_alignable", "check_speaker_ids", "int64_on"]
+
+
+def check_tokens(tokens: torch.Tensor, token_lengths: torch.Tensor) -> None:
+    """Raise :class:`~semtts.errors.DataError` on a malformed token batch.
+
+    Arguments
+    ---------
+    tokens : torch.Tensor
+        ``[B, T_text]`` token ids.
+    token_lengths : torch.Tensor
+        ``[B]`` absolute token counts (on the host: no sync).
+    """
+    if tokens.dim() != 2 or token_lengths.shape != tokens.shape[:1]:
+        raise DataError(
+            f"vits: expected tokens [B, T_text] and token_lengths [B], got "
+            f"{list(tokens.shape)} and {list(token_lengths.shape)}"
+        )
+    host = token_lengths.cpu()
+    if host.numel() and (int(host.min()) < 1 or int(host.max()) > tokens.size(1)):
+        raise DataError(f"vits: token_lengths must lie in [1, {tokens.size(1)}]")
+
+
+def check_spec(spec: torch.Tensor, spec_lengths: torch.Tensor, spec_channels: int) -> None:
+    """Raise :class:`~semtts.errors.DataError` on a malformed spectrogram batch.
+
+    Arguments
+    ---------
+    spec : torch.Tensor
+        ``[B, spec_channels, T_spec]`` spectrograms.
+    spec_lengths : torch.Tensor
+        ``[B]`` absolute frame counts (on the host: no sync).
+    spec_channels : int
+        The frequency bins the model expects.
+    """
+    if spec.dim() != 3 or spec.size(1) != spec_channels:
+        raise DataError(f"vits: expected spec [B, {spec_channels}, T_spec], got {list(spec.shape)}")
+    if spec_lengths.shape != spec.shape[:1]:
+        raise DataError(f"vits: expected spec_lengths [{spec.size(0)}], got {list(spec_lengths.shape)}")
+    host = spec_lengths.cpu()
+    if host.numel() and (int(host.min()) < 1 or int(host.max()) > spec.size(2)):
+        raise DataError(f"vits: spec_lengths must lie in [1, {spec.size(2)}]")
+
+
+def check_alignable(token_lengths: torch.Tensor, spec_lengths: torch.Tensor) -> None:
+    """Raise :class:`~semtts.errors.DataError` naming the first item with
+    fewer spectrogram frames than tokens (no monotonic alignment exists).
+
+    Arguments
+    ---------
+    token_lengths : torch.Tensor
+        ``[B]`` token counts.
+    spec_lengths : torch.Tensor
+        ``[B]`` frame counts.
+    """
+    if token_lengths.shape != spec_lengths.shape:
+        raise DataError(f"vits: {token_lengths.numel()} token rows but {spec_lengths.numel()} spectrograms")
+    too_short = (spec_lengths.cpu() < token_lengths.cpu()).nonzero()
+    if too_short.numel():
+        raise DataError(
+            f"vits: batch item {int(too_short[0, 0])} has fewer frames than tokens "
+            "(no monotonic alignment exists)"
+        )
+
+
+def check_speaker_ids(sid: torch.Tensor, n_speakers: int) -> None:
+    """Raise :class:`~semtts.errors.DataError` on a speaker id outside the table.
+
+    Arguments
+    ---------
+    sid : torch.Tensor
+        ``[B]`` integer speaker ids (on the host: no sync).
+    n_speakers : int
+        Size of the speaker table.
+    """
+    host = sid.cpu()
+    if host.numel() and (int(host.min()) < 0 or int(host.max()) >= n_speakers):
+        raise DataError(f"speaker conditioning: speaker id out of range [0, {n_speakers})")
+
+
+def int64_on(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Integer ``values`` (lengths, speaker ids) as int64 on ``device``,
+    copied without blocking (a host tensor needs no wait for the device's queue).
+
+    Arguments
+    ---------
+    values : torch.Tensor
+        ``[B]`` integers.
+    device : torch.device
+        Where the model runs.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    return values.to(device=device, dtype=torch.long, non_blocking=True)
