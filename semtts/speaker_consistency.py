@@ -36,7 +36,8 @@ from torch import nn
 
 from semtts.audio import resample
 from semtts.errors import ConfigError
-from semtts.extract.speaker import SAMPLE_RATE, compute_fbank, load_campplus
+from semtts.extract.fbank import SAMPLE_RATE, batch_fbank
+from semtts.extract.speaker import load_campplus
 from semtts.lobes.campplus import CAMPPlus
 
 __all__ = ["SpeakerConsistencyLoss", "speaker_consistency_loss"]
@@ -81,7 +82,7 @@ class SpeakerConsistencyLoss(nn.Module):
         """CAM++ embeddings of ``[B, 1, S]`` or ``[B, S]`` windows: ``[B, D]``
         (differentiable with respect to ``wav``)."""
         wav = resample(wav.reshape(wav.shape[0], -1).float(), self.sample_rate, SAMPLE_RATE)
-        feats = torch.stack([compute_fbank(item) for item in wav])  # [B, T_frames, 80]
+        feats = batch_fbank(wav)  # [B, T_frames, 80]
         return self.campplus(feats)
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -124,6 +124,27 @@ def test_embed_file_and_fbank(tmp_path, embedder):
         compute_fbank(torch.randn(300))
 
 
+def test_fbank_matches_torchaudio_kaldi():
+    # semtts.extract.fbank computes 3D-Speaker's features without torchaudio's per-call work:
+    # the same numbers as kaldi.fbank (minus the utterance mean), for one utterance and a batch
+    import torchaudio.compliance.kaldi as kaldi
+
+    from semtts.extract.fbank import batch_fbank
+
+    gen = torch.Generator().manual_seed(0)
+    wavs = [torch.randn(n, generator=gen) * 0.1 for n in (400, 7777, 16000)]
+    wavs.append(torch.from_numpy(_tone(1.0, 180, 3)).float())
+    for wav in wavs:
+        ref = kaldi.fbank(wav.unsqueeze(0), num_mel_bins=80, frame_length=25.0, frame_shift=10.0, dither=0.0,
+                          window_type="povey", sample_frequency=16000)
+        ref = ref - ref.mean(dim=0, keepdim=True)
+        torch.testing.assert_close(compute_fbank(wav), ref, atol=2e-4, rtol=1e-4)
+    batch = torch.stack([wav[:7777] for wav in wavs[1:]])
+    torch.testing.assert_close(batch_fbank(batch)[1], compute_fbank(wavs[2][:7777]), atol=1e-5, rtol=1e-5)
+    silent = compute_fbank(torch.zeros(1600))  # log floor, no NaN
+    assert torch.isfinite(silent).all()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(embedder):
     wavs = [torch.from_numpy(_tone(1.0, 200, 7)), torch.from_numpy(_tone(1.6, 120, 8))]

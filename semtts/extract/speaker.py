@@ -3,8 +3,8 @@
 stage 3 (the entry point is :mod:`semtts.stages.speaker_embeddings`).
 
 Features follow 3D-Speaker: 16 kHz audio in [-1, 1], Kaldi fbank (80 bins,
-25 ms / 10 ms, povey window, dither 0) through
-``torchaudio.compliance.kaldi.fbank``, minus the utterance mean of every bin.
+25 ms / 10 ms, povey window, dither 0) minus the utterance mean of every bin
+(:mod:`semtts.extract.fbank`).
 
 Stage 3 writes to ``<output_folder>/spk_emb/``:
 
@@ -36,12 +36,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-import torchaudio.compliance.kaldi as kaldi
 from tqdm import tqdm
 
 from semtts.audio import load_audio, resample
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
 from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
+from semtts.extract.fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.extract.common import (feature_path, file_sha256, load_array, read_metadata,
                                    save_array_atomic, write_metadata)
 from semtts.lobes.campplus import CAMPPlus
@@ -55,9 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FBANK = {"num_mel_bins": 80, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "dither": 0.0,
-         "window_type": "povey", "mean_norm": "utterance"}
 # The published 3D-Speaker CAM++ checkpoints (ModelScope model id, file name), by dimension.
 CHECKPOINTS = {
     192: ("iic/speech_campplus_sv_zh-cn_16k-common", "campplus_cn_common.bin"),
@@ -72,35 +69,6 @@ def _where_to_get() -> str:
                       for dim, (model_id, name) in CHECKPOINTS.items())
     return (f"get a 3D-Speaker CAM++ checkpoint from ModelScope ({pages}) and set campplus_ckpt to "
             "its path or URL, or set allow_random_init: True (tests only)")
-
-
-def compute_fbank(wav: torch.Tensor) -> torch.Tensor:
-    """Mean-normalised Kaldi fbank of 16 kHz audio, as 3D-Speaker computes it.
-
-    Arguments
-    ---------
-    wav : torch.Tensor
-        ``[T]`` or ``[1, T]`` samples in [-1, 1] at 16 kHz (at least 25 ms).
-
-    Returns
-    -------
-    torch.Tensor
-        ``[T_frames, 80]`` with ``T_frames = 1 + (T - 400) // 160``.
-
-    Example
-    -------
-    >>> compute_fbank(torch.randn(16000) * 0.1).shape
-    torch.Size([98, 80])
-    """
-    wav = wav.reshape(1, -1).float()
-    frame = int(SAMPLE_RATE * FBANK["frame_length_ms"] / 1000)
-    if wav.shape[-1] < frame:
-        raise DataError(f"audio of {wav.shape[-1]} samples is shorter than one {FBANK['frame_length_ms']} ms "
-                        "fbank frame")
-    feats = kaldi.fbank(wav, num_mel_bins=FBANK["num_mel_bins"], frame_length=FBANK["frame_length_ms"],
-                        frame_shift=FBANK["frame_shift_ms"], dither=FBANK["dither"],
-                        window_type=FBANK["window_type"], sample_frequency=SAMPLE_RATE)
-    return feats - feats.mean(dim=0, keepdim=True)
 
 
 def resolve_checkpoint(ckpt: str, cache_dir: str | Path) -> Path:
