@@ -36,7 +36,7 @@ from torch import nn
 
 from semtts.audio import resample
 from semtts.errors import ConfigError
-from semtts.extract.fbank import SAMPLE_RATE, batch_fbank
+from semtts.audio.kaldi_fbank import SAMPLE_RATE, batch_fbank
 from semtts.extract.speaker import load_campplus
 from semtts.lobes.campplus import CAMPPlus
 

@@ -88,7 +88,7 @@ def test_empty_error_text_read_audio(monkeypatch, wavs):
     def fail(*args, **kwargs):
         raise RuntimeError("")
 
-    monkeypatch.setattr("semtts.audio.load_audio", fail)
+    monkeypatch.setattr("semtts.audio.io.load_audio", fail)
     with pytest.raises(DataError, match=r"good.wav: cannot read the reference recording \(RuntimeError\)"):
         read_checked_audio(wavs["good"], "reference recording")
 

@@ -125,11 +125,11 @@ def test_embed_file_and_fbank(tmp_path, embedder):
 
 
 def test_fbank_matches_torchaudio_kaldi():
-    # semtts.extract.fbank computes 3D-Speaker's features without torchaudio's per-call work:
+    # semtts.audio.kaldi_fbank computes 3D-Speaker's features without torchaudio's per-call work:
     # the same numbers as kaldi.fbank (minus the utterance mean), for one utterance and a batch
     import torchaudio.compliance.kaldi as kaldi
 
-    from semtts.extract.fbank import batch_fbank
+    from semtts.audio.kaldi_fbank import batch_fbank
 
     gen = torch.Generator().manual_seed(0)
     wavs = [torch.randn(n, generator=gen) * 0.1 for n in (400, 7777, 16000)]

@@ -4,7 +4,7 @@ stage 3 (the entry point is :mod:`semtts.stages.speaker_embeddings`).
 
 Features follow 3D-Speaker: 16 kHz audio in [-1, 1], Kaldi fbank (80 bins,
 25 ms / 10 ms, povey window, dither 0) minus the utterance mean of every bin
-(:mod:`semtts.extract.fbank`).
+(:mod:`semtts.audio.kaldi_fbank`).
 
 Stage 3 writes to ``<output_folder>/spk_emb/``:
 
@@ -41,7 +41,7 @@ from tqdm import tqdm
 from semtts.audio import load_audio, resample
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
 from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
-from semtts.extract.fbank import FBANK, SAMPLE_RATE, compute_fbank
+from semtts.audio.kaldi_fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.extract.common import (feature_path, file_sha256, load_array, read_metadata,
                                    save_array_atomic, write_metadata)
 from semtts.lobes.campplus import CAMPPlus

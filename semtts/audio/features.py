@@ -1,27 +1,16 @@
-"""Audio input/output, resampling and spectrogram features.
+"""Spectrogram features: the only STFT and mel code of the VITS side of semtts.
 
-This is the only module of semtts that reads or writes audio files or runs
-an STFT: data preparation, training (losses included), synthesis and
-evaluation all come here. Files are read and written with soundfile
-(``torchaudio.load`` needs torchcodec, which semtts does not depend on).
-
-The features follow VITS: a linear magnitude spectrogram of ``T // hop``
-frames (reflect padding of ``(n_fft - hop) / 2`` on both sides, no centring),
-and a log mel spectrogram made from it with a slaney-normalised, slaney-scale
-filterbank (librosa's default) and ``log(clamp(x, 1e-5))`` compression. Both
-are computed in float32, also under autocast.
+Data preparation, training (losses included), synthesis and evaluation all
+come here. The features follow VITS: a linear magnitude spectrogram of
+``T // hop`` frames (reflect padding of ``(n_fft - hop) / 2`` on both sides,
+no centring), and a log mel spectrogram made from it with a slaney-normalised,
+slaney-scale filterbank (librosa's default) and ``log(clamp(x, 1e-5))``
+compression. Both are computed in float32, also under autocast.
 
 Example
 -------
->>> import tempfile, os, torch
->>> wav = torch.sin(torch.arange(22050) / 10.0).unsqueeze(0) * 0.5
->>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
->>> save_audio(path, wav, 22050)
->>> audio, sr = load_audio(path)
->>> audio.shape, sr
-(torch.Size([1, 22050]), 22050)
->>> resample(audio, sr, 16000).shape
-torch.Size([1, 16000])
+>>> import torch
+>>> audio = torch.sin(torch.arange(22050) / 10.0).unsqueeze(0) * 0.5
 >>> cfg = SpectrogramConfig(sample_rate=22050, n_mels=80)
 >>> cfg.linear_spectrogram(audio).shape  # [B, n_fft // 2 + 1, T // hop]
 torch.Size([1, 513, 86])
@@ -29,24 +18,15 @@ torch.Size([1, 513, 86])
 torch.Size([1, 80, 86])
 """
 
-from pathlib import Path
-
 import functools
 from dataclasses import dataclass
 
-import numpy as np
-import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from semtts.errors import ConfigError, DataError, first_line
+from semtts.errors import ConfigError, DataError
 
 __all__ = [
-    "load_audio",
-    "read_checked_audio",
-    "save_audio",
-    "resample",
-    "audio_info",
     "SpectrogramConfig",
     "hann_window",
     "mel_filterbank",
@@ -55,137 +35,6 @@ __all__ = [
     "mel_spectrogram",
     "dynamic_range_compression",
 ]
-
-
-def audio_info(path: str | Path) -> sf._SoundFileInfo:
-    """Return soundfile's header information (frames, samplerate, channels).
-
-    Arguments
-    ---------
-    path : str or Path
-        An audio file soundfile can read (wav, flac, ogg, ...).
-
-    Returns
-    -------
-    soundfile info object
-        With ``frames``, ``samplerate``, ``channels`` and ``duration``.
-    """
-    return sf.info(str(path))
-
-
-def load_audio(path: str | Path, mono: bool = False) -> tuple[torch.Tensor, int]:
-    """Read an audio file as float32 ``[C, T]`` (or ``[1, T]`` when ``mono``).
-
-    Arguments
-    ---------
-    path : str or Path
-        The file to read.
-    mono : bool
-        Average the channels into one.
-
-    Returns
-    -------
-    audio : torch.Tensor
-        ``[C, T]`` float32 samples in [-1, 1].
-    sample_rate : int
-        The file's sample rate.
-    """
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    audio = torch.from_numpy(np.ascontiguousarray(data.T))
-    if mono and audio.shape[0] > 1:
-        audio = audio.mean(dim=0, keepdim=True)
-    return audio, int(sr)
-
-
-def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) -> tuple[torch.Tensor, int]:
-    """Read one recording as mono float32 ``[T]``; a missing, unreadable, empty
-    or too short file is a one-line :class:`DataError` naming ``path`` and ``what``.
-
-    Arguments
-    ---------
-    path : str or Path
-        The audio file.
-    what : str
-        What it is, for the messages (``"reference recording"``).
-    min_seconds : float
-        The shortest accepted duration (0: any non-empty file).
-
-    Returns
-    -------
-    audio : torch.Tensor
-        ``[T]`` samples.
-    sample_rate : int
-
-    Example
-    -------
-    >>> read_checked_audio("no/such.wav", "reference recording")
-    Traceback (most recent call last):
-    ...
-    semtts.errors.DataError: no/such.wav: reference recording not found
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
-    try:
-        audio, sr = load_audio(path, mono=True)
-    except Exception as err:  # soundfile raises several types for foreign files
-        reason = first_line(err, 150)
-        raise DataError(f"{path}: cannot read the {what} ({reason})") from None
-    if audio.numel() == 0:
-        raise DataError(f"{path}: the {what} is empty")
-    if audio.shape[-1] < min_seconds * sr:
-        raise DataError(f"{path}: the {what} is shorter than {round(min_seconds * 1000)} ms")
-    return audio[0], sr
-
-
-def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
-    """Write ``[T]`` or ``[C, T]`` float audio as 16-bit PCM (wav) or the
-    format the file name implies; parent folders are created.
-
-    Arguments
-    ---------
-    path : str or Path
-        Where to write; the extension selects the format.
-    audio : torch.Tensor
-        ``[T]`` or ``[C, T]`` samples in [-1, 1] (clipped).
-    sample_rate : int
-        The sample rate to record in the header.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = audio.detach().float().cpu()
-    if data.dim() == 1:
-        data = data.unsqueeze(0)
-    data = data.clamp(-1.0, 1.0).numpy().T
-    subtype = "PCM_16" if path.suffix.lower() in (".wav", ".flac") else None
-    sf.write(str(path), data, sample_rate, subtype=subtype)
-
-
-def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
-    """Resample ``[..., T]`` audio with a windowed-sinc filter (torchaudio).
-
-    Arguments
-    ---------
-    audio : torch.Tensor
-        ``[..., T]`` samples.
-    orig_sr : int
-        The current sample rate.
-    new_sr : int
-        The wanted sample rate; equal rates return the input unchanged.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[..., T * new_sr / orig_sr]`` samples.
-    """
-    if orig_sr == new_sr:
-        return audio
-    return AF.resample(audio, orig_sr, new_sr)
-
-
-# ---------------------------------------------------------------------------
-# Spectrogram features (the only STFT code of semtts)
-# ---------------------------------------------------------------------------
 
 
 def _check_stft_params(n_fft: int, hop_length: int, win_length: int) -> None:

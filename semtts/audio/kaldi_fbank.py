@@ -12,6 +12,8 @@ device and waits for it. :func:`batch_fbank` computes the same features for
 made once per device (the speaker-consistency loss embeds a batch of decoder
 windows in every training step); :func:`compute_fbank` is the one-utterance
 form. ``tests/test_speaker_embeddings.py`` checks both against torchaudio.
+The VITS spectrograms are another front end (:mod:`semtts.audio.features`):
+a checkpoint-compatible CAM++ needs exactly these features.
 
 Example
 -------
