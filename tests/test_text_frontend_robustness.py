@@ -262,3 +262,28 @@ def test_stage2_drops_an_item_with_unreadable_pinyin(tmp_path):
 def test_intersperse_of_nothing_is_still_one_blank():
     # encode_texts must check before interspersing: this is why.
     assert intersperse([], BLANK_ID) == [BLANK_ID]
+
+
+def run_stage2(*argv: str) -> int:
+    """Stage 2's exit status (its entry point always exits)."""
+    with pytest.raises(SystemExit) as stop:
+        stage2.main(list(argv))
+    return stop.value.code
+
+
+def test_stage2_rerun_after_a_frontend_change_says_so(tmp_path, monkeypatch, capsys):
+    # the done marker holds a fingerprint of semtts.text and the g2p version: an upgrade that
+    # changes them is an error naming it, never a silent reuse of the old tokens
+    data = write_corpus(tmp_path / "exp" / "data", {"train": {"u1": "Hello world.", "u2": "A quick test."}})
+    (data / "done").write_text("{}", encoding="utf-8")
+    hparams = str(tmp_path / "corpus.yaml")
+    Path(hparams).write_text(f"output_folder: {tmp_path / 'exp'}\ntoken_type: char\nlanguage: en-us\n"
+                             "cleaner: english\nbpe_vocab_size: 50\nnj: 1\n", encoding="utf-8")
+    assert run_stage2(hparams) == 0
+    marker = json.loads((tmp_path / "exp" / "tokens" / "done").read_text(encoding="utf-8"))
+    assert marker["settings"]["frontend_fingerprint"] == stage2.frontend_fingerprint("char", "en-us")
+    assert run_stage2(hparams) == 0 and "skipped: already done" in capsys.readouterr().out  # unchanged
+    monkeypatch.setattr(stage2, "frontend_fingerprint", lambda token_type, language: "0" * 16)
+    assert run_stage2(hparams) == 2
+    assert "other settings (frontend_fingerprint)" in capsys.readouterr().err
+    assert run_stage2(hparams, "--force") == 0

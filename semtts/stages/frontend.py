@@ -23,21 +23,28 @@ An item is dropped (and listed in the report), never the whole stage, when
   punctuation (``dropped_bad_pinyin``, with the message);
 - nothing is left of it (``dropped_no_tokens``).
 
-Each split goes through the phonemizer once.
+Each split goes through the phonemizer once. The ``done`` marker records,
+beside the settings, a fingerprint of what else decides the tokens (the
+source of :mod:`semtts.text` and the espeak-ng or pypinyin version), so a
+rerun after an upgrade that changes them says so instead of reusing stale
+tokens.
 
     python -m semtts.stages.frontend recipes/mini/hparams/mini.yaml
 """
 
 import hashlib
+import importlib.metadata
 from collections import Counter
 from pathlib import Path
+
+import semtts.text
 
 from semtts.data.manifest import read_manifest, write_json_atomic, write_manifest
 from semtts.errors import DataError, entry_point
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.text import Frontend, TokenList, is_mandarin, train_bpe
 
-__all__ = ["SETTINGS", "MANDARIN_BPE_COVERAGE", "tokenize_splits", "main"]
+__all__ = ["SETTINGS", "MANDARIN_BPE_COVERAGE", "frontend_fingerprint", "tokenize_splits", "main"]
 
 SETTINGS = ("token_type", "language", "cleaner", "bpe_vocab_size")
 #: sentencepiece's character coverage for Mandarin BPE (its own CJK default);
@@ -173,6 +180,48 @@ def _manifest_digest(data_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def frontend_fingerprint(token_type: str, language: str) -> str:
+    """A digest of what decides the tokens beyond the stage's settings: the
+    source files of :mod:`semtts.text` and, for phonemes, the version of the
+    espeak-ng library or of pypinyin (Mandarin).
+
+    Arguments
+    ---------
+    token_type : str
+        ``phn``, ``char`` or ``bpe``.
+    language : str
+        The corpus language.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Example
+    -------
+    >>> len(frontend_fingerprint("char", "en-us"))
+    16
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(semtts.text.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    if token_type == "phn":
+        digest.update(_g2p_version(language).encode())
+    return digest.hexdigest()[:16]
+
+
+def _g2p_version(language: str) -> str:
+    """The version of the grapheme-to-phoneme engine for ``language``."""
+    if is_mandarin(language):
+        return "pypinyin " + importlib.metadata.version("pypinyin")
+    from phonemizer.backend import EspeakBackend
+
+    try:
+        return "espeak-ng " + ".".join(map(str, EspeakBackend.version()))
+    except RuntimeError:  # no espeak-ng: the stage itself says how to install it
+        return "espeak-ng missing"
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Stage 2 entry point."""
@@ -184,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"{data_dir}: stage 1 (data preparation) has not finished")
     settings = {key: hp[key] for key in SETTINGS}
     settings["manifests_sha256"] = _manifest_digest(data_dir)
+    settings["frontend_fingerprint"] = frontend_fingerprint(hp["token_type"], hp["language"])
 
     def body() -> dict:
         report = tokenize_splits(hp, data_dir, out_dir)
