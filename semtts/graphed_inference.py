@@ -16,8 +16,10 @@ masked or sees zeros past the end, exactly as in an unpadded batch), and the
 caller gets the waveform cut to the true lengths. The random draws (duration
 noise and prior sample) are part of the graphs and advance the CUDA
 generator on every replay. Graphs are captured on first use of a shape, so
-the first call at a new shape costs a warm-up and a capture; every graph
-keeps its own memory pool.
+the first call at a new shape costs a warm-up and a capture (whose random
+draws are undone, so a seeded call gives the same audio either way); every
+graph keeps its own memory pool, and the least recently used are released
+past ``max_graphs``.
 
 On the CPU, or with ``enabled=False``, the same calls run eagerly.
 
@@ -35,6 +37,7 @@ Example
 (torch.Size([2, 1]), True)
 """
 
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -58,7 +61,9 @@ class _Graph:
     def __init__(self, fn: Callable[[], tuple[torch.Tensor, ...]], warmup: int = 2):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        # the warm-up's random draws are undone: a seeded run gives the same audio
+        # whether or not this call had to capture a graph first
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()]), torch.cuda.stream(side):
             for _ in range(warmup):  # cuDNN/cuBLAS choose their kernels outside the capture
                 fn()
         torch.cuda.current_stream().wait_stream(side)
@@ -85,24 +90,51 @@ class GraphedSynthesizer(nn.Module):
         Frame counts are padded up to a multiple of this.
     enabled : bool
         Use graphs when the generator is on a CUDA device (else eager).
+    max_graphs : int
+        Graphs kept at most (each holds its own memory pool); past it, the
+        least recently used are released, a first-half graph with the
+        decoder graphs that read its outputs.
     """
 
     def __init__(self, generator: nn.Module, token_bucket: int = 32, frame_bucket: int = 128,
-                 enabled: bool = True):
+                 enabled: bool = True, max_graphs: int = 64):
         super().__init__()
         if token_bucket < 1 or frame_bucket < 1:
             raise ConfigError(f"graphed synthesis: buckets must be >= 1, got {token_bucket}, {frame_bucket}")
+        if max_graphs < 2:
+            raise ConfigError(f"graphed synthesis: max_graphs must be >= 2 (one per half), got {max_graphs}")
         self.generator = generator
         self.token_bucket = token_bucket
         self.frame_bucket = frame_bucket
         self.enabled = enabled
+        self.max_graphs = max_graphs
         self._durations: dict[tuple, tuple[dict[str, torch.Tensor], _Graph]] = {}
         self._decoders: dict[tuple, _Graph] = {}
+        self._last_used: OrderedDict[tuple, None] = OrderedDict()  # both kinds of key, oldest first
 
     @property
     def graphs(self) -> int:
-        """Number of graphs captured so far."""
+        """Number of graphs held now."""
         return len(self._durations) + len(self._decoders)
+
+    def _used(self, key: tuple) -> None:
+        """Mark ``key`` as just used, then release the least recently used
+        graphs beyond ``max_graphs`` (never the two of the current call)."""
+        self._last_used[key] = None
+        self._last_used.move_to_end(key)
+        for old in list(self._last_used):
+            if self.graphs <= self.max_graphs:
+                break
+            if old == key or old == key[:len(old)]:  # this call's graphs
+                continue
+            del self._last_used[old]
+            if old in self._decoders:
+                del self._decoders[old]
+            else:  # a first half: its decoders read its outputs
+                del self._durations[old]
+                for decode_key in [k for k in self._decoders if k[:len(old)] == old]:
+                    del self._decoders[decode_key]
+                    self._last_used.pop(decode_key, None)
 
     def _use_graphs(self, device: torch.device) -> bool:
         return self.enabled and device.type == "cuda"
@@ -154,6 +186,7 @@ class GraphedSynthesizer(nn.Module):
                 return text.hidden, text.m_p, text.logs_p, text.mask, durations
 
             self._durations[key] = (static, _Graph(durations_fn))  # captured on placeholder inputs
+        self._used(key)
         static, graph = self._durations[key]
         self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
         hidden, m_p, logs_p, token_mask, durations = graph.replay()
@@ -169,6 +202,7 @@ class GraphedSynthesizer(nn.Module):
                 return waveform, path, spec_mask
 
             self._decoders[decode_key] = _Graph(decode_fn)  # reads, never writes, the first half's outputs
+        self._used(decode_key)
         waveform, path, spec_mask = self._decoders[decode_key].replay()
         hop = gen.hop_length
         return VITSInference(

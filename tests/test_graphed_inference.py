@@ -42,6 +42,48 @@ def test_cpu_runs_eagerly():
     assert torch.equal(ours.durations, ref.durations)
 
 
+class EagerGraph:
+    """A stand-in for a captured graph on the CPU: replay reruns the function
+    into the same static outputs, as a CUDA graph writes into its buffers."""
+
+    captured = 0
+
+    def __init__(self, fn, warmup: int = 2):
+        self.fn = fn
+        self.outputs = fn()
+        EagerGraph.captured += 1
+
+    def replay(self):
+        for static, new in zip(self.outputs, self.fn()):
+            static.copy_(new)
+        return self.outputs
+
+
+def test_padded_shapes_and_graph_limit_on_the_cpu(monkeypatch):
+    # the graph path's padding, bucketing and release of old graphs, run eagerly on the CPU
+    import semtts.graphed_inference as module
+
+    monkeypatch.setattr(module, "_Graph", EagerGraph)
+    monkeypatch.setattr(GraphedSynthesizer, "_use_graphs", lambda self, device: True)
+    gen = generator()
+    fast = GraphedSynthesizer(gen, token_bucket=8, frame_bucket=16, max_graphs=3)
+    sid = torch.tensor([1, 2])
+    EagerGraph.captured = 0
+    for lengths in ([9, 4], [13, 11], [3, 2], [9, 4]):
+        tokens, token_lengths = batch(lengths, "cpu")
+        ref = gen.infer(tokens, token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0)
+        ours = fast(tokens, token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0)
+        assert torch.equal(ours.durations, ref.durations) and torch.equal(ours.wav_lengths, ref.wav_lengths)
+        assert ours.waveform.shape == ref.waveform.shape
+        assert (ours.waveform - ref.waveform).abs().max() < 1e-5
+        assert fast.graphs <= 3
+        decoders_of = {key: [k for k in fast._decoders if k[:len(key)] == key] for key in fast._durations}
+        assert all(decoders_of.values()) and sum(map(len, decoders_of.values())) == len(fast._decoders)
+    assert EagerGraph.captured == 6  # token buckets 16, 16, 8, 16: the last call recaptures the released pair
+    with pytest.raises(Exception, match="max_graphs must be >= 2"):
+        GraphedSynthesizer(gen, max_graphs=1)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize("semantic", [False, True])
 def test_cuda_graphs_match_eager(semantic):
