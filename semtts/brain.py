@@ -46,14 +46,14 @@ from speechbrain.utils.distributed import if_main_process
 
 from semtts.compiled_parts import compile_fixed_shape_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
-from semtts.errors import ConfigError, DataError, SemttsError
+from semtts.errors import ConfigError, DataError, NonFiniteLossError
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
 from semtts.semantic_distillation import semantic_distillation
 from semtts.speaker_consistency import speaker_consistency_loss
 from semtts.tensorboard_media import log_media
-from semtts.update_gate import RunningMeans, UpdateGate, build_optimizer
+from semtts.update_gate import RunningMeans, StepOutcomes, UpdateGate, build_optimizer
 
 __all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
 
@@ -65,10 +65,6 @@ EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm", "spk", "sem"
 """Training terms written to the epoch log (TensorBoard gets them all)."""
 RUN_OPTIONS_LOGGED = ("precision", "max_grad_norm", "nonfinite_patience", "ckpt_interval_steps",
                       "ckpt_interval_minutes")
-
-
-class NonFiniteLossError(SemttsError):
-    """Training stopped: too many non-finite steps in a row."""
 
 
 class VITSForward(NamedTuple):
@@ -195,13 +191,11 @@ class VITSBrain(sb.Brain):
         if self.scaler_d.is_enabled() and self.checkpointer is not None:
             self.checkpointer.add_recoverable("scaler_discriminator", self.scaler_d, optional_load=True)
         self.global_step = 0          # training batches seen (updated or skipped)
-        self.nonfinite_total = 0
-        self.nonfinite_in_a_row = 0
         self.step_stats: dict[str, torch.Tensor] = {}
         self.tensorboard = None
         self._has_valid = True
         self.running = RunningMeans()  # loss sums kept on the device
-        self._pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok]) not yet read back
+        self.outcomes = StepOutcomes(self.nonfinite_patience)  # device flags of the steps, read back in batches
         self._avg_loss: torch.Tensor | None = None
         self._eval_sample = None
 
@@ -407,7 +401,7 @@ class VITSBrain(sb.Brain):
         stats.update(grad_norm_g=norm_g, grad_norm_d=norm_d)
         self.step_stats = {k: v.detach() for k, v in stats.items()}
         self.running.add(("window", "epoch"), self.step_stats, g_ok)
-        self._pending.append((self.global_step, torch.stack([d_ok, g_ok])))
+        self.outcomes.add(self.global_step, torch.stack([d_ok, g_ok]))
         if not (self.gate_g.deferred and self.gate_d.deferred):
             self.settle_steps()
         self._log_train(predictions)
@@ -423,21 +417,29 @@ class VITSBrain(sb.Brain):
         logger.warning(f"step {self.global_step + 1}: every file of the batch was unreadable; batch skipped")
         return torch.tensor(float("nan"), device=self.device)
 
-    def settle_steps(self) -> None:
+    def settle_steps(self, stop: bool = True) -> None:
         """Read back the outcome of the steps since the last call (one host
-        sync): count the updates, log each skipped step, and stop training
-        after more than ``nonfinite_patience`` skipped in a row."""
-        if not self._pending:
-            return
-        steps = [step for step, _ in self._pending]
-        flags = torch.stack([flag for _, flag in self._pending]).tolist()
-        self._pending = []
-        for step, (d_ok, g_ok) in zip(steps, flags):
-            if d_ok and g_ok:
-                self.optimizer_step += 1
-                self.nonfinite_in_a_row = 0
-            else:
-                self._on_nonfinite(step, "discriminator and generator" if not d_ok else "generator")
+        sync) and count the updates (:class:`~semtts.update_gate.StepOutcomes`).
+
+        Arguments
+        ---------
+        stop : bool
+            Raise :class:`NonFiniteLossError` now if the patience ran out.
+            A checkpoint save settles with False: it runs on the main process
+            only, and every process must stop at the same step (the next
+            regular settle), or the others would wait for it in DDP.
+        """
+        self.optimizer_step += self.outcomes.settle(stop)
+
+    @property
+    def nonfinite_total(self) -> int:
+        """Skipped (non-finite) steps so far, as of the last :meth:`settle_steps`."""
+        return self.outcomes.total
+
+    @property
+    def nonfinite_in_a_row(self) -> int:
+        """Skipped steps in a row, as of the last :meth:`settle_steps`."""
+        return self.outcomes.in_a_row
 
     def update_average(self, loss: torch.Tensor, avg_loss: float) -> float:
         """SpeechBrain's running mean of the finite losses, kept on the device;
@@ -450,21 +452,6 @@ class VITSBrain(sb.Brain):
         if self.step == 1 or self.step % self.log_interval == 0 or not self.gate_g.deferred:
             return float(self._avg_loss)
         return avg_loss
-
-    def _on_nonfinite(self, step: int, skipped: str) -> None:
-        """Count a skipped step; stop after more than ``nonfinite_patience`` in a row."""
-        self.nonfinite_total += 1
-        self.nonfinite_in_a_row += 1
-        logger.warning(
-            f"step {step}: non-finite loss or gradients, {skipped} update skipped "
-            f"({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total)"
-        )
-        if self.nonfinite_in_a_row > self.nonfinite_patience:
-            raise NonFiniteLossError(
-                f"training stopped at step {step}: {self.nonfinite_in_a_row} steps in a row had "
-                f"non-finite losses or gradients (--nonfinite_patience {self.nonfinite_patience}); "
-                "try a lower lr, --precision fp32 or a smaller --max_grad_norm"
-            )
 
     # ------------------------------------------------------------------ logging
 
@@ -595,7 +582,7 @@ class VITSBrain(sb.Brain):
 
     @mark_as_saver
     def _save(self, path) -> None:
-        self.settle_steps()
+        self.settle_steps(stop=False)  # main process only: stopping waits for the next settle on every process
         if self._avg_loss is not None and self.step > 0:
             self.avg_train_loss = float(self._avg_loss)
         state = {
@@ -611,6 +598,6 @@ class VITSBrain(sb.Brain):
         state = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         self.step, self.avg_train_loss = state["step"], state["avg_train_loss"]
         self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]
-        self.nonfinite_total, self.nonfinite_in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
-        self._avg_loss, self._pending = None, []
+        self.outcomes.total, self.outcomes.in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
+        self.outcomes.pending, self._avg_loss = [], None
 

@@ -33,6 +33,10 @@ class WeightsNotFound(SemttsError):
     """Pretrained weights are needed but absent (and random init is not allowed)."""
 
 
+class NonFiniteLossError(SemttsError):
+    """Training stopped: too many non-finite steps in a row."""
+
+
 F = TypeVar("F", bound=Callable[..., int | None])
 
 

@@ -31,12 +31,17 @@ False
 """
 
 import inspect
+import logging
 import math
 from typing import Any
 
 import torch
 
-__all__ = ["RunningMeans", "UpdateGate", "build_optimizer", "supports_device_skip"]
+from semtts.errors import NonFiniteLossError
+
+__all__ = ["RunningMeans", "StepOutcomes", "UpdateGate", "build_optimizer", "supports_device_skip"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_optimizer(opt_class: Any, module: torch.nn.Module, device: str | torch.device) -> torch.optim.Optimizer:
@@ -290,3 +295,86 @@ class RunningMeans:
             The sum.
         """
         self._sums.pop(name, None)
+
+
+class StepOutcomes:
+    """Which networks each training step updated, kept on the device until
+    read back in one sync; counts the skipped steps and decides when too many
+    in a row must stop training.
+
+    Arguments
+    ---------
+    patience : int
+        Skipped steps in a row that are tolerated; one more stops training.
+
+    Example
+    -------
+    >>> outcomes = StepOutcomes(patience=1)
+    >>> for step, flags in enumerate(([1.0, 1.0], [1.0, 0.0], [0.0, 0.0]), start=1):
+    ...     outcomes.add(step, torch.tensor(flags))        # [discriminator, generator] updated
+    >>> outcomes.settle(stop=False)                        # updated steps
+    1
+    >>> outcomes.total, outcomes.in_a_row, outcomes.stop_reason[:29]
+    (2, 2, 'training stopped at step 3: 2')
+    """
+
+    def __init__(self, patience: int):
+        self.patience = int(patience)
+        self.total = 0  # skipped steps
+        self.in_a_row = 0
+        self.stop_reason: str | None = None  # set when the patience runs out
+        self.pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok]) not yet read back
+
+    def add(self, step: int, flags: torch.Tensor) -> None:
+        """Keep a step's device flags ``[d_ok, g_ok]`` (nothing read back).
+
+        Arguments
+        ---------
+        step : int
+            The step number.
+        flags : torch.Tensor
+            ``[2]``: 1 where the discriminator / generator was updated.
+        """
+        self.pending.append((step, flags))
+
+    def settle(self, stop: bool = True) -> int:
+        """Read back the pending outcomes (one host sync), log each skipped
+        step, and count them.
+
+        Arguments
+        ---------
+        stop : bool
+            Raise :class:`NonFiniteLossError` now if the patience ran out
+            (also if it ran out at an earlier call with ``stop=False``).
+
+        Returns
+        -------
+        int
+            The number of steps that updated both networks.
+        """
+        updated = 0
+        if self.pending:
+            steps = [step for step, _ in self.pending]
+            flags = torch.stack([flag for _, flag in self.pending]).tolist()
+            self.pending = []
+            for step, (d_ok, g_ok) in zip(steps, flags):
+                if d_ok and g_ok:
+                    updated += 1
+                    self.in_a_row = 0
+                else:
+                    self._skipped(step, "discriminator and generator" if not d_ok else "generator")
+        if stop and self.stop_reason is not None:
+            raise NonFiniteLossError(self.stop_reason)
+        return updated
+
+    def _skipped(self, step: int, what: str) -> None:
+        self.total += 1
+        self.in_a_row += 1
+        logger.warning(f"step {step}: non-finite loss or gradients, {what} update skipped "
+                       f"({self.in_a_row} in a row, {self.total} in total)")
+        if self.in_a_row > self.patience and self.stop_reason is None:
+            self.stop_reason = (
+                f"training stopped at step {step}: {self.in_a_row} steps in a row had "
+                f"non-finite losses or gradients (--nonfinite_patience {self.patience}); "
+                "try a lower lr, --precision fp32 or a smaller --max_grad_norm"
+            )

@@ -293,3 +293,15 @@ def test_a_non_finite_validation_score_never_counts_as_the_best(tmp_path):
         assert checkpointer.find_checkpoint(min_key="mel_l1").meta["epoch"] == 1  # kept, and still the best
         if score != score:
             assert checkpointer.find_checkpoint(max_key="epoch").meta["mel_l1"] == float("inf")
+
+
+def test_a_checkpoint_save_never_stops_training_by_itself(tmp_path):
+    # _save runs on the main process only: it counts the pending skips but leaves stopping to the
+    # next regular settle, which every DDP process runs at the same step
+    _, _, brain = make_run(tmp_path, 0, run_opts={"nonfinite_patience": 1}, checkpoint=False)
+    for step in (1, 2):
+        brain.outcomes.add(step, torch.tensor([1.0, 0.0]))
+    brain._save(tmp_path / "counters.yaml")
+    assert (brain.nonfinite_total, brain.nonfinite_in_a_row, brain.optimizer_step) == (2, 2, 0)
+    with pytest.raises(NonFiniteLossError, match="stopped at step 2: 2 steps in a row"):
+        brain.settle_steps()
