@@ -203,7 +203,7 @@ def test_the_recorder_sees_a_host_read(monkeypatch):
     recorder = HostReadRecorder(net)
     with recorder:
         out = net(torch.ones(1, 2))
-        float(out.sum())
+        float(out.sum().detach())
         torch.ones(2).to("cpu")
         torch.ones(2).to("cpu", non_blocking=True).tolist()
     kinds = sorted(key.split(" at ")[0] for key in recorder.reads)
