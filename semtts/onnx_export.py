@@ -41,14 +41,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from semtts.errors import ConfigError
+from semtts.errors import ConfigError, DataError, first_line
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
 __all__ = ["SynthesisGraph", "export_onnx", "export_packed_model", "compare_with_pytorch", "OUTPUT_NAMES",
-           "DEFAULT_OPSET"]
+           "DEFAULT_OPSET", "MATCH_TOLERANCE"]
 
 OUTPUT_NAMES = ["waveform", "wav_lengths", "durations"]
 DEFAULT_OPSET = 17
+MATCH_TOLERANCE = 1e-3
+"""Largest waveform difference (noise scales 0) a checked export may have from PyTorch."""
 
 
 class SynthesisGraph(nn.Module):
@@ -251,7 +253,10 @@ def export_packed_model(folder: str | Path, path: str | Path | None = None, opse
     opset : int
         ONNX opset.
     check : bool
-        Compare the graph with PyTorch afterwards (:func:`compare_with_pytorch`).
+        Run the graph in ONNX Runtime and compare it with PyTorch
+        (:func:`compare_with_pytorch`) before it is put at ``path``: a graph
+        that does not load or does not match (:data:`MATCH_TOLERANCE`, equal
+        lengths) is a :class:`~semtts.errors.DataError` and nothing is written.
 
     Returns
     -------
@@ -263,8 +268,22 @@ def export_packed_model(folder: str | Path, path: str | Path | None = None, opse
 
     model = SemTTS.from_hparams(folder)
     path = Path(path) if path is not None else model.folder / ONNX_FILE
-    export_onnx(model.generator, path, opset=opset)
     result = {"path": str(path), "inputs": SynthesisGraph(model.generator).input_names}
-    if check:
-        result |= compare_with_pytorch(model.generator, path)
+    if not check:
+        export_onnx(model.generator, path, opset=opset)
+        return result
+    unchecked = path.with_name(path.name + ".unchecked")  # in place only once ONNX Runtime has run it
+    try:
+        export_onnx(model.generator, unchecked, opset=opset)
+        try:
+            result |= compare_with_pytorch(model.generator, unchecked)
+        except DataError as err:
+            raise DataError(f"{path}: not written: ONNX Runtime cannot run the opset {opset} graph "
+                            f"({first_line(err, 150)}); try a lower --opset (17 is the default)") from None
+        if not result["lengths_equal"] or result["max_abs_diff"] > MATCH_TOLERANCE:
+            raise DataError(f"{path}: not written: the ONNX graph does not match PyTorch (max abs difference "
+                            f"{result['max_abs_diff']:.2e}, lengths {'equal' if result['lengths_equal'] else 'differ'})")
+        unchecked.replace(path)
+    finally:
+        unchecked.unlink(missing_ok=True)
     return result

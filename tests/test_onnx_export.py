@@ -76,3 +76,23 @@ def test_cli_export_and_errors(tmp_path):
         done = run_cli(*args)
         assert done.returncode == 2 and "Traceback" not in done.stderr and expected in done.stderr, done.stderr
     assert run_cli("export-onnx", "--help").returncode == 0
+
+
+def test_a_graph_onnx_runtime_cannot_run_is_not_written(tmp_path, monkeypatch):
+    # the checked export goes to its place only after ONNX Runtime ran it and it matched PyTorch
+    import semtts.onnx_export as module
+
+    hp, tokens = tiny("sid")
+    folder = pack_model(tmp_path / "sid", hp["generator"], hp, "A", tokens, "sid", FRONTEND, speakers=["x", "y"])
+
+    def unloadable(generator, path, **kwargs):
+        raise DataError(f"{path}: cannot load the ONNX model (NOT_IMPLEMENTED: RandomNormalLike(22))")
+
+    monkeypatch.setattr(module, "compare_with_pytorch", unloadable)
+    with pytest.raises(DataError, match=r"model.onnx: not written: ONNX Runtime cannot run the opset 17 graph"):
+        module.export_packed_model(folder)
+    mismatch = {"max_abs_diff": 0.5, "lengths_equal": True, "runs": 1}
+    monkeypatch.setattr(module, "compare_with_pytorch", lambda generator, path, **kwargs: mismatch)
+    with pytest.raises(DataError, match="not written: the ONNX graph does not match PyTorch"):
+        module.export_packed_model(folder)
+    assert sorted(p.name for p in folder.iterdir() if "onnx" in p.name) == []
