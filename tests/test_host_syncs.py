@@ -208,3 +208,12 @@ def test_the_recorder_sees_a_host_read(monkeypatch):
         torch.ones(2).to("cpu", non_blocking=True).tolist()
     kinds = sorted(key.split(" at ")[0] for key in recorder.reads)
     assert kinds == ["aten._local_scalar_dense", "blocking host-to-device copy", "tolist"], kinds
+
+
+def test_cuda_training_loads_batches_into_pinned_memory():
+    # the non-blocking moves of a CUDA step are truly asynchronous from pinned memory
+    from semtts.stages.train import loader_kwargs
+
+    hp = {"num_workers": 0, "dynamic_batching": False, "batch_size": 2}
+    assert loader_kwargs(hp, None, train=True, pin_memory=True)["pin_memory"] is True
+    assert loader_kwargs(hp, None, train=False)["pin_memory"] is False

@@ -157,10 +157,13 @@ def training_vectors(vectors: SpeakerVectors, manifests: dict[str, Path], mode: 
     return embeds
 
 
-def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool) -> dict:
+def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool, pin_memory: bool = False) -> dict:
     """DataLoader options: length-bucketed dynamic batches for training when
-    ``dynamic_batching`` is set, fixed ``batch_size`` otherwise."""
-    kwargs = {"num_workers": hp["num_workers"], "collate_fn": collate_readable}  # unreadable files: skipped
+    ``dynamic_batching`` is set, fixed ``batch_size`` otherwise; batches in
+    pinned memory for a CUDA run (``pin_memory``), so that moving them to the
+    GPU does not hold up the host."""
+    kwargs = {"num_workers": hp["num_workers"], "collate_fn": collate_readable,  # unreadable files: skipped
+              "pin_memory": pin_memory}
     if train and hp["dynamic_batching"]:
         kwargs["batch_sampler"] = make_train_sampler(dataset, hp["max_batch_seconds"], hp["num_buckets"], hp["seed"])
     else:
@@ -397,12 +400,13 @@ def train(stage: str, argv: list[str] | None = None) -> int:
             run_opts=args.run_opts,
             checkpointer=checkpointer,
         )
+        on_cuda = torch.device(brain.device).type == "cuda"
         brain.fit(
             hp["epoch_counter"],
             datasets["train"],
             datasets["valid"],
-            train_loader_kwargs=loader_kwargs(hp, datasets["train"], train=True),
-            valid_loader_kwargs=loader_kwargs(hp, datasets["valid"], train=False),
+            train_loader_kwargs=loader_kwargs(hp, datasets["train"], train=True, pin_memory=on_cuda),
+            valid_loader_kwargs=loader_kwargs(hp, datasets["valid"], train=False, pin_memory=on_cuda),
         )
         return {"epochs": hp["number_of_epochs"]}
 
