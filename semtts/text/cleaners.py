@@ -4,10 +4,12 @@ A cleaner turns raw corpus text into the written form the phonemizer (or the
 character / BPE tokenizer) sees. Three cleaners are registered in
 :data:`CLEANERS`:
 
-- ``"english"``: NFKC, ASCII transliteration, abbreviation and number
-  expansion (cardinals, decimals, ordinals, years, times, money, percents;
-  see :mod:`semtts.text.numbers`), lowercase; keeps the punctuation
-  ``, . ! ? ; : ' -``;
+- ``"english"``: NFKC, ASCII transliteration, abbreviation expansion
+  (``"St."`` and ``"Dr."`` by context: ``"St. Louis"``, ``"Dr. Smith"`` but
+  ``"Baker St."``, ``"Mulholland Dr."``), dates (see :mod:`semtts.text.dates`),
+  numbers (cardinals, decimals, ordinals, years, times, money, percents,
+  fractions, temperatures, phone numbers; see :mod:`semtts.text.numbers`),
+  lowercase; keeps the punctuation ``, . ! ? ; : ' -``;
 - ``"mandarin"``: NFKC, full-width punctuation to ASCII ``, . ! ? ; :``,
   Arabic numbers read as Chinese numerals, no spaces between hanzi, Latin
   letters kept (lowercased), toned pinyin written in the text (``"ni3
@@ -35,6 +37,7 @@ from collections import Counter
 from typing import Callable
 
 from semtts.errors import ConfigError
+from semtts.text.dates import expand_english_dates
 from semtts.text.numbers import (
     expand_english_numbers,
     expand_mandarin_numbers,
@@ -78,17 +81,31 @@ _ASCII_MAP = str.maketrans({
 })
 
 _ABBREVIATIONS = {
-    "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "drs": "doctors",
-    "st": "saint", "jr": "junior", "sr": "senior", "prof": "professor", "rev": "reverend",
+    "mr": "mister", "mrs": "missus", "ms": "miss", "drs": "doctors", "jr": "junior",
+    "sr": "senior", "prof": "professor", "rev": "reverend",
     "gen": "general", "gov": "governor", "capt": "captain", "col": "colonel",
     "lt": "lieutenant", "sgt": "sergeant", "maj": "major", "hon": "honorable",
     "esq": "esquire", "co": "company", "corp": "corporation", "inc": "incorporated",
-    "ltd": "limited", "mt": "mount", "ft": "fort", "vs": "versus", "etc": "et cetera",
+    "ltd": "limited", "mt": "mount", "vs": "versus", "etc": "et cetera",
     "approx": "approximately", "dept": "department", "no": "number",
 }
+# Read by context: before a name (a capitalised word: "St. Louis", "Dr. Smith",
+# "Ft. Worth") the first reading; else after a capitalised word, an ordinal or
+# a number ("Baker St.", "5th St.", "Mulholland Dr.", "6 ft.") the second; else
+# the first. Without the dot only "St" and "Dr", and only where context decides.
+_CONTEXT_ABBREVIATIONS = {"st": ("saint", "street"), "dr": ("doctor", "drive"), "ft": ("fort", "feet")}
+# Capitalised words that rather start a sentence than name someone ("Baker St. The ...").
+_SENTENCE_STARTERS = frozenset(
+    "a an the i he she it we you they this that these those there his her its our their my".split()
+)
+_NAME_AFTER_RE = re.compile(r"\s*([A-Z][A-Za-z']*)")
+_NAME_OR_NUMBER_BEFORE_RE = re.compile(r"(?:\b[A-Z][A-Za-z']*|\d+(?:st|nd|rd|th)?)\s*$")
+_LOOK_BEHIND = 40  # characters searched for the word before: a longer word is no name
+_BLANK_REST_RE = re.compile(r"\s*$")
 # "no." only before a digit ("No. 5"), so that a sentence-final "no." survives.
 _ABBREVIATION_RE = re.compile(
-    r"\b(" + "|".join(k for k in _ABBREVIATIONS if k != "no") + r")\.|\b(no)\.(?=\s*\d)",
+    r"\b(" + "|".join(k for k in [*_ABBREVIATIONS, *_CONTEXT_ABBREVIATIONS] if k != "no") + r")\."
+    r"|\b(no)\.(?=\s*\d)|(?-i:\b(St|Dr)\b)",
     re.I,
 )
 _LATIN_ABBREVIATIONS = [
@@ -111,11 +128,27 @@ def _expand_abbreviations(text: str) -> str:
         text = pattern.sub(words, text)
 
     def expand(match: re.Match) -> str:
-        words = _ABBREVIATIONS[(match.group(1) or match.group(2)).lower()]
+        key = (match.group(1) or match.group(2) or match.group(3)).lower()
+        words = _ABBREVIATIONS.get(key) or _by_context(match, *_CONTEXT_ABBREVIATIONS[key])
+        if words is None:
+            return match.group(0)
         glued = match.end() < len(text) and text[match.end()].isalnum()  # "No.5", "Dr.Who"
         return words + " " if glued else words
 
     return _ABBREVIATION_RE.sub(expand, text)
+
+
+def _by_context(match: re.Match, before_name: str, after_name: str) -> str | None:
+    """The reading of a context abbreviation (see ``_CONTEXT_ABBREVIATIONS``); None: leave it."""
+    text = match.string
+    following = _NAME_AFTER_RE.match(text, match.end())
+    if following and following.group(1).lower() not in _SENTENCE_STARTERS:
+        return before_name
+    if _NAME_OR_NUMBER_BEFORE_RE.search(text, max(0, match.start() - _LOOK_BEHIND), match.start()):
+        # "Baker St. He ..." and a final "Baker St.": the dot also ends the sentence.
+        ends_sentence = match.group(1) and (following or _BLANK_REST_RE.match(text, match.end()))
+        return after_name + "." if ends_sentence else after_name
+    return None if match.group(3) else before_name
 
 
 def _drop(pattern: re.Pattern, text: str, removed: Counter | None) -> str:
@@ -129,7 +162,7 @@ def _drop(pattern: re.Pattern, text: str, removed: Counter | None) -> str:
 def _english(text: str, removed: Counter | None) -> str:
     text = _to_ascii(unicodedata.normalize("NFKC", text))
     text = _expand_abbreviations(text)
-    text = expand_english_numbers(text)
+    text = expand_english_numbers(expand_english_dates(text))
     for symbol, words in _SYMBOL_WORDS:
         text = text.replace(symbol, words)
     text = _drop(_ENGLISH_DISALLOWED_RE, text.lower(), removed)

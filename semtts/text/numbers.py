@@ -1,15 +1,29 @@
 """Numbers read out in words: English (cardinals, ordinals, years, money,
-decimals, times, percents) and Mandarin (hanzi numerals).
+decimals, times, percents, fractions, temperatures, phone numbers) and
+Mandarin (hanzi numerals).
 
 The cleaners of :mod:`semtts.text.cleaners` run :func:`expand_english_numbers`
 and :func:`expand_mandarin_numbers`. A spoken number that touches a letter is
 set off by spaces (``"10am"`` is ``"ten am"``, ``"H2O"`` is ``"H two O"``), so
-that it is not read as one word with its neighbours.
+that it is not read as one word with its neighbours. Dates are read by
+:mod:`semtts.text.dates`, which the English cleaner runs first.
+
+English phone numbers are read digit by digit, a comma between groups:
+``"555-1234"``, ``"415-555-0100"``, ``"1-800-555-0199"``, ``"415.555.0100"``,
+``"(020) 7946 0958"`` and ``"+1 415 555 0100"``, all with 7 to 15 digits.
+Two hyphenated numbers are a range (``"10-20"`` is ``"ten to twenty"``) except
+in the shape ``"555-1234"``, three digits and four, which is a phone number
+unless it is round (``"500-1000"``, the first ending in 0, the second in 00).
+A fraction is read with an ordinal where it is proper and its denominator
+small (``"3/4"`` is ``"three quarters"``, ``"5/16"`` ``"five sixteenths"``),
+otherwise with "over" (``"3/2"`` is ``"three over two"``).
 
 Example
 -------
 >>> expand_english_numbers("COVID19 at 10am on the 3rd, in the 1990s: 5.5%")
 'COVID nineteen at ten am on the third, in the nineteen nineties:  five point five  percent '
+>>> expand_english_numbers("Call 555-1234 for 1 1/2 cups at -5°C")
+'Call five five five, one two three four for one and one half cups at  minus five degrees Celsius '
 >>> expand_mandarin_numbers("共10001人, 增长3.5%")
 '共一万零一人, 增长百分之三点五'
 """
@@ -21,6 +35,8 @@ __all__ = [
     "number_to_words",
     "ordinal_to_words",
     "year_to_words",
+    "fraction_to_words",
+    "phone_number_to_words",
     "expand_english_numbers",
     "number_to_hanzi",
     "expand_mandarin_numbers",
@@ -216,6 +232,94 @@ def _integer(match: re.Match) -> str:
     return _spaced(match, year_to_words(n) if len(digits) == 4 else number_to_words(n))
 
 
+_FRACTION_DENOMINATORS = frozenset(range(2, 13)) | {16, 32, 64, 100}
+_FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters"), 100: ("hundredth", "hundredths")}
+_FRACTION_IDIOMS = {"24/7": "twenty four seven", "9/11": "nine eleven", "50/50": "fifty fifty"}
+
+
+def _is_spoken_fraction(numerator: int, denominator: int) -> bool:
+    return 0 < numerator < denominator and denominator in _FRACTION_DENOMINATORS
+
+
+def fraction_to_words(numerator: int, denominator: int) -> str:
+    """Read a fraction in words.
+
+    Arguments
+    ---------
+    numerator, denominator : int
+        Non-negative integers. A proper fraction whose denominator is 2 to
+        12, 16, 32, 64 or 100 is read with an ordinal ("halves",
+        "quarters" and "hundredths" for 2, 4 and 100); any other with "over".
+
+    Returns
+    -------
+    str
+        The fraction in words.
+
+    Example
+    -------
+    >>> [fraction_to_words(*f) for f in ((1, 2), (3, 4), (2, 3), (5, 16), (1, 7))]
+    ['one half', 'three quarters', 'two thirds', 'five sixteenths', 'one seventh']
+    >>> fraction_to_words(3, 2), fraction_to_words(1, 13)
+    ('three over two', 'one over thirteen')
+    """
+    if not _is_spoken_fraction(numerator, denominator):
+        return f"{number_to_words(numerator)} over {number_to_words(denominator)}"
+    ordinal = ordinal_to_words(denominator)
+    singular, plural = _FRACTION_NAMES.get(denominator, (ordinal, ordinal + "s"))
+    return f"{number_to_words(numerator)} {singular if numerator == 1 else plural}"
+
+
+def _fraction(match: re.Match) -> str:
+    whole, numerator, denominator = match.group("whole"), int(match.group("num")), int(match.group("den"))
+    words = _FRACTION_IDIOMS.get(f"{numerator}/{denominator}") or fraction_to_words(numerator, denominator)
+    if whole is not None:  # "1 1/2" is "one and one half", "2 3/2" "two three over two"
+        joint = " and " if _is_spoken_fraction(numerator, denominator) else " "
+        words = number_to_words(int(whole)) + joint + words
+    return _spaced(match, words)
+
+
+def phone_number_to_words(number: str) -> str:
+    """Read a phone number digit by digit, a comma between its groups.
+
+    Arguments
+    ---------
+    number : str
+        Digit groups with any separators; a ``+`` is read "plus", other
+        non-digits (spaces, ``-``, ``.``, parentheses) only part groups.
+
+    Returns
+    -------
+    str
+        E.g. ``"plus one, four one five, five five five, zero one zero zero"``.
+
+    Example
+    -------
+    >>> phone_number_to_words("+44 (020) 7946-0958")
+    'plus four four, zero two zero, seven nine four six, zero nine five eight'
+    """
+    groups = [_digits_to_words(group) for group in re.findall(r"\d+", number)]
+    return ("plus " if number.lstrip().startswith("+") else "") + ", ".join(groups)
+
+
+def _phone(match: re.Match) -> str:
+    number = match.group(0)
+    digits = sum(c.isdigit() for c in number)
+    round_range = re.fullmatch(r"\d\d0-\d\d00", number)
+    if not 7 <= digits <= 15 or round_range:
+        return number
+    return _spaced(match, phone_number_to_words(number))
+
+
+_ONE_BEFORE_RE = re.compile(r"(?<![\d.,])1\s*$")
+
+
+def _degrees(match: re.Match) -> str:
+    one = _ONE_BEFORE_RE.search(match.string, max(0, match.start() - 10), match.start())
+    unit = {"C": " Celsius", "F": " Fahrenheit"}.get(match.group(1) or "", "")
+    return (" degree" if one else " degrees") + unit + " "
+
+
 def _decade(match: re.Match) -> str:
     digits = match.group(1)
     return _spaced(match, _plural(year_to_words(int(digits)) if len(digits) == 4 else number_to_words(int(digits))))
@@ -225,13 +329,19 @@ _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(?P<cur>[$£€])\s?(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
     (re.compile(r"(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+)\b"), lambda m: m.group(1).replace(",", "")),
+    (re.compile(r"(?<![\w+/.-])(?:\+\d{1,3}(?:[-. ]?\(\d{1,5}\))?(?:[-. ]\d{1,6})+"
+                r"|\((?:0\d{1,4}|\d{3})\)[-. ]?\d{2,5}(?:[-. ]\d{2,5})*"
+                r"|\d{1,4}(?:-\d{2,5}){2,}|\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?![\w-]|[.,]\d)"), _phone),
     (re.compile(r"\b(\d{1,2}):([0-5]\d)(?!\d)"), _time),
+    (re.compile(r"#(?=\d)"), " number "),
     (re.compile(r"(?<=\d)\s?-\s?(?=\d)"), " to "),
     (re.compile(r"(?<![\w.])-(?=\d)"), " minus "),
+    (re.compile(r"(?<![\d/.])(?:(?P<whole>\d{1,3})\s+)?(?P<num>\d+)/(?P<den>\d+)(?![\d/]|\.\d)"), _fraction),
     (re.compile(r"(\d*)\.(\d+)"), _decimal),
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.I), lambda m: _spaced(m, ordinal_to_words(int(m.group(1))))),
     (re.compile(r"\b(\d{4}|[1-9]0)s\b"), _decade),
     (re.compile(r"%"), " percent "),
+    (re.compile(r"\s?°\s?([CF](?![A-Za-z]))?"), _degrees),
     (re.compile(r"\d+"), _integer),
 ]
 

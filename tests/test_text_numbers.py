@@ -1,0 +1,176 @@
+"""Tests of English text normalisation: phone numbers, dates, context
+abbreviations (St., Dr., Ft.), fractions, temperatures, and what must not change."""
+
+import pytest
+
+from semtts.text.cleaners import english_cleaner
+from semtts.text.dates import date_to_words, expand_english_dates
+from semtts.text.numbers import (
+    expand_english_numbers,
+    expand_mandarin_numbers,
+    fraction_to_words,
+    phone_number_to_words,
+)
+
+
+# Phone numbers ----------------------------------------------------------------
+# Read digit by digit, a comma between groups.
+PHONES = [
+    ("Call 555-1234 now.", "call five five five, one two three four now."),
+    ("(020) 7946 0958", "zero two zero, seven nine four six, zero nine five eight"),
+    ("+1 415 555 0100", "plus one, four one five, five five five, zero one zero zero"),
+    ("+1 (415) 555-0100", "plus one, four one five, five five five, zero one zero zero"),
+    ("415-555-0100", "four one five, five five five, zero one zero zero"),
+    ("415.555.0100.", "four one five, five five five, zero one zero zero."),
+    ("1-800-555-0199", "one, eight zero zero, five five five, zero one nine nine"),
+    ("+44 20 7946 0958", "plus four four, two zero, seven nine four six, zero nine five eight"),
+    ("Phone: 555-1234, ext. 5", "phone: five five five, one two three four, ext. five"),
+]
+
+# Ranges and short digit groups are not phone numbers.
+NOT_PHONES = [
+    ("pages 10-20", "pages ten to twenty"),
+    ("in 2-3 days", "in two to three days"),
+    ("from 1990-2000", "from nineteen ninety to two thousand"),
+    ("500-1000 people", "five hundred to one thousand people"),  # round: a range
+    ("1-2-3", "one to two to three"),  # too few digits for a phone number
+    ("+5 points", "plus five points"),
+    ("(1990) 2000", "nineteen ninety two thousand"),
+]
+
+
+def test_phone_number_to_words():
+    assert phone_number_to_words("555-1234") == "five five five, one two three four"
+    assert phone_number_to_words("+1 (415) 555 0100").startswith("plus one, four one five,")
+
+
+# Dates --------------------------------------------------------------------------
+DATES = [
+    ("March 3, 2021", "march third, twenty twenty one"),
+    ("March 3 2021", "march third, twenty twenty one"),
+    ("March 3rd", "march third"),
+    ("3 March 2021", "the third of march, twenty twenty one"),
+    ("on the 3rd of March", "on the third of march"),
+    ("3rd March", "the third of march"),
+    ("Dec. 25, 2020", "december twenty fifth, twenty twenty"),
+    ("Sept 1st", "september first"),
+    ("July 4th, 1776", "july fourth, seventeen seventy six"),
+    ("March 3-5, 2021", "march third to fifth, twenty twenty one"),
+    ("on 2021-03-04.", "on march fourth, twenty twenty one."),
+    ("3/4/2021", "march fourth, twenty twenty one"),  # US: month first
+    ("12-25-2020", "december twenty fifth, twenty twenty"),
+    ("25/12/2020", "december twenty fifth, twenty twenty"),  # 25 cannot be a month
+    ("in Dec. 2020", "in december twenty twenty"),
+    ("June 2021", "june twenty twenty one"),
+]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["February 30", "2021-13-01", "13/13/2020", "may 5", "March 3.5", "March 300", "3/4/21", "3/4"],
+)
+def test_what_is_not_a_date_is_left_to_the_number_reader(raw):
+    assert expand_english_dates(raw) == raw
+
+
+def test_date_to_words():
+    assert date_to_words(2, 29) == "February twenty ninth"
+    assert date_to_words(10, 1, 1905, day_first=True) == "the first of October, nineteen oh five"
+    with pytest.raises(ValueError, match="no day 31 in month 4"):
+        date_to_words(4, 31)
+
+
+# St., Dr., Ft. by context ---------------------------------------------------------
+ABBREVIATIONS = [
+    ("St. Louis", "saint louis"),
+    ("St. Paul's", "saint paul's"),
+    ("St Louis", "saint louis"),
+    ("Baker St.", "baker street."),
+    ("Baker St., London", "baker street, london"),
+    ("Main St is long", "main street is long"),
+    ("5th St. is wide", "fifth street is wide"),
+    ("I live on Baker St. He likes it.", "i live on baker street. he likes it."),
+    ("Dr. Smith", "doctor smith"),
+    ("Dr Smith", "doctor smith"),
+    ("Mulholland Dr.", "mulholland drive."),
+    ("Mulholland Dr is long", "mulholland drive is long"),
+    ("the dr. said", "the doctor said"),
+    ("Rev. Dr. King", "reverend doctor king"),
+    ("Ft. Worth", "fort worth"),
+    ("6 ft. tall", "six feet tall"),
+    ("Dr, Stop", "dr, stop"),  # no dot and no context: left as written
+]
+
+
+# Fractions, temperatures, signs, numbers --------------------------------------------
+@pytest.mark.parametrize(
+    "numerator, denominator, expected",
+    [
+        (1, 2, "one half"),
+        (3, 2, "three over two"),
+        (3, 4, "three quarters"),
+        (2, 3, "two thirds"),
+        (1, 7, "one seventh"),
+        (5, 16, "five sixteenths"),
+        (3, 100, "three hundredths"),
+        (1, 13, "one over thirteen"),
+        (1, 0, "one over zero"),
+    ],
+)
+def test_fraction_to_words(numerator, denominator, expected):
+    assert fraction_to_words(numerator, denominator) == expected
+
+
+FRACTIONS_AND_SIGNS = [
+    ("1/2 cup", "one half cup"),
+    ("3/4 of them", "three quarters of them"),
+    ("1 1/2 cups", "one and one half cups"),
+    ("-1/2", "minus one half"),
+    ("24/7", "twenty four seven"),
+    ("25°C", "twenty five degrees celsius"),
+    ("-5 °C", "minus five degrees celsius"),
+    ("1°F", "one degree fahrenheit"),
+    ("98.6°F.", "ninety eight point six degrees fahrenheit."),
+    ("30° angle", "thirty degrees angle"),
+    ("No. 5", "number five"),
+    ("#1 fan", "number one fan"),
+    ("-5 degrees", "minus five degrees"),
+    ("1,000,000", "one million"),
+    ("1,234.56", "one thousand two hundred thirty four point five six"),
+]
+
+
+# What must not change -------------------------------------------------------------
+REGRESSIONS = [
+    ("It is 10:30.", "it is ten thirty."),
+    ("at 4:05pm", "at four oh five pm"),
+    ("$5.50 or £3", "five dollars fifty cents or three pounds"),
+    ("The 1990s and the 80s", "the nineteen nineties and the eighties"),
+    ("COVID19, H2O, mp3", "covid nineteen, h two o, mp three"),
+    ("007 and 2005", "zero zero seven and two thousand five"),
+    ("20-30%", "twenty to thirty percent"),
+    ("the 4th of July", "the fourth of july"),
+    ("I said no.", "i said no."),
+]
+
+
+def test_number_reader_alone_and_mandarin():
+    # Dates are the cleaner's (semtts.text.dates runs first); phones are the number reader's.
+    assert expand_english_numbers("555-1234").strip() == "five five five, one two three four"
+    assert expand_english_numbers("March 3") == "March three"
+    # Mandarin numbers do not change.
+    assert expand_mandarin_numbers("2008年, -5, 1,000, 3/4") == "二零零八年, 负五, 一千, 三/四"
+
+
+CLEANED = {
+    "phone": PHONES, "not phone": NOT_PHONES, "date": DATES, "abbreviation": ABBREVIATIONS,
+    "fraction, sign": FRACTIONS_AND_SIGNS, "unchanged": REGRESSIONS,
+}
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [pytest.param(raw, expected, id=f"{topic}: {raw}") for topic, cases in CLEANED.items() for raw, expected in cases],
+)
+def test_english_cleaner(raw, expected):
+    assert english_cleaner(raw) == expected
