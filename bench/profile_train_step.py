@@ -5,9 +5,14 @@ Runs ``VITSBrain.fit_batch`` (the same batches and hparams as
 that take the most GPU time, the GPU busy share of the wall time, and the
 host-device synchronisations per step (the things to remove for speed),
 with the source lines of the calls that waited for the GPU (CUDA's sync
-debug mode; the training step should have none).
+debug mode; the training step should have none), and the host and GPU time
+of each part of the step (text encoder, posterior encoder, flow, duration
+predictor, decoder, discriminator, alignment, losses, optimizers, and the
+backward passes): where a host-bound step spends its launches.
 
     python bench/profile_train_step.py --batch_size 32 --precision bf16 > bench/results/profile.txt
+    python bench/profile_train_step.py --device cpu --config hparams/model/vits_tiny.yaml --batch_size 2 \\
+        --precision fp32 --min_seconds 1 --max_seconds 2      # smoke test
 """
 
 import argparse
@@ -43,36 +48,102 @@ def synchronising_calls(step) -> collections.Counter:
                                if "synchroniz" in str(w.message))
 
 
+# the parts of a step whose host and GPU time are shown apart: (name, object path, method)
+REGIONS = [
+    ("text_encoder", "generator.text_encoder", "forward"),
+    ("posterior_encoder", "generator.posterior_encoder", "forward"),
+    ("flow", "generator.flow", "forward"),
+    ("duration_predictor", "generator.duration_predictor", "loss"),
+    ("decoder", "generator.decoder", "forward"),
+    ("discriminator", "discriminator", "judge"),
+    ("alignment", "alignment", "search_path"),
+    ("generator_loss", "brain", "compute_objectives"),  # includes the generator step's judge
+    ("optimizer_g", "brain.optimizer_g", "step"),
+    ("optimizer_d", "brain.optimizer_d", "step"),
+]
+
+
+def label_regions(brain) -> None:
+    """Wrap the parts of :data:`REGIONS` in ``record_function`` ranges (forward
+    passes; the backward runs in the autograd engine, reported as one row)."""
+    import semtts.lobes.vits.semantic_vits as semantic_vits
+    import semtts.lobes.vits.synthesizer as synthesizer
+    from semtts.brain import _unwrap
+
+    roots = {"generator": _unwrap(brain.modules["generator"]), "discriminator": _unwrap(brain.modules["discriminator"]),
+             "brain": brain}
+
+    def wrapped(name, method):
+        def run(*args, **kwargs):
+            with torch.profiler.record_function(f"region::{name}"):
+                return method(*args, **kwargs)
+        return run
+
+    for name, where, method in REGIONS:
+        if where == "alignment":  # a module function, called by both generator classes
+            for module in (synthesizer, semantic_vits):
+                setattr(module, method, wrapped(name, getattr(module, method)))
+            continue
+        first, *rest = where.split(".")
+        owner = roots[first]
+        for attribute in rest:
+            owner = getattr(owner, attribute)
+        setattr(owner, method, wrapped(name, getattr(owner, method)))
+
+
+def region_table(events, steps: int) -> str:
+    """Host (CPU total) and GPU time per step of every region, and of the backward passes
+    (``generator_loss`` holds the discriminator's judging in the generator step)."""
+    rows = []
+    for event in events:
+        if event.key.startswith("region::"):
+            rows.append((event.key[8:], event.cpu_time_total, event.device_time_total))
+    backward = [e for e in events if e.key.startswith("autograd::engine::evaluate_function")]
+    rows.append(("backward (autograd engine)", sum(e.cpu_time_total for e in backward),
+                 sum(e.device_time_total for e in backward)))
+    lines = [f"{'region':<28}{'host ms/step':>14}{'GPU ms/step':>14}"]
+    lines += [f"{name:<28}{cpu / 1000 / steps:>14.1f}{gpu / 1000 / steps:>14.1f}" for name, cpu, gpu in rows]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="hparams/model/vits_base.yaml")
+    parser.add_argument("--device", default="cuda", help="cuda (the point), or cpu for a smoke test")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--min_seconds", type=float, default=2.0)
+    parser.add_argument("--max_seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     from semtts.brain import VITSBrain
 
+    on_cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         hp = load_hparams(args.config, folder)
         brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
-                          run_opts={"device": "cuda", "precision": args.precision, "noprogressbar": True})
+                          run_opts={"device": args.device, "precision": args.precision, "noprogressbar": True})
         brain.on_fit_start()
         brain.modules.train()
+        label_regions(brain)
         spec = hp["spectrogram"]
-        batch = make_batch(args.batch_size, spec.sample_rate, spec.hop_length, 2.0, 10.0, seed=args.batch_size)
+        batch = make_batch(args.batch_size, spec.sample_rate, spec.hop_length, args.min_seconds, args.max_seconds,
+                           seed=args.batch_size)
         # fit_batch moves its batch to the device in place: every step gets its own host copy, as from a loader
         fresh = iter([copy.deepcopy(batch) for _ in range(4 + args.steps)])
         for _ in range(3):
             brain.fit_batch(next(fresh))
-        torch.cuda.synchronize()
-        sync_sites = synchronising_calls(lambda: brain.fit_batch(next(fresh)))
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        sync()
+        sync_sites = synchronising_calls(lambda: brain.fit_batch(next(fresh))) if on_cuda else None
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+        with profile(activities=activities) as prof:
             start = time.perf_counter()
             for _ in range(args.steps):
                 brain.fit_batch(next(fresh))
-            torch.cuda.synchronize()
+            sync()
             wall_ms = (time.perf_counter() - start) * 1000 / args.steps
     events = prof.key_averages()
     # kernels only: an operator's row repeats the time of the kernels it launched
@@ -82,9 +153,12 @@ def main(argv=None) -> None:
                           "aten::_local_scalar_dense", "aten::nonzero")}
     print(f"batch {args.batch_size}, {args.precision}: wall {wall_ms:.1f} ms/step, GPU kernels {gpu_ms:.1f} ms/step "
           f"({100 * gpu_ms / wall_ms:.0f}% busy); per step: {syncs}")
-    print(f"synchronising calls in one step (torch.cuda.set_sync_debug_mode): {sum(sync_sites.values())} "
-          f"{dict(sync_sites)}")
-    print(events.table(sort_by="self_device_time_total", row_limit=args.rows, max_name_column_width=60))
+    if sync_sites is not None:
+        print(f"synchronising calls in one step (torch.cuda.set_sync_debug_mode): {sum(sync_sites.values())} "
+              f"{dict(sync_sites)}")
+    print(region_table(events, args.steps))
+    sort = "self_device_time_total" if on_cuda else "self_cpu_time_total"
+    print(events.table(sort_by=sort, row_limit=args.rows, max_name_column_width=60))
 
 
 if __name__ == "__main__":
