@@ -47,6 +47,7 @@ from speechbrain.utils.distributed import if_main_process
 from semtts.compiled_parts import compile_fixed_shape_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
+from semtts.lobes.vits.input_checks import int64_on
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
 from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
@@ -287,32 +288,28 @@ class VITSBrain(sb.Brain):
         -------
         VITSForward
         """
-        # Lengths and speaker ids are read on the host, before the batch moves:
-        # the generator checks them there, so nothing in the step waits for the GPU.
+        # Lengths and speaker ids are read and checked on the host, before the batch
+        # moves: nothing in the step waits for the GPU (the model skips its checks).
         speaker = self._speaker_inputs(batch)
         semantic = {} if self.semantic is None else self.semantic.inputs(
             batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device)  # teacher features (stages B, C)
-        host_wav_lengths, token_lengths = absolute_lengths(batch.sig), absolute_lengths(batch.token_ids)
-        batch = batch.to(self.device, non_blocking=True)
-        wav, tokens = batch.sig.data.float(), batch.token_ids.data
-        wav_lengths = host_wav_lengths.to(self.device, non_blocking=True)
+        host_wav_lengths, host_token_lengths = absolute_lengths(batch.sig), absolute_lengths(batch.token_ids)
         raw = _unwrap(self.modules["generator"])
         hop, frames = raw.hop_length, raw.segment_frames
-        spec = self.spectrogram.linear_spectrogram(wav, wav_lengths)  # [B, F, T // hop], float32, per item
         host_spec_lengths = torch.div(host_wav_lengths, hop, rounding_mode="floor")
-        spec_lengths = host_spec_lengths.to(self.device, non_blocking=True)
-        out = self.modules.generator(tokens, token_lengths, spec, host_spec_lengths, **speaker, **semantic)
-        mel = self.spectrogram.spec_to_mel(spec)
-        return VITSForward(
-            output=out,
-            y=slice_segments(wav.unsqueeze(1), out.slice_starts * hop, frames * hop),
-            y_hat=out.waveform,
-            mel=mel,
-            mel_real=slice_segments(mel, out.slice_starts, frames),
-            mel_fake=self.spectrogram.mel_spectrogram(out.waveform),
-            spec_lengths=spec_lengths,
-            speaker=speaker,
-        )
+        batch = batch.to(self.device, non_blocking=True)
+        wav, tokens = batch.sig.data.float(), batch.token_ids.data
+        wav_lengths, token_lengths, spec_lengths = (int64_on(lengths, self.device) for lengths in (
+            host_wav_lengths, host_token_lengths, host_spec_lengths))
+        spec = self.spectrogram.linear_spectrogram(wav, wav_lengths)  # [B, F, T // hop], float32, per item
+        raw.check_inputs(tokens, host_token_lengths, spec, host_spec_lengths, **speaker, **semantic)
+        on_device = {k: int64_on(v, self.device) if k in ("sid", "teacher_lengths") else v
+                     for k, v in {**speaker, **semantic}.items()}
+        out = self.modules.generator(tokens, token_lengths, spec, spec_lengths, **on_device, validate=False)
+        mel, starts = self.spectrogram.spec_to_mel(spec), out.slice_starts
+        y = slice_segments(wav.unsqueeze(1), starts * hop, frames * hop)
+        return VITSForward(out, y, out.waveform, mel, slice_segments(mel, starts, frames),
+                           self.spectrogram.mel_spectrogram(out.waveform), spec_lengths, speaker)
 
     def compute_objectives(
         self, predictions: VITSForward, batch: PaddedBatch, stage: sb.Stage

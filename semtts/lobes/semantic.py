@@ -39,13 +39,49 @@ from torch import nn
 from semtts.errors import ConfigError, DataError
 from semtts.lobes.vits.masks import lengths_to_mask
 
-__all__ = ["teacher_to_spec_frames", "pool_by_path", "SemPred", "SemanticCrossAttnAdapter"]
+__all__ = ["check_teacher_lengths", "teacher_to_spec_frames", "pool_by_path", "SemPred", "SemanticCrossAttnAdapter"]
+
+
+def check_teacher_lengths(counts: torch.Tensor, sem_lengths: torch.Tensor, t_sem: int) -> None:
+    """Raise :class:`~semtts.errors.DataError` unless every item's spectrogram
+    frame count is >= 0 and its valid teacher frames lie in ``[0, t_sem]``,
+    with at least one teacher frame where there are spectrogram frames
+    (read on the host: no device sync for host tensors).
+
+    Arguments
+    ---------
+    counts : torch.Tensor
+        ``[B]`` spectrogram frames.
+    sem_lengths : torch.Tensor
+        ``[B]`` valid teacher frames.
+    t_sem : int
+        The padded teacher length.
+
+    Example
+    -------
+    >>> check_teacher_lengths(torch.tensor([43, 40]), torch.tensor([25, 0]), 25)
+    Traceback (most recent call last):
+    ...
+    semtts.errors.DataError: teacher_to_spec_frames: item 1 has no teacher frame to interpolate to 40 frames
+    """
+    counts, sem_lengths = counts.cpu(), sem_lengths.cpu()
+    if bool((counts < 0).any()) or bool((sem_lengths < 0).any()) or bool((sem_lengths > t_sem).any()):
+        raise DataError(
+            f"teacher_to_spec_frames: counts must be in [0, ...] and sem_lengths in [0, {t_sem}], "
+            f"got {counts.tolist()} and {sem_lengths.tolist()}"
+        )
+    empty = ((counts > 0) & (sem_lengths == 0)).nonzero()
+    if empty.numel():
+        b = int(empty[0, 0])
+        raise DataError(f"teacher_to_spec_frames: item {b} has no teacher frame to interpolate "
+                        f"to {int(counts[b])} frames")
 
 
 def teacher_to_spec_frames(
     feats: torch.Tensor,
     n_frames: int | torch.Tensor,
     sem_lengths: torch.Tensor | None = None,
+    width: int | None = None,
 ) -> torch.Tensor:
     """Resample 50 Hz teacher features to an utterance's spectrogram frames.
 
@@ -55,8 +91,8 @@ def teacher_to_spec_frames(
     convolution over centred mel frames) at ``j`` x 20 ms, so frame ``i``
     takes the teacher at ``(i + 1/2) T_sem / T_spec`` frames, held at the last
     frame past the end. A batch is resampled in one pass on its device; the
-    counts and lengths are checked on the host (no device sync when they are
-    given there).
+    counts and lengths are checked on the host (:func:`check_teacher_lengths`;
+    no device sync when they are given there), unless ``width`` is given.
 
     Arguments
     ---------
@@ -68,11 +104,15 @@ def teacher_to_spec_frames(
         item of a batch), or ``[B]`` absolute counts for a batch.
     sem_lengths : torch.Tensor, optional
         ``[B]`` valid teacher frames per item of a batch (all when omitted).
+    width : int, optional
+        The output's frame axis for a batch (at least ``max(n_frames)``):
+        given, nothing is read back from the device and the lengths are not
+        checked (the caller did); by default ``max(n_frames)``, after the checks.
 
     Returns
     -------
     torch.Tensor
-        ``[n_frames, D]``, or ``[B, max(n_frames), D]`` with zeros past each
+        ``[n_frames, D]``, or ``[B, width, D]`` with zeros past each
         item's count; float32.
 
     Example
@@ -91,20 +131,11 @@ def teacher_to_spec_frames(
     lengths = torch.full((batch,), t_sem) if sem_lengths is None else sem_lengths.reshape(-1)
     if counts.shape != (batch,) or lengths.shape != (batch,):
         raise DataError(f"teacher_to_spec_frames: expected [{batch}] n_frames and sem_lengths")
-    host_counts, host_lengths = counts.cpu(), lengths.cpu()
-    if bool((host_counts < 0).any()) or bool((host_lengths < 0).any()) or bool((host_lengths > t_sem).any()):
-        raise DataError(
-            f"teacher_to_spec_frames: counts must be in [0, ...] and sem_lengths in [0, {t_sem}], "
-            f"got {host_counts.tolist()} and {host_lengths.tolist()}"
-        )
-    empty = ((host_counts > 0) & (host_lengths == 0)).nonzero()
-    if empty.numel():
-        b = int(empty[0, 0])
-        raise DataError(f"teacher_to_spec_frames: item {b} has no teacher frame to interpolate "
-                        f"to {int(host_counts[b])} frames")
-    width = int(host_counts.max()) if batch else 0
-    if width == 0:
-        return feats.new_zeros(batch, 0, dim, dtype=torch.float32)
+    if width is None:
+        check_teacher_lengths(counts, lengths, t_sem)
+        width = int(counts.cpu().max()) if batch else 0
+    if width == 0 or t_sem == 0:  # nothing to read (checked: no frames where there is no teacher)
+        return feats.new_zeros(batch, width, dim, dtype=torch.float32)
     device = feats.device
     counts = counts.to(device, non_blocking=True).double()
     lengths = lengths.to(device, non_blocking=True).double()

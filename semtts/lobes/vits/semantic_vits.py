@@ -60,12 +60,13 @@ import contextlib
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from semtts.errors import ConfigError, DataError
-from semtts.lobes.semantic import SemanticCrossAttnAdapter, SemPred, pool_by_path, teacher_to_spec_frames
+from semtts.lobes.semantic import (SemanticCrossAttnAdapter, SemPred, check_teacher_lengths, pool_by_path,
+                                   teacher_to_spec_frames)
 from semtts.lobes.vits.alignment import expand_by_path, prior_log_likelihood, search_path
+from semtts.lobes.vits.input_checks import int64_on
 from semtts.lobes.vits.segments import random_segments
 from semtts.lobes.vits.synthesizer import VITSOutput, VITSSynthesizer
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
@@ -121,9 +122,8 @@ def teacher_on_tokens(
     """
     if teacher.dim() != 3 or teacher.shape[0] != path.shape[0]:
         raise DataError(f"teacher features: expected [{path.shape[0]}, T_sem, D], got {list(teacher.shape)}")
-    with torch.no_grad():
-        frames = teacher_to_spec_frames(teacher.detach(), spec_lengths, teacher_lengths)  # [B, max T_spec, D]
-        frames = F.pad(frames, (0, 0, 0, path.shape[1] - frames.shape[1]))
+    with torch.no_grad():  # [B, T_spec, D]; lengths checked by SemanticVITS.check_inputs, nothing read back
+        frames = teacher_to_spec_frames(teacher.detach(), spec_lengths, teacher_lengths, width=path.shape[1])
         return pool_by_path(frames.to(path.device), path, token_lengths)
 
 
@@ -234,6 +234,30 @@ class SemanticVITS(VITSSynthesizer):
         hidden = self.adapter(text.hidden, token_lengths, sem, token_lengths)
         return self.text_encoder.project(hidden, text.mask)
 
+    def check_inputs(
+        self, tokens: torch.Tensor, token_lengths: torch.Tensor, spec: torch.Tensor, spec_lengths: torch.Tensor,
+        sid: torch.Tensor | None = None, teacher: torch.Tensor | None = None,
+        teacher_lengths: torch.Tensor | None = None, **extra: torch.Tensor | None,
+    ) -> None:
+        """:meth:`VITSSynthesizer.check_inputs`, and the teacher features'
+        dimension and lengths (on the host: no device sync).
+
+        Arguments
+        ---------
+        tokens, token_lengths, spec, spec_lengths, sid, teacher, teacher_lengths : torch.Tensor
+            As :meth:`forward`.
+        **extra
+            Unused.
+        """
+        super().check_inputs(tokens, token_lengths, spec, spec_lengths, sid)
+        if teacher is None:
+            return
+        if teacher.dim() != 3 or teacher.shape[0] != tokens.shape[0] or teacher.shape[-1] != self.sem_dim:
+            raise DataError(f"teacher features: expected [{tokens.shape[0]}, T_sem, {self.sem_dim}], "
+                            f"got {list(teacher.shape)}")
+        lengths = teacher_lengths if teacher_lengths is not None else torch.full((teacher.shape[0],), teacher.shape[1])
+        check_teacher_lengths(spec_lengths, lengths, teacher.shape[1])
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -246,12 +270,13 @@ class SemanticVITS(VITSSynthesizer):
         teacher_lengths: torch.Tensor | None = None,
         use_teacher: torch.Tensor | None = None,
         detach_student: bool = False,
+        validate: bool = True,
     ) -> SemanticVITSOutput:
         """Training pass (see the module docstring for the order of things).
 
         Arguments
         ---------
-        tokens, token_lengths, spec, spec_lengths, sid, spk_embed
+        tokens, token_lengths, spec, spec_lengths, sid, spk_embed, validate
             As :meth:`VITSSynthesizer.forward`.
         teacher : torch.Tensor, optional
             ``[B, T_sem, D]`` 50 Hz teacher features (data: no gradient).
@@ -267,11 +292,11 @@ class SemanticVITS(VITSSynthesizer):
         -------
         SemanticVITSOutput
         """
-        given_spec_lengths = spec_lengths  # host lengths check the teacher's resampling without a sync
-        token_lengths, spec_lengths = self.check_inputs(tokens, token_lengths, spec, spec_lengths)
-        if teacher is not None and teacher.shape[-1] != self.sem_dim:
-            raise DataError(f"teacher features have D = {teacher.shape[-1]}, the model expects {self.sem_dim}")
-        g = self.speaker_condition(sid, spk_embed)
+        if validate:
+            self.check_inputs(tokens, token_lengths, spec, spec_lengths, sid, teacher=teacher,
+                              teacher_lengths=teacher_lengths)
+        token_lengths, spec_lengths = int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)
+        g = self.speaker_condition(sid, spk_embed, validate=False)  # ids checked with the rest
         text = self.text_encoder(tokens, token_lengths)
         posterior = self.posterior_encoder(spec, spec_lengths, g=g)
         z_p = self.flow(posterior.z, posterior.mask, g=g)
@@ -285,9 +310,9 @@ class SemanticVITS(VITSSynthesizer):
 
         target = None
         if teacher is not None:
-            lengths = teacher_lengths if teacher_lengths is not None else torch.full_like(given_spec_lengths,
-                                                                                            teacher.shape[1])
-            target = teacher_on_tokens(teacher, lengths, given_spec_lengths, path, token_lengths).to(student.dtype)
+            lengths = (int64_on(teacher_lengths, teacher.device) if teacher_lengths is not None
+                       else torch.full_like(token_lengths, teacher.shape[1]))
+            target = teacher_on_tokens(teacher, lengths, spec_lengths, path, token_lengths).to(student.dtype)
         if mixed:
             choose = use_teacher.to(device=student.device, dtype=torch.bool).view(-1, 1, 1)
             m_p, logs_p = self.prior(text, token_lengths, torch.where(choose, target, student_in))

@@ -71,7 +71,7 @@ class SpeakerConditioner(nn.Module):
         self.proj = nn.Linear(spk_embed_dim, gin_channels) if spk_embed_dim > 0 else None
 
     def forward(
-        self, sid: torch.Tensor | None = None, spk_embed: torch.Tensor | None = None
+        self, sid: torch.Tensor | None = None, spk_embed: torch.Tensor | None = None, validate: bool = True
     ) -> torch.Tensor:
         """Conditioning for a batch.
 
@@ -82,6 +82,8 @@ class SpeakerConditioner(nn.Module):
             without a device sync) or on the table's device.
         spk_embed : torch.Tensor, optional
             ``[B, spk_embed_dim]`` speaker vectors (embedding mode).
+        validate : bool
+            Check the ids against the table (False: the caller checked them).
 
         Returns
         -------
@@ -91,7 +93,8 @@ class SpeakerConditioner(nn.Module):
         if self.table is not None:
             if sid is None:
                 raise DataError("speaker conditioning: this model needs speaker ids (sid)")
-            check_speaker_ids(sid, self.n_speakers)  # host ids: no device sync
+            if validate:
+                check_speaker_ids(sid, self.n_speakers)  # host ids: no device sync
             return self.table(int64_on(sid, self.table.weight.device)).unsqueeze(-1)
         if spk_embed is None:
             raise DataError("speaker conditioning: this model needs speaker embeddings (spk_embed)")

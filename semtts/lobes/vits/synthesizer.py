@@ -43,7 +43,8 @@ from semtts.lobes.vits.alignment import (
 from semtts.lobes.vits.duration import DeterministicDurationPredictor, StochasticDurationPredictor
 from semtts.lobes.vits.flow import ResidualCouplingFlow
 from semtts.lobes.vits.hifigan import HiFiGANGenerator
-from semtts.lobes.vits.input_checks import check_alignable, check_spec, check_tokens, int64_on
+from semtts.lobes.vits.input_checks import (check_alignable, check_spec, check_speaker_ids, check_tokens,
+                                            int64_on)
 from semtts.lobes.vits.masks import lengths_to_mask
 from semtts.lobes.vits.posterior_encoder import PosteriorEncoder
 from semtts.lobes.vits.segments import random_segments
@@ -280,7 +281,7 @@ class VITSSynthesizer(nn.Module):
         )
 
     def speaker_condition(
-        self, sid: torch.Tensor | None = None, spk_embed: torch.Tensor | None = None
+        self, sid: torch.Tensor | None = None, spk_embed: torch.Tensor | None = None, validate: bool = True
     ) -> torch.Tensor | None:
         """The conditioning ``g`` ``[B, gin_channels, 1]`` (``None`` for a single-speaker model).
 
@@ -290,6 +291,8 @@ class VITSSynthesizer(nn.Module):
             ``[B]`` speaker ids (speaker-table models).
         spk_embed : torch.Tensor, optional
             ``[B, spk_embed_dim]`` speaker vectors (embedding models).
+        validate : bool
+            Check the ids against the table (False: the caller checked them).
 
         Returns
         -------
@@ -300,32 +303,34 @@ class VITSSynthesizer(nn.Module):
             if sid is not None or spk_embed is not None:
                 raise DataError("vits: this model is single-speaker; do not pass sid or spk_embed")
             return None
-        return self.speaker(sid=sid, spk_embed=spk_embed)
+        return self.speaker(sid=sid, spk_embed=spk_embed, validate=validate)
 
     def check_inputs(
-        self, tokens: torch.Tensor, token_lengths: torch.Tensor, spec: torch.Tensor, spec_lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Check a training batch (:mod:`~semtts.lobes.vits.input_checks`) and
-        return its lengths on the model's device.
+        self, tokens: torch.Tensor, token_lengths: torch.Tensor, spec: torch.Tensor, spec_lengths: torch.Tensor,
+        sid: torch.Tensor | None = None, **extra: torch.Tensor | None,
+    ) -> None:
+        """Check a training batch (:mod:`~semtts.lobes.vits.input_checks`):
+        what :meth:`forward` checks unless told ``validate=False``.
 
-        Lengths given on the host are checked without waiting for the device.
+        The checks read the lengths and ids on the host: given there, they
+        cost no device sync. :class:`~semtts.brain.VITSBrain` checks each
+        batch so before moving it, then runs the model with ``validate=False``
+        (a DDP wrapper would move host arguments to the device first).
 
         Arguments
         ---------
-        tokens, token_lengths, spec, spec_lengths : torch.Tensor
+        tokens, token_lengths, spec, spec_lengths, sid : torch.Tensor
             As :meth:`forward`.
-
-        Returns
-        -------
-        tuple of torch.Tensor
-            ``token_lengths`` and ``spec_lengths``, int64 on ``tokens``'s device.
+        **extra
+            The further arguments of a subclass's ``forward`` (unused here).
         """
         check_tokens(tokens, token_lengths)
         check_spec(spec, spec_lengths, self.spec_channels)
         if tokens.size(0) != spec.size(0):
             raise DataError(f"vits: {tokens.size(0)} token rows but {spec.size(0)} spectrograms")
         check_alignable(token_lengths, spec_lengths)
-        return int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)
+        if sid is not None and self.speaker is not None and self.speaker.table is not None:
+            check_speaker_ids(sid, self.speaker.n_speakers)
 
     def forward(
         self,
@@ -335,6 +340,7 @@ class VITSSynthesizer(nn.Module):
         spec_lengths: torch.Tensor,
         sid: torch.Tensor | None = None,
         spk_embed: torch.Tensor | None = None,
+        validate: bool = True,
     ) -> VITSOutput:
         """Training pass.
 
@@ -352,6 +358,8 @@ class VITSSynthesizer(nn.Module):
             ``[B]`` speaker ids (speaker-table models; host or device).
         spk_embed : torch.Tensor, optional
             ``[B, spk_embed_dim]`` speaker vectors (embedding models).
+        validate : bool
+            Run :meth:`check_inputs` (False: the caller did, on the host).
 
         Returns
         -------
@@ -359,8 +367,10 @@ class VITSSynthesizer(nn.Module):
             Decoded window, duration loss, alignment, slice starts, masks and
             the latent statistics for the KL loss.
         """
-        token_lengths, spec_lengths = self.check_inputs(tokens, token_lengths, spec, spec_lengths)
-        g = self.speaker_condition(sid, spk_embed)
+        if validate:
+            self.check_inputs(tokens, token_lengths, spec, spec_lengths, sid)
+        token_lengths, spec_lengths = int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)
+        g = self.speaker_condition(sid, spk_embed, validate=False)  # ids checked with the rest
         text = self.text_encoder(tokens, token_lengths)
         posterior = self.posterior_encoder(spec, spec_lengths, g=g)
         z_p = self.flow(posterior.z, posterior.mask, g=g)
