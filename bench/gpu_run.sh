@@ -10,9 +10,10 @@
 # mas (Triton kernel check and timing), infer (eager and CUDA-graph
 # synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64, and
 # bf16/fp16 with every 1-D convolution in NHWC),
-# profile (where a bf16 step's GPU time goes, batch 32: operators, and every
-# convolution call timed alone in NCHW, NHWC and folded layouts), compile (train step
-# with --compile, bf16), campplus, whisper; not by default: experiments
+# profile (where a bf16 step's time goes, batch 32: host and GPU time per part
+# of the step, calls that waited for the GPU, operators, and every convolution
+# call timed alone in NCHW, NHWC and folded layouts), compile (train step with
+# --compile, bf16, and with compile mode reduce-overhead), campplus, whisper; not by default: experiments
 # (cudnn.benchmark and NHWC period discriminators, both measured slower or
 # bigger on an H200 in bench/results/gpu_h200/).
 # Writes JSON lines per benchmark and a log; the default sections take about
@@ -62,6 +63,10 @@ fi
 if want compile; then
     step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
         --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --out "$out/train_step_compile.jsonl"
+    # the fixed-shape parts replayed as CUDA graphs (torch.compile's cudagraph trees): no launches from the host
+    step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_sizes 32 --precisions bf16 --steps 8 --compile --compile_mode reduce-overhead \
+        --out "$out/train_step_compile_graphs.jsonl"
 fi
 if want campplus; then
     step python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"
