@@ -23,7 +23,7 @@ more than ``--nonfinite_patience`` such steps in a row stop training with
 Stages A, B and C differ by hparams, not by subclasses. The checkpoint
 (:func:`semtts.checkpoint.make_checkpointer`) gets both optimizers and
 schedulers, the fp16 scalers, the step counters and the data-loader position
-from this class.
+from this class; when and what it saves is :mod:`semtts.brain_checkpoints`.
 
 Example
 -------
@@ -32,18 +32,16 @@ Example
 """
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
-import yaml
 from speechbrain.dataio.batch import PaddedBatch
-from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
+from semtts.brain_checkpoints import CheckpointedTraining
 from semtts.compiled_parts import compile_fixed_shape_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
@@ -98,8 +96,7 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
         module = inner
 
 
-@register_checkpoint_hooks
-class VITSBrain(sb.Brain):
+class VITSBrain(CheckpointedTraining, sb.Brain):
     """Train the VITS generator and its discriminator (SpeechBrain Brain).
 
     Arguments
@@ -291,13 +288,14 @@ class VITSBrain(sb.Brain):
         # Lengths and speaker ids are read and checked on the host, before the batch
         # moves: nothing in the step waits for the GPU (the model skips its checks).
         speaker = self._speaker_inputs(batch)
-        semantic = {} if self.semantic is None else self.semantic.inputs(
-            batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device)  # teacher features (stages B, C)
+        host_teacher_lengths = None if self.semantic is None else self.semantic.teacher_lengths(batch)
         host_wav_lengths, host_token_lengths = absolute_lengths(batch.sig), absolute_lengths(batch.token_ids)
         raw = _unwrap(self.modules["generator"])
         hop, frames = raw.hop_length, raw.segment_frames
         host_spec_lengths = torch.div(host_wav_lengths, hop, rounding_mode="floor")
         batch = batch.to(self.device, non_blocking=True)
+        semantic = {} if self.semantic is None else self.semantic.inputs(  # teacher features (stages B, C)
+            batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device, host_teacher_lengths)
         wav, tokens = batch.sig.data.float(), batch.token_ids.data
         wav_lengths, token_lengths, spec_lengths = (int64_on(lengths, self.device) for lengths in (
             host_wav_lengths, host_token_lengths, host_spec_lengths))
@@ -562,39 +560,3 @@ class VITSBrain(sb.Brain):
         self._eval_sample = None
         if stage == sb.Stage.VALID:
             self._save_checkpoint(epoch, stats.get("mel_l1"))
-
-    def _save_checkpoint(self, epoch: int, mel_l1: float | None) -> None:
-        """An end-of-epoch checkpoint; keeps the best by ``mel_l1`` and the latest."""
-        if self.checkpointer is None:
-            return
-        if mel_l1 is not None and not math.isfinite(mel_l1):
-            mel_l1 = math.inf  # never "best": a NaN would make the keep-best order arbitrary
-        meta = {"epoch": epoch, "step": self.global_step, **({"mel_l1": mel_l1} if mel_l1 is not None else {})}
-        self.checkpointer.save_and_keep_only(
-            meta=meta, end_of_epoch=True, num_to_keep=self.keep_checkpoints,
-            min_keys=["mel_l1"] if mel_l1 is not None else [], importance_keys=[],
-        )
-
-    # ------------------------------------------------------------------ checkpointed counters
-
-    @mark_as_saver
-    def _save(self, path) -> None:
-        self.settle_steps(stop=False)  # main process only: stopping waits for the next settle on every process
-        if self._avg_loss is not None and self.step > 0:
-            self.avg_train_loss = float(self._avg_loss)
-        state = {
-            "step": self.step, "avg_train_loss": float(self.avg_train_loss), "optimizer_step": self.optimizer_step,
-            "global_step": self.global_step, "nonfinite_total": self.nonfinite_total,
-            "nonfinite_in_a_row": self.nonfinite_in_a_row,
-        }
-        Path(path).write_text(yaml.safe_dump(state), encoding="utf-8")
-
-    @mark_as_loader
-    def _recover(self, path, end_of_epoch) -> None:
-        del end_of_epoch
-        state = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        self.step, self.avg_train_loss = state["step"], state["avg_train_loss"]
-        self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]
-        self.outcomes.total, self.outcomes.in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
-        self.outcomes.pending, self._avg_loss = [], None
-

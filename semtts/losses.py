@@ -319,7 +319,7 @@ class MaskedL1(nn.Module):
                     f"MaskedL1: lengths must be integers in [0, {frames}] (absolute frames), got {host.tolist()}"
                 )
             steps = torch.arange(frames, device=pred.device)
-            mask = steps.unsqueeze(0) < lengths.to(pred.device, non_blocking=True).unsqueeze(1)  # [B, T]
+            mask = steps.unsqueeze(0) < host.to(pred.device, non_blocking=True).unsqueeze(1)  # [B, T]
         elif mask.shape != (batch, frames):
             raise DataError(f"MaskedL1: expected a [{batch}, {frames}] mask, got {list(mask.shape)}")
         mask = mask.float().view(batch, frames, *([1] * (pred.dim() - 2)))

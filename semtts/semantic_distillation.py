@@ -119,7 +119,27 @@ class SemanticDistillation:
         """The teacher-forcing probability after ``step`` training batches."""
         return teacher_probability(step, self.p_teacher_start, self.p_teacher_end, self.p_teacher_steps)
 
-    def inputs(self, batch: PaddedBatch, train: bool, step: int, device: torch.device) -> dict[str, Any]:
+    @staticmethod
+    def teacher_lengths(batch: PaddedBatch) -> torch.Tensor:
+        """The batch's valid teacher frames ``[B]``, where the batch is (read
+        them before it moves: the generator's checks then cost no device sync).
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            With ``teacher`` (``[B, T_sem, D]``, from :mod:`semtts.data.teacher_features`).
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        teacher = getattr(batch, "teacher", None)
+        if not isinstance(teacher, PaddedData):
+            raise DataError("semantic distillation: the batch has no teacher features (stage 4's teacher/feats)")
+        return absolute_lengths(teacher)
+
+    def inputs(self, batch: PaddedBatch, train: bool, step: int, device: torch.device,
+               teacher_lengths: torch.Tensor | None = None) -> dict[str, Any]:
         """The generator's semantic arguments for a batch.
 
         Arguments
@@ -133,19 +153,17 @@ class SemanticDistillation:
             Training batches before this one.
         device : torch.device
             Where the generator runs.
+        teacher_lengths : torch.Tensor, optional
+            :meth:`teacher_lengths`, read before the batch moved (default: read now).
 
         Returns
         -------
         dict
             ``teacher`` ``[B, T_sem, D]`` float32 and ``use_teacher`` ``[B]``
-            bool on ``device``, ``teacher_lengths`` ``[B]`` where the batch
-            is (call it before moving the batch: the generator checks host
-            lengths without a device sync), ``detach_student``.
+            bool on ``device``, ``teacher_lengths`` ``[B]``, ``detach_student``.
         """
-        teacher = getattr(batch, "teacher", None)
-        if not isinstance(teacher, PaddedData):
-            raise DataError("semantic distillation: the batch has no teacher features (stage 4's teacher/feats)")
-        lengths = absolute_lengths(teacher)  # where the batch is: on the host, checked without a device sync
+        lengths = self.teacher_lengths(batch) if teacher_lengths is None else teacher_lengths
+        teacher = batch.teacher
         p = self.p_teacher(step) if train else 0.0
         use_teacher = torch.rand(teacher.data.shape[0]) < p  # CPU draw: same stream on every device
         return {

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semtts.audio import resample
+from semtts.audio import resampler
 from semtts.errors import ConfigError
 from semtts.audio.kaldi_fbank import SAMPLE_RATE, batch_fbank
 from semtts.extract.speaker import load_campplus
@@ -71,6 +71,7 @@ class SpeakerConsistencyLoss(nn.Module):
         self.campplus = campplus.eval().requires_grad_(False)
         self.sample_rate = int(sample_rate)
         self.weight = float(weight)
+        self.resample = resampler(self.sample_rate, SAMPLE_RATE)  # its filter moves with the module
 
     def train(self, mode: bool = True) -> "SpeakerConsistencyLoss":
         """CAM++ stays in eval mode (frozen BatchNorm statistics) whatever ``mode`` is."""
@@ -81,7 +82,7 @@ class SpeakerConsistencyLoss(nn.Module):
     def embed(self, wav: torch.Tensor) -> torch.Tensor:
         """CAM++ embeddings of ``[B, 1, S]`` or ``[B, S]`` windows: ``[B, D]``
         (differentiable with respect to ``wav``)."""
-        wav = resample(wav.reshape(wav.shape[0], -1).float(), self.sample_rate, SAMPLE_RATE)
+        wav = self.resample(wav.reshape(wav.shape[0], -1).float())
         feats = batch_fbank(wav)  # [B, T_frames, 80]
         return self.campplus(feats)
 

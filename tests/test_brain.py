@@ -305,3 +305,23 @@ def test_a_checkpoint_save_never_stops_training_by_itself(tmp_path):
     assert (brain.nonfinite_total, brain.nonfinite_in_a_row, brain.optimizer_step) == (2, 2, 0)
     with pytest.raises(NonFiniteLossError, match="stopped at step 2: 2 steps in a row"):
         brain.settle_steps()
+
+
+def test_intra_epoch_checkpoints_under_ddp_broadcast_only_every_log_interval(tmp_path, monkeypatch):
+    # SpeechBrain broadcasts its decision at every step under DDP (a collective, and with NCCL a host
+    # sync); a step count needs no broadcast, and the clock is compared every log_interval steps
+    import speechbrain.core
+
+    asked = []
+    monkeypatch.setattr(speechbrain.core.Brain, "_should_save_intra_epoch_ckpt",
+                        lambda self, last, steps: asked.append(self.global_step) or True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    _, _, by_time = make_run(tmp_path / "minutes", 0, run_opts={"ckpt_interval_minutes": 0.001})
+    _, _, by_steps = make_run(tmp_path / "steps", 0, run_opts={"ckpt_interval_steps": 5})
+    saved = []
+    for step in range(1, 9):
+        by_time.global_step = by_steps.global_step = step
+        if by_time._should_save_intra_epoch_ckpt(last_ckpt_time=0.0, steps_since_ckpt=step):
+            saved.append(step)
+        assert by_steps._should_save_intra_epoch_ckpt(last_ckpt_time=0.0, steps_since_ckpt=step) == (step >= 5)
+    assert asked == saved == [2, 4, 6, 8]  # log_interval 2 in the tiny run: the only collective calls

@@ -31,7 +31,8 @@ from ddp_train_worker import build_brain, load_tiny_hparams, synthetic_items, wr
 ROOT = Path(__file__).resolve().parents[1]
 FACTORIES = ("arange", "zeros", "ones", "full", "empty", "rand", "randn", "randint", "tensor", "as_tensor",
              "linspace")
-READS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten._unique2", "aten.unique_consecutive"}
+READS = {"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten._unique2", "aten.unique_consecutive",
+         "aten.equal", "aten.bincount", "aten.histc"}
 
 
 class TensorSet:
@@ -81,19 +82,32 @@ class HostReadRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         inputs = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if torch.is_tensor(a)]
         on_device = any(self._on_device(a) for a in inputs)
-        if str(func.overloadpacket) in READS and on_device:
-            self.record(str(func.overloadpacket))
+        name = str(func.overloadpacket)
+        if on_device and (name in READS or self._sizes_from_values(name, args, kwargs)):
+            self.record(name)
+        if name == "aten.copy_" and self._on_device(args[0]) and not self._on_device(args[1]) \
+                and not (len(args) > 2 and args[2]):  # a blocking copy of host data into a device tensor
+            self.record("blocking host-to-device copy_")
         out = func(*args, **kwargs)
         if on_device:
             self.device_tensors.update(t for t in torch.utils._pytree.tree_leaves(out) if torch.is_tensor(t))
         return out
+
+    @staticmethod
+    def _sizes_from_values(name: str, args, kwargs) -> bool:
+        """Ops whose output size depends on device values (the host must read
+        them): boolean-mask indexing, and repeat_interleave without output_size."""
+        if name in ("aten.index", "aten.index_put", "aten.index_put_"):
+            indices = args[1] if len(args) > 1 else []
+            return any(torch.is_tensor(i) and i.dtype == torch.bool for i in indices if i is not None)
+        return name == "aten.repeat_interleave" and kwargs.get("output_size") is None and torch.is_tensor(args[0])
 
     def __enter__(self):
         recorder = self
         original_to, original_tolist, original_numpy = torch.Tensor.to, torch.Tensor.tolist, torch.Tensor.numpy
 
         def to(tensor, *args, **kwargs):
-            moves = any(isinstance(a, (str, torch.device)) for a in args) or "device" in kwargs
+            moves = any(isinstance(a, (str, torch.device)) or torch.is_tensor(a) for a in args) or "device" in kwargs
             if not moves:
                 return original_to(tensor, *args, **kwargs)
             if kwargs.get("non_blocking") or (len(args) > 1 and args[-1] is True):
@@ -115,20 +129,30 @@ class HostReadRecorder(TorchDispatchMode):
                 recorder.record("numpy")
             return original_numpy(tensor, *args, **kwargs)
 
-        def factory(original):
+        def factory(original, copies_data: bool):
             def make(*args, **kwargs):
                 out = original(*args, **kwargs)
                 if kwargs.get("device") is not None:  # created on the device
+                    if copies_data and not (args and torch.is_tensor(args[0])):
+                        recorder.record("blocking host-to-device copy (torch.tensor data)")
                     recorder.device_tensors.add(out)
                 return out
             return make
 
+        def cuda(tensor, *args, **kwargs):
+            if not recorder._on_device(tensor) and not kwargs.get("non_blocking"):
+                recorder.record("blocking host-to-device copy (.cuda())")
+            out = tensor.clone()
+            recorder.device_tensors.add(out)
+            return out
+
         self._patched = {(torch.Tensor, "to"): original_to, (torch.Tensor, "tolist"): original_tolist,
                          (torch.Tensor, "numpy"): original_numpy}
         self._patched.update({(torch, name): getattr(torch, name) for name in FACTORIES})
-        torch.Tensor.to, torch.Tensor.tolist, torch.Tensor.numpy = to, tolist, numpy
+        self._patched[(torch.Tensor, "cuda")] = torch.Tensor.cuda
+        torch.Tensor.to, torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cuda = to, tolist, numpy, cuda
         for name in FACTORIES:
-            setattr(torch, name, factory(getattr(torch, name)))
+            setattr(torch, name, factory(getattr(torch, name), copies_data=name in ("tensor", "as_tensor")))
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -206,8 +230,15 @@ def test_the_recorder_sees_a_host_read(monkeypatch):
         float(out.sum().detach())
         torch.ones(2).to("cpu")
         torch.ones(2).to("cpu", non_blocking=True).tolist()
+        weights = net.weight.detach().flatten()
+        weights[weights > 0]  # boolean mask: the result's size is read back
+        weights.repeat_interleave(weights.long().abs() + 1)  # repeats on the device
+        weights.copy_(torch.ones(2))
+        torch.tensor([1.0, 2.0], device="cpu")
     kinds = sorted(key.split(" at ")[0] for key in recorder.reads)
-    assert kinds == ["aten._local_scalar_dense", "blocking host-to-device copy", "tolist"], kinds
+    assert kinds == ["aten._local_scalar_dense", "aten.index", "aten.repeat_interleave", "blocking host-to-device copy",
+                     "blocking host-to-device copy (torch.tensor data)", "blocking host-to-device copy_",
+                     "tolist"], kinds
 
 
 def test_cuda_training_loads_batches_into_pinned_memory():

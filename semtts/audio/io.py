@@ -22,10 +22,12 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+import torchaudio.transforms as AT
+from torch import nn
 
 from semtts.errors import DataError, first_line
 
-__all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "audio_info"]
+__all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info"]
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
@@ -152,3 +154,31 @@ def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     if orig_sr == new_sr:
         return audio
     return AF.resample(audio, orig_sr, new_sr)
+
+
+def resampler(orig_sr: int, new_sr: int) -> nn.Module:
+    """:func:`resample` as a module whose filter is computed once, a buffer
+    that moves with the module (on a GPU, no filter is built on the host and
+    copied over at every call, as :func:`resample` does).
+
+    Arguments
+    ---------
+    orig_sr : int
+        The input sample rate.
+    new_sr : int
+        The output sample rate; equal rates give an identity module.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``[..., T]`` to ``[..., T * new_sr / orig_sr]``.
+
+    Example
+    -------
+    >>> audio = torch.randn(2, 22050)
+    >>> bool(torch.allclose(resampler(22050, 16000)(audio), resample(audio, 22050, 16000), atol=1e-6))
+    True
+    """
+    if orig_sr == new_sr:
+        return nn.Identity()
+    return AT.Resample(orig_sr, new_sr, dtype=torch.float32)  # float32, as resample() computes it

@@ -64,6 +64,9 @@ def check_teacher_lengths(counts: torch.Tensor, sem_lengths: torch.Tensor, t_sem
     ...
     semtts.errors.DataError: teacher_to_spec_frames: item 1 has no teacher frame to interpolate to 40 frames
     """
+    if counts.dim() != 1 or sem_lengths.shape != counts.shape:
+        raise DataError(f"teacher_to_spec_frames: expected [B] counts and sem_lengths, got "
+                        f"{list(counts.shape)} and {list(sem_lengths.shape)}")
     counts, sem_lengths = counts.cpu(), sem_lengths.cpu()
     if bool((counts < 0).any()) or bool((sem_lengths < 0).any()) or bool((sem_lengths > t_sem).any()):
         raise DataError(
@@ -137,8 +140,8 @@ def teacher_to_spec_frames(
     if width == 0 or t_sem == 0:  # nothing to read (checked: no frames where there is no teacher)
         return feats.new_zeros(batch, width, dim, dtype=torch.float32)
     device = feats.device
-    counts = counts.to(device, non_blocking=True).double()
-    lengths = lengths.to(device, non_blocking=True).double()
+    counts = counts.to(device, non_blocking=counts.device.type == "cpu").double()  # never a racy read to the host
+    lengths = lengths.to(device, non_blocking=lengths.device.type == "cpu").double()
     last = (lengths - 1).clamp(min=0).unsqueeze(1)  # [B, 1]
     frame = torch.arange(width, device=device, dtype=torch.float64).unsqueeze(0)  # [1, W]
     position = torch.minimum((frame + 0.5) * (lengths / counts.clamp(min=1)).unsqueeze(1), last)
@@ -148,7 +151,9 @@ def teacher_to_spec_frames(
     below = feats.gather(1, low.long().unsqueeze(2).expand(-1, -1, dim))
     above = feats.gather(1, torch.minimum(low + 1, last).long().unsqueeze(2).expand(-1, -1, dim))
     inside = (frame < counts.unsqueeze(1)).unsqueeze(2)
-    return torch.where(inside, torch.lerp(below, above, weight), 0.0)
+    below = below.lerp_(above, weight)  # in place: a [B, W, D] tensor fewer at the peak
+    del above
+    return below.masked_fill_(~inside, 0.0)
 
 
 def pool_by_path(feats: torch.Tensor, path: torch.Tensor, token_lengths: torch.Tensor) -> torch.Tensor:

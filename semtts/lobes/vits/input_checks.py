@@ -107,8 +107,11 @@ def check_speaker_ids(sid: torch.Tensor, n_speakers: int) -> None:
 
 
 def int64_on(values: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Integer ``values`` (lengths, speaker ids) as int64 on ``device``,
-    copied without blocking (a host tensor needs no wait for the device's queue).
+    """Integer ``values`` (lengths, speaker ids) as int64 on ``device``.
+
+    A host tensor goes to a GPU through pinned memory without blocking (no
+    wait for the device's queue); a device tensor comes to the host with a
+    blocking copy (a non-blocking one could be read before it lands).
 
     Arguments
     ---------
@@ -121,4 +124,7 @@ def int64_on(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     -------
     torch.Tensor
     """
-    return values.to(device=device, dtype=torch.long, non_blocking=True)
+    from_host = values.device.type == "cpu"
+    if from_host and torch.device(device).type == "cuda":
+        values = values.long().pin_memory()
+    return values.to(device=device, dtype=torch.long, non_blocking=from_host)
