@@ -132,8 +132,10 @@ def main(argv=None) -> None:
         spec = hp["spectrogram"]
         batch = make_batch(args.batch_size, spec.sample_rate, spec.hop_length, args.min_seconds, args.max_seconds,
                            seed=args.batch_size)
-        # fit_batch moves its batch to the device in place: every step gets its own host copy, as from a loader
-        fresh = iter([copy.deepcopy(batch) for _ in range(4 + args.steps)])
+        # fit_batch moves its batch to the device in place: every step gets its own host copy, as from a
+        # loader (in pinned memory on CUDA, as semtts' training loader gives it)
+        copies = [copy.deepcopy(batch) for _ in range(4 + args.steps)]
+        fresh = iter([b.pin_memory() for b in copies] if on_cuda else copies)
         for _ in range(3):
             brain.fit_batch(next(fresh))
         sync()
