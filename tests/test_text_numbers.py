@@ -1,6 +1,8 @@
 """Tests of English text normalisation: phone numbers, dates, context
 abbreviations (St., Dr., Ft.), fractions, temperatures, and what must not change."""
 
+import time
+
 import pytest
 
 from semtts.text.cleaners import english_cleaner
@@ -156,15 +158,65 @@ REGRESSIONS = [
 
 def test_number_reader_alone_and_mandarin():
     # Dates are the cleaner's (semtts.text.dates runs first); phones are the number reader's.
-    assert expand_english_numbers("555-1234").strip() == "five five five, one two three four"
+    assert expand_english_numbers("call 555-1234").strip() == "call five five five, one two three four"
+    assert expand_english_numbers("555-1234").strip() == "five hundred fifty five to twelve thirty four"
     assert expand_english_numbers("March 3") == "March three"
     # Mandarin numbers do not change.
     assert expand_mandarin_numbers("2008年, -5, 1,000, 3/4") == "二零零八年, 负五, 一千, 三/四"
+    assert expand_mandarin_numbers("9" * 5000 + "%") == "百分之" + "九" * 5000  # past int()'s limit
 
+
+# Regressions of the first version of dates, phones and context abbreviations ----------
+REVIEW_REGRESSIONS = [
+    # A determiner before "Dr."/"Ft."/"St." is no street name: Doctor, Fort, Saint.
+    ("The Dr. said he would recover.", "the doctor said he would recover."),
+    ("A Dr. was sent for", "a doctor was sent for"),
+    ("His Dr. advised", "his doctor advised"),
+    ("Our Dr. arrived", "our doctor arrived"),
+    ("The Dr said", "the doctor said"),
+    ("The Ft. was abandoned", "the fort was abandoned"),
+    ("THE DR. SAID", "the doctor said"),
+    # A Title-case sentence opener after the abbreviation is no name.
+    ("Market St. Several people came.", "market street. several people came."),
+    ("Mulholland Dr. When he left", "mulholland drive. when he left"),
+    ("12 MAIN ST. THE END", "twelve main street. the end"),
+    ("12 MAIN ST. IN BOSTON", "twelve main saint in boston"),  # all caps: "IN" may be a name
+    # Year and page ranges are no phone numbers; without a cue "555-1234" is a range too.
+    ("793-1066", "seven hundred ninety three to one thousand sixty six"),
+    ("(980-1037)", "nine hundred eighty to one thousand thirty seven"),
+    ("from 476-1453", "from four hundred seventy six to fourteen fifty three"),
+    ("pp. 998-1002", "pp. nine hundred ninety eight to one thousand two"),
+    ("125-1,500 casualties", "one hundred twenty five to fifteen hundred casualties"),
+    ("1862-63-64", "eighteen sixty two to sixty three to sixty four"),
+    ("30-32-34-36 inches", "thirty to thirty two to thirty four to thirty six inches"),
+    ("phone number 555-1234", "phone number five five five, one two three four"),
+    ("Tel. 555-1234", "tel. five five five, one two three four"),
+    ("No. 555-1234", "number five five five, one two three four"),
+    ("dial #555-1234", "dial five five five, one two three four"),
+    ("123-45-6789", "one two three, four five, six seven eight nine"),
+    # Fiscal and academic years, idioms, no fraction before an ordinal suffix.
+    ("1902/03", "nineteen oh two to oh three"),
+    ("in 1914/15.", "in nineteen fourteen to fifteen."),
+    ("1999/00", "nineteen ninety nine to two thousand"),
+    ("1902/04", "one thousand nine hundred two over four"),
+    ("20/20 vision", "twenty twenty vision"),
+    ("10/10", "ten out of ten"),
+    ("2/5th", "two fifth"),
+    # A day and a month before a name is no date.
+    ("He lived at 12 May Street.", "he lived at twelve may street."),
+    ("The office at 4 March Lane", "the office at four march lane"),
+    ("on 3 March The next day", "on the third of march the next day"),
+    # A sentence-final abbreviated month keeps its full stop.
+    ("They left on 3 Jan. The snow was deep.", "they left on the third of january. the snow was deep."),
+    ("They left on 3 Jan.", "they left on the third of january."),
+    # "the" only for the bare "3 March".
+    ("the 10th and 11th of June", "the tenth and eleventh of june"),
+    ("3 March", "the third of march"),
+]
 
 CLEANED = {
     "phone": PHONES, "not phone": NOT_PHONES, "date": DATES, "abbreviation": ABBREVIATIONS,
-    "fraction, sign": FRACTIONS_AND_SIGNS, "unchanged": REGRESSIONS,
+    "fraction, sign": FRACTIONS_AND_SIGNS, "unchanged": REGRESSIONS, "review": REVIEW_REGRESSIONS,
 }
 
 
@@ -174,3 +226,29 @@ CLEANED = {
 )
 def test_english_cleaner(raw, expected):
     assert english_cleaner(raw) == expected
+
+
+# Robustness ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw, start, end",
+    [
+        ("9" * 4301, "nine nine", "nine nine"),  # past int()'s 4300-digit limit
+        ("9" * 5000 + "/3", "nine nine", "nine over three"),
+        ("1 " + "9" * 5000 + "/3", "one nine", "nine over three"),
+        ("$" + "9" * 5000 + ".50", "nine nine", "nine dollars fifty cents"),
+        ("9" * 5000 + "th", "nine nine", "nine ninth"),
+        ("9" * 5000 + ".5", "nine nine", "nine point five"),
+    ],
+)
+def test_long_digit_runs_are_read_digit_by_digit(raw, start, end):
+    cleaned = english_cleaner(raw)
+    assert cleaned.startswith(start) and cleaned.endswith(end)
+
+
+@pytest.mark.parametrize(
+    "raw", ["1" * 20000, "7" * 20000 + "x", "a" + " " * 20000 + "b .", " " * 20000 + ",", "1." + "2" * 20000]
+)
+def test_long_runs_clean_in_linear_time(raw):
+    start = time.perf_counter()
+    english_cleaner(raw)
+    assert time.perf_counter() - start < 5.0  # quadratic regexes took minutes on 100k characters

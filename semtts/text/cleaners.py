@@ -37,7 +37,7 @@ from collections import Counter
 from typing import Callable
 
 from semtts.errors import ConfigError
-from semtts.text.dates import expand_english_dates
+from semtts.text.dates import expand_english_dates, is_sentence_starter
 from semtts.text.numbers import (
     expand_english_numbers,
     expand_mandarin_numbers,
@@ -91,15 +91,18 @@ _ABBREVIATIONS = {
 }
 # Read by context: before a name (a capitalised word: "St. Louis", "Dr. Smith",
 # "Ft. Worth") the first reading; else after a capitalised word, an ordinal or
-# a number ("Baker St.", "5th St.", "Mulholland Dr.", "6 ft.") the second; else
-# the first. Without the dot only "St" and "Dr", and only where context decides.
+# a number ("Baker St.", "5th St.", "Mulholland Dr.", "6 ft.") the second,
+# unless that word is a determiner ("The Dr. said", "His Dr."); else the
+# first. Without the dot only "St" and "Dr", and only where context decides.
+# A capitalised word after the abbreviation that rather starts a sentence
+# ("Baker St. The ...") is no name: see semtts.text.dates.is_sentence_starter.
 _CONTEXT_ABBREVIATIONS = {"st": ("saint", "street"), "dr": ("doctor", "drive"), "ft": ("fort", "feet")}
-# Capitalised words that rather start a sentence than name someone ("Baker St. The ...").
-_SENTENCE_STARTERS = frozenset(
-    "a an the i he she it we you they this that these those there his her its our their my".split()
+_DETERMINERS = frozenset(
+    "a an the his her its our their my your this that these those every each any some no another "
+    "which whose what".split()
 )
 _NAME_AFTER_RE = re.compile(r"\s*([A-Z][A-Za-z']*)")
-_NAME_OR_NUMBER_BEFORE_RE = re.compile(r"(?:\b[A-Z][A-Za-z']*|\d+(?:st|nd|rd|th)?)\s*$")
+_NAME_OR_NUMBER_BEFORE_RE = re.compile(r"(?:\b([A-Z][A-Za-z']*)|\d+(?:st|nd|rd|th)?)\s*$")
 _LOOK_BEHIND = 40  # characters searched for the word before: a longer word is no name
 _BLANK_REST_RE = re.compile(r"\s*$")
 # "no." only before a digit ("No. 5"), so that a sentence-final "no." survives.
@@ -114,7 +117,7 @@ _LATIN_ABBREVIATIONS = [
 ]
 _SYMBOL_WORDS = [("&", " and "), ("+", " plus "), ("@", " at "), ("=", " equals ")]
 _ENGLISH_DISALLOWED_RE = re.compile(r"[^a-z,.!?;:'\- ]+")
-_SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([,.!?;:])")
+_SPACE_BEFORE_PUNCT_RE = re.compile(r" ([,.!?;:])")  # after a whitespace collapse: linear
 
 
 def _to_ascii(text: str) -> str:
@@ -142,9 +145,12 @@ def _by_context(match: re.Match, before_name: str, after_name: str) -> str | Non
     """The reading of a context abbreviation (see ``_CONTEXT_ABBREVIATIONS``); None: leave it."""
     text = match.string
     following = _NAME_AFTER_RE.match(text, match.end())
-    if following and following.group(1).lower() not in _SENTENCE_STARTERS:
+    if following and not is_sentence_starter(following.group(1)):
         return before_name
-    if _NAME_OR_NUMBER_BEFORE_RE.search(text, max(0, match.start() - _LOOK_BEHIND), match.start()):
+    before = _NAME_OR_NUMBER_BEFORE_RE.search(text, max(0, match.start() - _LOOK_BEHIND), match.start())
+    if before and before.group(1) and before.group(1).lower() in _DETERMINERS:
+        return before_name  # "The Dr. said", "The Dr said", "A Ft. was built"
+    if before:
         # "Baker St. He ..." and a final "Baker St.": the dot also ends the sentence.
         ends_sentence = match.group(1) and (following or _BLANK_REST_RE.match(text, match.end()))
         return after_name + "." if ends_sentence else after_name
@@ -165,9 +171,8 @@ def _english(text: str, removed: Counter | None) -> str:
     text = expand_english_numbers(expand_english_dates(text))
     for symbol, words in _SYMBOL_WORDS:
         text = text.replace(symbol, words)
-    text = _drop(_ENGLISH_DISALLOWED_RE, text.lower(), removed)
-    text = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text)
-    return _collapse_whitespace(text)
+    text = _collapse_whitespace(_drop(_ENGLISH_DISALLOWED_RE, text.lower(), removed))
+    return _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text)
 
 
 def english_cleaner(text: str) -> str:

@@ -10,7 +10,11 @@ reads:
   ``"Dec. 25th"``, ``"March 3-5"`` are ``"March third, twenty twenty one"``,
   ``"December twenty fifth"``, ``"March third to fifth"``;
 - a day before a month name: ``"3 March 2021"``, ``"the 3rd of March"`` are
-  ``"the third of March, twenty twenty one"``, ``"the third of March"``;
+  ``"the third of March, twenty twenty one"``, ``"the third of March"``
+  (``"the"`` is added only to the bare ``"3 March"``); without a year, not
+  before a capitalised word that does not start a sentence (``"12 May
+  Street"`` is no date), and an abbreviated month's full stop stays where
+  it ends the sentence (``"on 3 Jan. The ..."``);
 - an abbreviated month before a year: ``"Dec. 2020"`` is ``"December 2020"``
   (the year is left to the number reader);
 - an ISO date ``"2021-03-04"`` as ``"March fourth, twenty twenty one"``;
@@ -36,7 +40,7 @@ from typing import Callable
 
 from semtts.text.numbers import ordinal_to_words, year_to_words
 
-__all__ = ["MONTHS", "date_to_words", "expand_english_dates"]
+__all__ = ["MONTHS", "date_to_words", "expand_english_dates", "is_sentence_starter"]
 
 #: The month names, January first.
 MONTHS = (
@@ -55,6 +59,46 @@ _DAYS = rf"(?P<day>\d{{1,2}}){_SUFFIX}(?:\s?-\s?(?P<last>\d{{1,2}}){_SUFFIX})?"
 _YEAR = r"(?:,?\s*(?P<year>\d{4})(?![\w%]|[:.,]\d))?"
 _END = r"(?![\w%]|[:.]\d)"
 _THE_BEFORE_RE = re.compile(r"\bthe\s*$", re.I)
+_WORD_AFTER_RE = re.compile(r"\s*([A-Z][A-Za-z']*)")
+_BLANK_REST_RE = re.compile(r"\s*$")
+
+# Capitalised words that rather start a sentence than name something ("Baker
+# St. The ...", "3 May In ..."): pronouns and determiners in any case, the
+# other openers only in Title case ("On", not the "ON" of all-caps text).
+_STARTERS_ANY_CASE = frozenset(
+    "a an the i he she it we you they this that these those there his her its our their my your".split()
+)
+_STARTERS_TITLE_CASE = frozenset(
+    "on in at after before when then while since until during once as if so but and or yet "
+    "for from with to by of several many some most every each all both no not one "
+    "later today yesterday tomorrow here now however meanwhile although though because also "
+    "what where why how".split()
+)
+
+
+def is_sentence_starter(word: str) -> bool:
+    """Whether a capitalised word rather starts a sentence than names something.
+
+    Arguments
+    ---------
+    word : str
+        One word, as written.
+
+    Returns
+    -------
+    bool
+        True for pronouns and determiners in any case (``"The"``, ``"THE"``)
+        and for other common sentence openers in Title case (``"On"``,
+        ``"Several"``, but not ``"ON"``).
+
+    Example
+    -------
+    >>> [is_sentence_starter(w) for w in ("The", "THE", "Several", "IN", "Street")]
+    [True, True, True, False, False]
+    """
+    lower = word.lower()
+    title_case = word[:1].isupper() and word[1:] == word[1:].lower()
+    return lower in _STARTERS_ANY_CASE or (title_case and lower in _STARTERS_TITLE_CASE)
 
 
 def date_to_words(
@@ -116,7 +160,11 @@ def _date_rule(read: Callable[[re.Match], str]) -> Callable[[re.Match], str]:
 
 
 def _named_month(match: re.Match, day_first: bool) -> str:
-    last, year = match.group("last"), match.group("year")
+    last, year, text = match.group("last"), match.group("year"), match.string
+    following = _WORD_AFTER_RE.match(text, match.end())
+    starter_follows = following is None or is_sentence_starter(following.group(1))
+    if day_first and year is None and not match.group(0).endswith(".") and not starter_follows:
+        return match.group(0)  # "12 May Street", "4 March Lane": a name, not a date
     words = date_to_words(
         MONTHS.index(_MONTH_BY_PREFIX[match.group("month")[:3]]) + 1,
         int(match.group("day")),
@@ -124,8 +172,12 @@ def _named_month(match: re.Match, day_first: bool) -> str:
         last_day=None if last is None else int(last),
         day_first=day_first,
     )
-    if day_first and _THE_BEFORE_RE.search(match.string, max(0, match.start() - 10), match.start()):
-        words = words[len("the "):]  # "on the 3rd of March"
+    if day_first and (match.group("of") or _THE_BEFORE_RE.search(text, max(0, match.start() - 10), match.start())):
+        words = words[len("the "):]  # "on the 3rd of March", "the 10th and 11th of June"
+    if match.group(0).endswith(".") and (
+        (following and starter_follows) or _BLANK_REST_RE.match(text, match.end())
+    ):
+        words += "."  # "on 3 Jan. The ...": the dot also ends the sentence
     return words
 
 
@@ -141,8 +193,8 @@ _DATE_RULES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
      lambda m: date_to_words(int(m.group("month")), int(m.group("day")), int(m.group("year")))),
     (re.compile(r"(?<![\w./-])(?P<first>\d{1,2})(?P<sep>[/-])(?P<second>\d{1,2})(?P=sep)(?P<year>\d{4})"
                 r"(?![\w/-]|[.:]\d)"), _numeric),
-    (re.compile(rf"\b{_MONTH}\s*{_DAYS}{_YEAR}{_END}"), lambda m: _named_month(m, day_first=False)),
-    (re.compile(rf"(?<![\w.,/-]){_DAYS}\s+(?:of\s+)?{_MONTH}{_YEAR}{_END}"), lambda m: _named_month(m, day_first=True)),
+    (re.compile(rf"\b{_MONTH}\s*{_DAYS}{_YEAR}{_END}(?P<of>)"), lambda m: _named_month(m, day_first=False)),
+    (re.compile(rf"(?<![\w.,/-]){_DAYS}\s+(?P<of>of\s+)?{_MONTH}{_YEAR}{_END}"), lambda m: _named_month(m, day_first=True)),
     (re.compile(r"\b(?P<abbr>Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?(?=\s*\d{4}\b)"),
      lambda m: _MONTH_BY_PREFIX[m.group("abbr")[:3]]),
 ]

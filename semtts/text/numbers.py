@@ -11,12 +11,18 @@ that it is not read as one word with its neighbours. Dates are read by
 English phone numbers are read digit by digit, a comma between groups:
 ``"555-1234"``, ``"415-555-0100"``, ``"1-800-555-0199"``, ``"415.555.0100"``,
 ``"(020) 7946 0958"`` and ``"+1 415 555 0100"``, all with 7 to 15 digits.
-Two hyphenated numbers are a range (``"10-20"`` is ``"ten to twenty"``) except
-in the shape ``"555-1234"``, three digits and four, which is a phone number
-unless it is round (``"500-1000"``, the first ending in 0, the second in 00).
+Two hyphenated numbers are a range (``"10-20"`` is ``"ten to twenty"``,
+``"793-1066"`` ``"seven hundred ninety three to one thousand sixty six"``)
+except in the shape ``"555-1234"``, three digits and four, after a cue word
+(``call``, ``phone``, ``tel``, ``dial``, ``fax``, ``number``, ``no``, ``#``)
+in the 30 characters before it, and unless it is round (``"500-1000"``).
+Three or more groups are a phone number where the first has at most three
+digits and the last four (``"123-45-6789"``; ``"1862-63-64"`` is a range).
 A fraction is read with an ordinal where it is proper and its denominator
 small (``"3/4"`` is ``"three quarters"``, ``"5/16"`` ``"five sixteenths"``),
-otherwise with "over" (``"3/2"`` is ``"three over two"``).
+otherwise with "over" (``"3/2"`` is ``"three over two"``); ``"1914/15"``
+is a fiscal or academic year, ``"nineteen fourteen to fifteen"``. More than
+12 digits in a row are read digit by digit.
 
 Example
 -------
@@ -79,6 +85,12 @@ def _digits_to_words(digits: str) -> str:
     return " ".join(_ONES[int(d)] for d in digits)
 
 
+def _cardinal(digits: str) -> str:
+    """``digits`` read as a cardinal; more than 12 of them digit by digit (without ``int``:
+    Python refuses to convert more than 4300 digits)."""
+    return _digits_to_words(digits) if len(digits) > 12 else number_to_words(int(digits))
+
+
 def number_to_words(n: int) -> str:
     """Read an integer as English words (American style, no "and").
 
@@ -134,7 +146,12 @@ def ordinal_to_words(n: int) -> str:
     >>> [ordinal_to_words(k) for k in (1, 2, 12, 20, 103)]
     ['first', 'second', 'twelfth', 'twentieth', 'one hundred third']
     """
-    words = number_to_words(n).split()
+    return _ordinal(number_to_words(n))
+
+
+def _ordinal(cardinal: str) -> str:
+    """The ordinal of a number read as ``cardinal`` (its last word made ordinal)."""
+    words = cardinal.split()
     last = words[-1]
     if last in _IRREGULAR_ORDINALS:
         words[-1] = _IRREGULAR_ORDINALS[last]
@@ -187,12 +204,12 @@ _CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro"
 
 def _money(match: re.Match) -> str:
     major_name, minor_name = _CURRENCIES[match.group("cur") or match.group("cur2")]
-    major = int(match.group("major").replace(",", ""))
+    major = match.group("major").replace(",", "").lstrip("0") or "0"
     cents = match.group("minor")
     minor = int((cents + "0")[:2]) if cents else 0
     parts = []
-    if major or not minor:
-        parts.append(f"{number_to_words(major)} {major_name if major == 1 else major_name + 's'}")
+    if major != "0" or not minor:
+        parts.append(f"{_cardinal(major)} {major_name if major == '1' else major_name + 's'}")
     if minor:
         minor_plural = "pence" if minor_name == "penny" else minor_name + "s"
         parts.append(f"{number_to_words(minor)} {minor_name if minor == 1 else minor_plural}")
@@ -201,7 +218,7 @@ def _money(match: re.Match) -> str:
 
 def _decimal(match: re.Match) -> str:
     whole = match.group(1)
-    head = number_to_words(int(whole)) if whole else ""
+    head = _cardinal(whole) if whole else ""
     return f" {head} point {_digits_to_words(match.group(2))} ".replace("  ", " ")
 
 
@@ -228,13 +245,15 @@ def _integer(match: re.Match) -> str:
     digits = match.group(0)
     if len(digits) > 1 and digits.startswith("0"):
         return _spaced(match, _digits_to_words(digits))
-    n = int(digits)
-    return _spaced(match, year_to_words(n) if len(digits) == 4 else number_to_words(n))
+    return _spaced(match, year_to_words(int(digits)) if len(digits) == 4 else _cardinal(digits))
 
 
 _FRACTION_DENOMINATORS = frozenset(range(2, 13)) | {16, 32, 64, 100}
 _FRACTION_NAMES = {2: ("half", "halves"), 4: ("quarter", "quarters"), 100: ("hundredth", "hundredths")}
-_FRACTION_IDIOMS = {"24/7": "twenty four seven", "9/11": "nine eleven", "50/50": "fifty fifty"}
+_FRACTION_IDIOMS = {
+    "24/7": "twenty four seven", "9/11": "nine eleven", "50/50": "fifty fifty",
+    "20/20": "twenty twenty", "10/10": "ten out of ten",
+}
 
 
 def _is_spoken_fraction(numerator: int, denominator: int) -> bool:
@@ -270,8 +289,23 @@ def fraction_to_words(numerator: int, denominator: int) -> str:
     return f"{number_to_words(numerator)} {singular if numerator == 1 else plural}"
 
 
+def _year_end(year: int) -> str:
+    """The second half of a year read after another ("1914/15": "fifteen", "1902/03": "oh three")."""
+    low = year % 100
+    if low == 0:
+        return year_to_words(year)  # "1999/00": "two thousand"
+    return f"oh {_ONES[low]}" if low < 10 else number_to_words(low)
+
+
 def _fraction(match: re.Match) -> str:
-    whole, numerator, denominator = match.group("whole"), int(match.group("num")), int(match.group("den"))
+    whole, num, den = match.group("whole", "num", "den")
+    if len(num) > 12 or len(den) > 12:
+        words = f"{_cardinal(num)} over {_cardinal(den)}"
+        return _spaced(match, words if whole is None else f"{number_to_words(int(whole))} {words}")
+    numerator, denominator = int(num), int(den)
+    if whole is None and 1100 <= numerator <= 2099 and len(den) == 2 and denominator == (numerator + 1) % 100:
+        # "1902/03", "1914/15": a fiscal or academic year
+        return _spaced(match, f"{year_to_words(numerator)} to {_year_end(numerator + 1)}")
     words = _FRACTION_IDIOMS.get(f"{numerator}/{denominator}") or fraction_to_words(numerator, denominator)
     if whole is not None:  # "1 1/2" is "one and one half", "2 3/2" "two three over two"
         joint = " and " if _is_spoken_fraction(numerator, denominator) else " "
@@ -302,11 +336,22 @@ def phone_number_to_words(number: str) -> str:
     return ("plus " if number.lstrip().startswith("+") else "") + ", ".join(groups)
 
 
+_PHONE_CUE_RE = re.compile(
+    r"(?:\b(?:call(?:s|ed|ing)?|(?:tele)?phone[sd]?|tel|dial(?:s|l?ed|l?ing)?|fax(?:es|ed)?|numbers?|no)\b|#)",
+    re.I,
+)
+_PHONE_CUE_BEFORE = 30  # characters searched for a cue before a bare "555-1234"
+
+
 def _phone(match: re.Match) -> str:
-    number = match.group(0)
+    number, text = match.group(0), match.string
     digits = sum(c.isdigit() for c in number)
+    # "555-1234" is a phone number only after a cue ("call", "tel.", "#"); else
+    # a range ("793-1066", "pp. 998-1002"). Round ones are ranges ("500-1000").
+    bare = re.fullmatch(r"\d{3}-\d{4}", number)
+    cue = bare and _PHONE_CUE_RE.search(text, max(0, match.start() - _PHONE_CUE_BEFORE), match.start())
     round_range = re.fullmatch(r"\d\d0-\d\d00", number)
-    if not 7 <= digits <= 15 or round_range:
+    if not 7 <= digits <= 15 or round_range or (bare and not cue):
         return number
     return _spaced(match, phone_number_to_words(number))
 
@@ -327,18 +372,18 @@ def _decade(match: re.Match) -> str:
 
 _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(?P<cur>[$£€])\s?(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
-    (re.compile(r"(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
+    (re.compile(r"(?<!\d)(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+)\b"), lambda m: m.group(1).replace(",", "")),
     (re.compile(r"(?<![\w+/.-])(?:\+\d{1,3}(?:[-. ]?\(\d{1,5}\))?(?:[-. ]\d{1,6})+"
                 r"|\((?:0\d{1,4}|\d{3})\)[-. ]?\d{2,5}(?:[-. ]\d{2,5})*"
-                r"|\d{1,4}(?:-\d{2,5}){2,}|\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?![\w-]|[.,]\d)"), _phone),
+                r"|\d{1,3}(?:-\d{2,5})+-\d{4}|\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?![\w-]|[.,]\d)"), _phone),
     (re.compile(r"\b(\d{1,2}):([0-5]\d)(?!\d)"), _time),
     (re.compile(r"#(?=\d)"), " number "),
     (re.compile(r"(?<=\d)\s?-\s?(?=\d)"), " to "),
     (re.compile(r"(?<![\w.])-(?=\d)"), " minus "),
-    (re.compile(r"(?<![\d/.])(?:(?P<whole>\d{1,3})\s+)?(?P<num>\d+)/(?P<den>\d+)(?![\d/]|\.\d)"), _fraction),
-    (re.compile(r"(\d*)\.(\d+)"), _decimal),
-    (re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.I), lambda m: _spaced(m, ordinal_to_words(int(m.group(1))))),
+    (re.compile(r"(?<![\d/.])(?:(?P<whole>\d{1,3})\s+)?(?P<num>\d+)/(?P<den>\d+)(?![\d/]|\.\d|(?i:st|nd|rd|th)\b)"), _fraction),
+    (re.compile(r"((?<!\d)\d*|(?<=\d))\.(\d+)"), _decimal),  # scans a digit run once
+    (re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.I), lambda m: _spaced(m, _ordinal(_cardinal(m.group(1))))),
     (re.compile(r"\b(\d{4}|[1-9]0)s\b"), _decade),
     (re.compile(r"%"), " percent "),
     (re.compile(r"\s?°\s?([CF](?![A-Za-z]))?"), _degrees),
@@ -436,7 +481,7 @@ def _cmn_digits(digits: str) -> str:
 
 def _cmn_number(match: re.Match) -> str:
     sign, whole, frac = match.group(1), match.group(2), match.group(3)
-    if len(whole) > 1 and whole.startswith("0"):
+    if len(whole) > 1 and whole.startswith("0") or len(whole) > 16:  # int() refuses > 4300 digits
         spoken = _cmn_digits(whole)
     else:
         spoken = number_to_hanzi(int(whole))
@@ -448,7 +493,7 @@ def _cmn_number(match: re.Match) -> str:
 _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
     (re.compile(r"(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
-    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(\d+)(?:\.(\d+))?%"), lambda m: "百分之" + _cmn_number(m)),
+    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(?<!\d)(\d+)(?:\.(\d+))?%"), lambda m: "百分之" + _cmn_number(m)),
     (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(\d+)(?:\.(\d+))?"), _cmn_number),
 ]
 
