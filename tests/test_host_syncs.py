@@ -201,7 +201,21 @@ def run_twice(brain, items: list[dict]) -> collections.Counter:
     return recorder.reads
 
 
-def test_stage_c_step_reads_nothing_back(monkeypatch):
+def test_speaker_vector_step_reads_nothing_back(tmp_path, monkeypatch):
+    # speaker and utterance modes: CAM++ vectors instead of ids
+    fused_like_cuda(monkeypatch)
+    torch.manual_seed(0)
+    hp = load_tiny_hparams(write_corpus_yaml(tmp_path), {"speaker_mode": "utterance", "spk_embed_dim": 4,
+                                                          "log_interval": 1000, "audio_log_interval": 1000},
+                           n_speakers=0)
+    brain = build_brain(hp, {"device": "cpu", "noprogressbar": True})
+    items = [{**item, "spk_embed": torch.randn(4)} for item in synthetic_items(2, 8192, 5)]
+    reads = run_twice(brain, items)
+    assert not reads, dict(reads)
+
+
+@pytest.mark.parametrize("stage", ["B", "C"])
+def test_semantic_step_reads_nothing_back(monkeypatch, stage):
     from semtts.brain import VITSBrain
     from semtts.lobes.vits.semantic_vits import SemanticVITS
 
@@ -209,10 +223,10 @@ def test_stage_c_step_reads_nothing_back(monkeypatch):
     torch.manual_seed(0)
     hp = load_hyperpyyaml((ROOT / "hparams" / "model" / "vits_tiny.yaml").read_text(),
                           {"n_speakers": 2, "disc_periods": [2], "p_dropout": 0.0})
-    hp.update(load_hyperpyyaml((ROOT / "hparams" / "train_C.yaml").read_text(),
+    hp.update(load_hyperpyyaml((ROOT / "hparams" / f"train_{stage}.yaml").read_text(),
                                {"output_folder": tempfile.mkdtemp(), "sempred_hidden": 16, "p_teacher_steps": 10,
                                 "log_interval": 1000, "audio_log_interval": 1000}))
-    generator = SemanticVITS(hp["generator"], 12, use_adapter=True, sempred_hidden=16)
+    generator = SemanticVITS(hp["generator"], 12, use_adapter=stage == "C", sempred_hidden=16)
     brain = VITSBrain({"generator": generator, "discriminator": hp["discriminator"]}, hparams=hp,
                       run_opts={"device": "cpu", "noprogressbar": True})
     items = [{"sig": torch.randn(8192) * 0.1, "token_ids": torch.arange(1, 9), "spk_id": i,
