@@ -17,7 +17,6 @@ backward passes): where a host-bound step spends its launches.
 
 import argparse
 import collections
-import copy
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import load_hparams, make_batch  # noqa: E402
+from train_step import host_copies, load_hparams, make_batch  # noqa: E402
 
 
 def synchronising_calls(step) -> collections.Counter:
@@ -132,10 +131,7 @@ def main(argv=None) -> None:
         spec = hp["spectrogram"]
         batch = make_batch(args.batch_size, spec.sample_rate, spec.hop_length, args.min_seconds, args.max_seconds,
                            seed=args.batch_size)
-        # fit_batch moves its batch to the device in place: every step gets its own host copy, as from a
-        # loader (in pinned memory on CUDA, as semtts' training loader gives it)
-        copies = [copy.deepcopy(batch) for _ in range(4 + args.steps)]
-        fresh = iter([b.pin_memory() for b in copies] if on_cuda else copies)
+        fresh = host_copies(batch, 4 + args.steps, torch.device(args.device))
         for _ in range(3):
             brain.fit_batch(next(fresh))
         sync()

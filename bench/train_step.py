@@ -71,6 +71,13 @@ def make_batch(batch_size: int, sample_rate: int, hop: int, min_s: float, max_s:
     return PaddedBatch(items)
 
 
+def host_copies(batch: PaddedBatch, count: int, device: torch.device):
+    """An iterator over ``count`` host copies of ``batch``: ``fit_batch`` moves its batch to the device in
+    place, so every step gets its own, as from a loader (pinned on CUDA, as semtts' training loader gives it)."""
+    copies = [copy.deepcopy(batch) for _ in range(count)]
+    return iter([b.pin_memory() for b in copies] if device.type == "cuda" else copies)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak CUDA memory allocated since the last reset, or the process's peak RSS on a CPU."""
     if device.type == "cuda":
@@ -111,10 +118,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                            args.min_seconds, args.max_seconds, seed=batch_size)
         audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / spectrogram.sample_rate
         tokens_mean = round(float((batch.token_ids.lengths * batch.token_ids.data.shape[1]).mean()), 1)
-        # fit_batch moves its batch to the device in place: every step gets its own host copy, as from a
-        # loader (in pinned memory on CUDA, as semtts' training loader gives it)
-        copies = [copy.deepcopy(batch) for _ in range(1 + args.warmup + 2 * args.steps)]
-        fresh = iter([b.pin_memory() for b in copies] if device.type == "cuda" else copies)
+        fresh = host_copies(batch, 1 + args.warmup + 2 * args.steps, device)
         step = lambda: brain.fit_batch(next(fresh))  # noqa: E731
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

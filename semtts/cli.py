@@ -256,8 +256,7 @@ def _check_writable(path: Path, what: str = "output") -> None:
     if not folder.is_dir():
         raise DataError(f"{path}: cannot write the {what} ({folder} is not a folder)")
     try:
-        with tempfile.TemporaryFile(dir=folder, prefix=".semtts-write-test-"):
-            pass
+        tempfile.TemporaryFile(dir=folder, prefix=".semtts-write-test-").close()  # a probe: deleted on close
     except OSError as err:
         raise DataError(f"{path}: cannot write the {what} in {folder} ({err.strerror or first_line(err, 150)})") \
             from None

@@ -22,11 +22,13 @@ Traceback (most recent call last):
 semtts.errors.DataError: vits: batch item 1 has fewer frames than tokens (no monotonic alignment exists)
 """
 
+from typing import Any
+
 import torch
 
 from semtts.errors import DataError
 
-__all__ = ["check_tokens", "check_spec", "check_alignable", "check_speaker_ids", "int64_on"]
+__all__ = ["check_tokens", "check_spec", "check_alignable", "check_speaker_ids", "int64_on", "lengths_on_device"]
 
 
 def check_tokens(tokens: torch.Tensor, token_lengths: torch.Tensor) -> None:
@@ -128,3 +130,30 @@ def int64_on(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     if from_host and torch.device(device).type == "cuda":
         values = values.long().pin_memory()
     return values.to(device=device, dtype=torch.long, non_blocking=from_host)
+
+
+def lengths_on_device(
+    model: Any, validate: bool, tokens: torch.Tensor, token_lengths: torch.Tensor, spec: torch.Tensor,
+    spec_lengths: torch.Tensor, sid: torch.Tensor | None = None, **extra: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model.check_inputs`` (a VITS generator's) when ``validate`` (False: the
+    caller checked the batch on the host), then the lengths as int64 on
+    ``tokens``'s device: how a training ``forward`` starts.
+
+    Arguments
+    ---------
+    model : VITSSynthesizer
+        The generator (its ``check_inputs``).
+    validate : bool
+        Check the batch.
+    tokens, token_lengths, spec, spec_lengths, sid : torch.Tensor
+        As ``model.forward``; ``**extra``: further arguments of ``check_inputs``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``token_lengths`` and ``spec_lengths``.
+    """
+    if validate:
+        model.check_inputs(tokens, token_lengths, spec, spec_lengths, sid, **extra)
+    return int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)

@@ -66,7 +66,7 @@ from semtts.errors import ConfigError, DataError
 from semtts.lobes.semantic import (SemanticCrossAttnAdapter, SemPred, check_teacher_lengths, pool_by_path,
                                    teacher_to_spec_frames)
 from semtts.lobes.vits.alignment import expand_by_path, prior_log_likelihood, search_path
-from semtts.lobes.vits.input_checks import int64_on
+from semtts.lobes.vits.input_checks import int64_on, lengths_on_device
 from semtts.lobes.vits.segments import random_segments
 from semtts.lobes.vits.synthesizer import VITSOutput, VITSSynthesizer
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
@@ -292,10 +292,8 @@ class SemanticVITS(VITSSynthesizer):
         -------
         SemanticVITSOutput
         """
-        if validate:
-            self.check_inputs(tokens, token_lengths, spec, spec_lengths, sid, teacher=teacher,
-                              teacher_lengths=teacher_lengths)
-        token_lengths, spec_lengths = int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)
+        token_lengths, spec_lengths = lengths_on_device(self, validate, tokens, token_lengths, spec, spec_lengths, sid,
+                                                        teacher=teacher, teacher_lengths=teacher_lengths)
         g = self.speaker_condition(sid, spk_embed, validate=False)  # ids checked with the rest
         text = self.text_encoder(tokens, token_lengths)
         posterior = self.posterior_encoder(spec, spec_lengths, g=g)

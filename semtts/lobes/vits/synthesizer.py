@@ -44,7 +44,7 @@ from semtts.lobes.vits.duration import DeterministicDurationPredictor, Stochasti
 from semtts.lobes.vits.flow import ResidualCouplingFlow
 from semtts.lobes.vits.hifigan import HiFiGANGenerator
 from semtts.lobes.vits.input_checks import (check_alignable, check_spec, check_speaker_ids, check_tokens,
-                                            int64_on)
+                                            int64_on, lengths_on_device)
 from semtts.lobes.vits.masks import lengths_to_mask
 from semtts.lobes.vits.posterior_encoder import PosteriorEncoder
 from semtts.lobes.vits.segments import random_segments
@@ -309,20 +309,16 @@ class VITSSynthesizer(nn.Module):
         self, tokens: torch.Tensor, token_lengths: torch.Tensor, spec: torch.Tensor, spec_lengths: torch.Tensor,
         sid: torch.Tensor | None = None, **extra: torch.Tensor | None,
     ) -> None:
-        """Check a training batch (:mod:`~semtts.lobes.vits.input_checks`):
-        what :meth:`forward` checks unless told ``validate=False``.
-
-        The checks read the lengths and ids on the host: given there, they
-        cost no device sync. :class:`~semtts.brain.VITSBrain` checks each
-        batch so before moving it, then runs the model with ``validate=False``
-        (a DDP wrapper would move host arguments to the device first).
+        """Check a training batch (:mod:`~semtts.lobes.vits.input_checks`), as
+        :meth:`forward` does unless told ``validate=False``. Lengths and ids
+        are read on the host: given there, no device sync. :class:`~semtts.brain.VITSBrain`
+        checks each batch so before it moves, then runs the model with
+        ``validate=False`` (a DDP wrapper moves host arguments to the device first).
 
         Arguments
         ---------
         tokens, token_lengths, spec, spec_lengths, sid : torch.Tensor
-            As :meth:`forward`.
-        **extra
-            The further arguments of a subclass's ``forward`` (unused here).
+            As :meth:`forward`; ``**extra``: a subclass's further arguments.
         """
         check_tokens(tokens, token_lengths)
         check_spec(spec, spec_lengths, self.spec_channels)
@@ -367,9 +363,7 @@ class VITSSynthesizer(nn.Module):
             Decoded window, duration loss, alignment, slice starts, masks and
             the latent statistics for the KL loss.
         """
-        if validate:
-            self.check_inputs(tokens, token_lengths, spec, spec_lengths, sid)
-        token_lengths, spec_lengths = int64_on(token_lengths, tokens.device), int64_on(spec_lengths, tokens.device)
+        token_lengths, spec_lengths = lengths_on_device(self, validate, tokens, token_lengths, spec, spec_lengths, sid)
         g = self.speaker_condition(sid, spk_embed, validate=False)  # ids checked with the rest
         text = self.text_encoder(tokens, token_lengths)
         posterior = self.posterior_encoder(spec, spec_lengths, g=g)
