@@ -13,7 +13,9 @@ step's dtype, with the layouts an implementation could choose:
   channels-last tensors (cuDNN's native NHWC kernels, no layout transforms),
   2-D ones with channels-last input and weight;
 - ``folded``: a period discriminator's ``(k, 1)`` 2-D convolution on
-  ``[B, C, T/p, p]`` as a 1-D convolution on ``[B*p, C, T/p]`` (exactly equal).
+  ``[B, C, T/p, p]`` as a 1-D convolution on ``[B*p, C, T/p]`` (exactly equal);
+- ``conv1d``: a kernel-1 layer (``PointwiseConv1d``, whose default is one
+  batched matrix product) through ``F.conv1d`` (cuDNN) instead.
 
 One JSON line per (call shape, layout): milliseconds per call, calls per
 step, milliseconds per step; the largest totals are where a faster step has
@@ -38,8 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_info, median_ms  # noqa: E402
 from train_step import load_hparams, make_batch  # noqa: E402
 
+from semtts.lobes.vits.pointwise import PointwiseConv1d, pointwise_conv1d  # noqa: E402
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-KINDS = ((nn.ConvTranspose1d, "ConvTranspose1d"), (nn.Conv2d, "Conv2d"), (nn.Conv1d, "Conv1d"))
+# the first class that matches names a call: PointwiseConv1d before the Conv1d it derives from
+KINDS = ((PointwiseConv1d, "PointwiseConv1d"), (nn.ConvTranspose1d, "ConvTranspose1d"), (nn.Conv2d, "Conv2d"),
+         (nn.Conv1d, "Conv1d"))
 
 
 def record_calls(config: str, batch_size: int, precision: str, device: torch.device) -> Counter:
@@ -86,6 +92,8 @@ def layouts(kind: str, weight_shape: tuple) -> list[str]:
     names = ["default", "channels_last"]
     if kind == "Conv2d" and weight_shape[-1] == 1:
         names.append("folded")
+    if kind == "PointwiseConv1d":
+        names.append("conv1d")
     return names
 
 
@@ -109,16 +117,19 @@ def time_call(call: tuple, layout: str, dtype: torch.dtype, device: torch.device
 
         def conv(x, w, b):
             return F.conv2d(x, w, b, stride, padding, dilation, groups)
+    elif kind == "PointwiseConv1d" and layout == "default":  # what the step does: a batched product
+        def conv(x, w, b):
+            return pointwise_conv1d(x, w, b)
     elif layout == "channels_last":  # 1-D as 2-D on [B, C, 1, L] in NHWC
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         w = w.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        if kind == "Conv1d":
+        if kind != "ConvTranspose1d":
             def conv(x, w, b):
                 return F.conv2d(x, w, b, (1, stride[0]), (0, padding[0]), (1, dilation[0]), groups)
         else:
             def conv(x, w, b):
                 return F.conv_transpose2d(x, w, b, (1, stride[0]), (0, padding[0]), 0, groups, (1, dilation[0]))
-    elif kind == "Conv1d":
+    elif kind in ("Conv1d", "PointwiseConv1d"):  # a pointwise layer's "conv1d" layout: cuDNN
         def conv(x, w, b):
             return F.conv1d(x, w, b, stride, padding, dilation, groups)
     else:
@@ -169,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                   "padding": list(padding), "dilation": list(dilation), "groups": groups,
                   "input_grad": x_grad, "weight_grad": w_grad, "layout": layout, "calls_per_step": count,
                   "ms_per_call": round(timed[layout], 4), "ms_per_step": round(timed[layout] * count, 3)}, args.out)
-        for layout in ("default", "channels_last", "folded"):  # a layout that does not apply counts as default
+        for layout in ("default", "channels_last", "folded", "conv1d"):  # a layout that does not apply counts as default
             totals[layout] += timed.get(layout, timed.get("default", 0.0)) * count
         best += min(timed.values(), default=0.0) * count
     emit({**info, "summary": "every convolution call of one step, each timed alone",

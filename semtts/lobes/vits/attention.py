@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtts.errors import ConfigError
+from semtts.lobes.vits.pointwise import PointwiseConv1d, pointwise_conv1d
 
 __all__ = ["ChannelLayerNorm", "RelativeMultiHeadAttention", "ConvFeedForward"]
 
@@ -109,10 +110,10 @@ class RelativeMultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.head_channels = channels // n_heads
         self.window_size = window_size
-        self.query = nn.Conv1d(channels, channels, 1)
-        self.key = nn.Conv1d(channels, channels, 1)
-        self.value = nn.Conv1d(channels, channels, 1)
-        self.out = nn.Conv1d(channels, channels, 1)
+        self.query = PointwiseConv1d(channels, channels)
+        self.key = PointwiseConv1d(channels, channels)
+        self.value = PointwiseConv1d(channels, channels)
+        self.out = PointwiseConv1d(channels, channels)
         self.dropout = nn.Dropout(p_dropout)
         for conv in (self.query, self.key, self.value):
             nn.init.xavier_uniform_(conv.weight)
@@ -139,11 +140,12 @@ class RelativeMultiHeadAttention(nn.Module):
             ``[B, C, T]`` attended features.
         """
         batch, channels, steps = x.shape
-        shape = (batch, self.n_heads, self.head_channels, steps)
-        # [B, heads, T, d_head]
-        query = self.query(x).view(shape).transpose(2, 3) / math.sqrt(self.head_channels)
-        key = self.key(x).view(shape).transpose(2, 3)
-        value = self.value(x).view(shape).transpose(2, 3)
+        # the three projections as one product (three separate layers in the state dict)
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        projected = pointwise_conv1d(x, weight, bias).view(batch, 3, self.n_heads, self.head_channels, steps)
+        query, key, value = projected.transpose(3, 4).unbind(1)  # [B, heads, T, d_head] each
+        query = query / math.sqrt(self.head_channels)
 
         scores = query @ key.transpose(2, 3)
         if self.window_size is not None:

@@ -35,6 +35,7 @@ from torch import nn
 from semtts.lobes.vits.attention import ChannelLayerNorm
 from semtts.lobes.vits.duration_flows import ConvFlow, DDSConv, ElementwiseAffine, LogFlow
 from semtts.lobes.vits.flow import Flip
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 
 __all__ = ["StochasticDurationPredictor", "DeterministicDurationPredictor"]
 
@@ -91,15 +92,15 @@ class StochasticDurationPredictor(nn.Module):
         self.log_flow = LogFlow()
         self.flows = _spline_flows(filter_channels, kernel_size, n_flows)
         # posterior q(u, nu | d, text) of the dequantisation noise u and the extra channel nu
-        self.post_pre = nn.Conv1d(1, filter_channels, 1)
+        self.post_pre = PointwiseConv1d(1, filter_channels)
         self.post_convs = DDSConv(filter_channels, kernel_size, n_layers=3, p_dropout=p_dropout)
-        self.post_proj = nn.Conv1d(filter_channels, filter_channels, 1)
+        self.post_proj = PointwiseConv1d(filter_channels, filter_channels)
         self.post_flows = _spline_flows(filter_channels, kernel_size, n_flows)
         # text conditioner shared by both flows
-        self.pre = nn.Conv1d(in_channels, filter_channels, 1)
+        self.pre = PointwiseConv1d(in_channels, filter_channels)
         self.convs = DDSConv(filter_channels, kernel_size, n_layers=3, p_dropout=p_dropout)
-        self.proj = nn.Conv1d(filter_channels, filter_channels, 1)
-        self.cond = nn.Conv1d(gin_channels, filter_channels, 1) if gin_channels else None
+        self.proj = PointwiseConv1d(filter_channels, filter_channels)
+        self.cond = PointwiseConv1d(gin_channels, filter_channels) if gin_channels else None
 
     def _condition(
         self, x: torch.Tensor, mask: torch.Tensor, g: torch.Tensor | None
@@ -234,9 +235,9 @@ class DeterministicDurationPredictor(nn.Module):
         self.norm1 = ChannelLayerNorm(filter_channels)
         self.conv2 = nn.Conv1d(filter_channels, filter_channels, kernel_size, padding=padding)
         self.norm2 = ChannelLayerNorm(filter_channels)
-        self.proj = nn.Conv1d(filter_channels, 1, 1)
+        self.proj = PointwiseConv1d(filter_channels, 1)
         self.dropout = nn.Dropout(p_dropout)
-        self.cond = nn.Conv1d(gin_channels, in_channels, 1) if gin_channels else None
+        self.cond = PointwiseConv1d(gin_channels, in_channels) if gin_channels else None
 
     def log_durations(
         self,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtts.lobes.vits.attention import ChannelLayerNorm
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.spline import rational_quadratic_spline
 
 __all__ = ["ElementwiseAffine", "LogFlow", "DDSConv", "ConvFlow"]
@@ -132,7 +133,7 @@ class DDSConv(nn.Module):
                     padding=dilation * (kernel_size - 1) // 2,
                 )
             )
-            self.convs_pointwise.append(nn.Conv1d(channels, channels, 1))
+            self.convs_pointwise.append(PointwiseConv1d(channels, channels))
             self.norms_depthwise.append(ChannelLayerNorm(channels))
             self.norms_pointwise.append(ChannelLayerNorm(channels))
 
@@ -199,9 +200,9 @@ class ConvFlow(nn.Module):
         self.filter_channels = filter_channels
         self.num_bins = num_bins
         self.tail_bound = tail_bound
-        self.pre = nn.Conv1d(self.half_channels, filter_channels, 1)
+        self.pre = PointwiseConv1d(self.half_channels, filter_channels)
         self.convs = DDSConv(filter_channels, kernel_size, n_layers, p_dropout=0.0)
-        self.proj = nn.Conv1d(filter_channels, self.half_channels * (3 * num_bins - 1), 1)
+        self.proj = PointwiseConv1d(filter_channels, self.half_channels * (3 * num_bins - 1))
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from semtts.errors import ConfigError
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.wavenet import WaveNet
 
 __all__ = ["Flip", "ResidualCouplingLayer", "ResidualCouplingFlow"]
@@ -96,9 +97,9 @@ class ResidualCouplingLayer(nn.Module):
         if channels % 2:
             raise ConfigError(f"coupling layer: channels must be even, got {channels}")
         self.half_channels = channels // 2
-        self.pre = nn.Conv1d(self.half_channels, hidden_channels, 1)
+        self.pre = PointwiseConv1d(self.half_channels, hidden_channels)
         self.wavenet = WaveNet(hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels)
-        self.post = nn.Conv1d(hidden_channels, self.half_channels, 1)
+        self.post = PointwiseConv1d(hidden_channels, self.half_channels)
         nn.init.zeros_(self.post.weight)
         nn.init.zeros_(self.post.bias)
 

@@ -38,6 +38,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from semtts.errors import ConfigError
 from semtts.lobes.vits.masks import apply_mask, lengths_to_mask
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
 __all__ = ["ResBlock1", "ResBlock2", "HiFiGANGenerator"]
@@ -193,7 +194,7 @@ class HiFiGANGenerator(nn.Module):
         self.num_kernels = len(resblock_kernel_sizes)
 
         self.conv_pre = nn.Conv1d(in_channels, upsample_initial_channel, 7, padding=3)
-        self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1) if gin_channels else None
+        self.cond = PointwiseConv1d(gin_channels, upsample_initial_channel) if gin_channels else None
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
         channels = upsample_initial_channel

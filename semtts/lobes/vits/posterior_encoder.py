@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from semtts.lobes.vits.masks import lengths_to_mask
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.wavenet import WaveNet
 
 __all__ = ["PosteriorOutput", "PosteriorEncoder"]
@@ -76,9 +77,9 @@ class PosteriorEncoder(nn.Module):
     ):
         super().__init__()
         self.out_channels = out_channels
-        self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
+        self.pre = PointwiseConv1d(in_channels, hidden_channels)
         self.wavenet = WaveNet(hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels)
-        self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
+        self.proj = PointwiseConv1d(hidden_channels, 2 * out_channels)
 
     def forward(
         self, spec: torch.Tensor, spec_lengths: torch.Tensor, g: torch.Tensor | None = None

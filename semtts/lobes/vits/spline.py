@@ -29,22 +29,14 @@ from semtts.errors import ConfigError
 __all__ = ["rational_quadratic_spline"]
 
 
-def _knots(
-    unnormalized: torch.Tensor, bound: float, min_size: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bin sizes (softmax, floored at ``min_size``) and their ``K + 1`` knots on ``[-bound, bound]``."""
+def _knots(unnormalized: torch.Tensor, bound: float, min_size: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bin sizes (softmax, floored at ``min_size``) and their ``K + 1`` knots on ``[-bound, bound]``
+    (the end knots exactly at the bounds), along the last dimension of ``unnormalized [..., K]``."""
     n_bins = unnormalized.size(-1)
-    sizes = min_size + (1.0 - min_size * n_bins) * torch.softmax(unnormalized, dim=-1)
-    inner = torch.cumsum(sizes, dim=-1)[..., :-1] * (2 * bound) - bound
-    left = torch.full_like(inner[..., :1], -bound)
-    right = torch.full_like(inner[..., :1], bound)
-    knots = torch.cat([left, inner, right], dim=-1)
+    fractions = torch.softmax(unnormalized, dim=-1).mul(1.0 - min_size * n_bins).add(min_size)
+    inner = torch.cumsum(fractions[..., :-1], dim=-1).mul(2 * bound).sub(bound)
+    knots = F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
     return knots[..., 1:] - knots[..., :-1], knots
-
-
-def _pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``values[..., index]`` elementwise, for ``values [..., N]`` and ``index [...]``."""
-    return values.gather(-1, index.unsqueeze(-1)).squeeze(-1)
 
 
 def rational_quadratic_spline(
@@ -101,20 +93,25 @@ def rational_quadratic_spline(
         raise ConfigError(f"spline: minimal bin size too large for {n_bins} bins")
     # boundary derivatives fixed to 1 to join the identity tails smoothly
     boundary = math.log(math.expm1(1.0 - min_derivative))
-    derivatives = min_derivative + F.softplus(
-        F.pad(unnormalized_derivatives, (1, 1), value=boundary)
-    )
-    widths, x_knots = _knots(unnormalized_widths, tail_bound, min_bin_width)
-    heights, y_knots = _knots(unnormalized_heights, tail_bound, min_bin_height)
+    derivatives = F.softplus(F.pad(unnormalized_derivatives, (1, 1), value=boundary)).add(min_derivative)
+    if min_bin_width == min_bin_height:  # widths and heights in one pass: [..., 2, K]
+        sizes, knots = _knots(torch.stack([unnormalized_widths, unnormalized_heights], dim=-2), tail_bound,
+                              min_bin_width)
+    else:
+        (widths, x_knots), (heights, y_knots) = (_knots(unnormalized_widths, tail_bound, min_bin_width),
+                                                 _knots(unnormalized_heights, tail_bound, min_bin_height))
+        sizes, knots = torch.stack([widths, heights], dim=-2), torch.stack([x_knots, y_knots], dim=-2)
 
     inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
     values = inputs.clamp(-tail_bound, tail_bound)
-    search = y_knots if inverse else x_knots
+    search = knots[..., 1 if inverse else 0, :]
     bin_index = ((values.unsqueeze(-1) >= search).sum(-1) - 1).clamp(0, n_bins - 1)
 
-    x_k, width = _pick(x_knots, bin_index), _pick(widths, bin_index)
-    y_k, height = _pick(y_knots, bin_index), _pick(heights, bin_index)
-    d_k, d_k1 = _pick(derivatives, bin_index), _pick(derivatives, bin_index + 1)
+    # every per-bin quantity in one table, read with one gather: [x_k, width, y_k, height, d_k, d_k+1]
+    table = torch.cat([torch.cat([knots[..., :-1], sizes], dim=-1).flatten(-2), derivatives[..., :-1],
+                       derivatives[..., 1:]], dim=-1)
+    offsets = torch.arange(0, 6 * n_bins, n_bins, device=inputs.device)
+    x_k, width, y_k, height, d_k, d_k1 = table.gather(-1, bin_index.unsqueeze(-1) + offsets).unbind(-1)
     slope = height / width
     curvature = d_k1 + d_k - 2 * slope
 
@@ -129,15 +126,17 @@ def rational_quadratic_spline(
     else:
         theta = (values - x_k) / width
 
-    mixed = theta * (1 - theta)
+    complement = 1 - theta
+    mixed = theta * complement
+    theta_sq = theta.pow(2)
     denominator = slope + curvature * mixed
-    slope_numerator = slope.pow(2) * (d_k1 * theta.pow(2) + 2 * slope * mixed + d_k * (1 - theta).pow(2))
-    logabsdet = torch.log(slope_numerator) - 2 * torch.log(denominator)
+    slope_numerator = slope.pow(2) * (d_k1 * theta_sq + 2 * slope * mixed + d_k * complement.pow(2))
+    logabsdet = torch.log(slope_numerator / denominator.pow(2))
     if inverse:
         logabsdet = -logabsdet
     else:
-        mapped = y_k + height * (slope * theta.pow(2) + d_k * mixed) / denominator
+        mapped = y_k + height * (slope * theta_sq + d_k * mixed) / denominator
 
     outputs = torch.where(inside, mapped, inputs)
-    logabsdet = torch.where(inside, logabsdet, torch.zeros_like(logabsdet))
+    logabsdet = torch.where(inside, logabsdet, 0.0)
     return outputs, logabsdet

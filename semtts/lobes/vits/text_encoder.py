@@ -23,6 +23,7 @@ from torch import nn
 
 from semtts.lobes.vits.attention import ChannelLayerNorm, ConvFeedForward, RelativeMultiHeadAttention
 from semtts.lobes.vits.masks import lengths_to_mask
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 
 __all__ = ["RelativeTransformerEncoder", "TextEncoderOutput", "TextEncoder"]
 
@@ -160,7 +161,7 @@ class TextEncoder(nn.Module):
         self.encoder = RelativeTransformerEncoder(
             hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout, window_size
         )
-        self.proj = nn.Conv1d(hidden_channels, 2 * out_channels, 1)
+        self.proj = PointwiseConv1d(hidden_channels, 2 * out_channels)
 
     def forward(self, tokens: torch.Tensor, token_lengths: torch.Tensor) -> TextEncoderOutput:
         """Encode a padded batch of token ids.

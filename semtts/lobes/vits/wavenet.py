@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
 __all__ = ["WaveNet"]
@@ -72,10 +73,10 @@ class WaveNet(nn.Module):
             self.in_layers.append(weight_norm(conv))
             # the last layer only feeds the skip path
             out = 2 * hidden_channels if i < n_layers - 1 else hidden_channels
-            self.res_skip_layers.append(weight_norm(nn.Conv1d(hidden_channels, out, 1)))
+            self.res_skip_layers.append(weight_norm(PointwiseConv1d(hidden_channels, out)))
         self.cond_layer = None
         if gin_channels:
-            self.cond_layer = weight_norm(nn.Conv1d(gin_channels, 2 * hidden_channels * n_layers, 1))
+            self.cond_layer = weight_norm(PointwiseConv1d(gin_channels, 2 * hidden_channels * n_layers))
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, g: torch.Tensor | None = None

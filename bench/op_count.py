@@ -1,0 +1,117 @@
+"""Count the operators one VITS training step dispatches, by part of the step.
+
+A GPU step of ``vits_base`` at batch 32 is bound by the host: the time to
+launch its operators, not to run them (batch 64 takes hardly longer).
+What the host pays for is counted here, on any machine, without a GPU:
+every ATen operator of one ``VITSBrain.fit_batch`` (forward passes by
+part, the backward passes, the optimizers), and among them the library
+calls that cost the most host time per call on CUDA: cuDNN convolutions
+(forward and backward) and cuBLAS matrix products. The step is the one
+``bench/train_step.py`` times, with fused AdamW as on CUDA.
+
+    python bench/op_count.py --config hparams/model/vits_base.yaml --precisions fp32 bf16 \\
+        --out bench/results/op_count_cpu.jsonl
+"""
+
+import argparse
+import collections
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine_info  # noqa: E402
+from train_step import ROOT, host_copies, load_hparams, make_batch  # noqa: E402
+
+CONVOLUTIONS = {"convolution", "convolution_backward"}
+MATMULS = {"mm", "bmm", "addmm", "baddbmm", "addbmm"}
+
+
+class OperatorCounter(TorchDispatchMode):
+    """Count dispatched operators under the innermost labelled part (``BACKWARD`` inside autograd)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter = collections.Counter()
+        self.parts = ["other"]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        part = "backward" if torch._C._current_graph_task_id() != -1 else self.parts[-1]
+        self.counts[(part, func.overloadpacket.__name__)] += 1
+        return func(*args, **(kwargs or {}))
+
+    def label(self, owner, method: str, part: str) -> None:
+        """Count what ``owner.method`` dispatches under ``part``."""
+        original = getattr(owner, method)
+
+        def run(*args, **kwargs):
+            self.parts.append(part)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.parts.pop()
+        object.__setattr__(owner, method, run)  # also on frozen dataclasses (the spectrogram)
+
+
+def count_step(config: str, precision: str, batch_size: int) -> dict:
+    """The operator counts of one training step (after a first, unmeasured one)."""
+    import semtts.brain
+    import semtts.update_gate
+    from semtts.brain import VITSBrain, _unwrap
+
+    # fused AdamW and device-side skips, as on CUDA (a CPU run would otherwise step per parameter)
+    semtts.brain.build_optimizer = lambda opt_class, module, device: opt_class(module.parameters(), fused=True)
+    semtts.update_gate.supports_device_skip = lambda opt: getattr(opt, "_step_supports_amp_scaling", False)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        hp = load_hparams(config, folder)
+        brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
+                          run_opts={"device": "cpu", "precision": precision, "noprogressbar": True})
+        brain.on_fit_start()
+        brain.modules.train()
+        spec = hp["spectrogram"]
+        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, 1.0, 1.5, seed=batch_size)
+        fresh = host_copies(batch, 2, torch.device("cpu"))
+        brain.fit_batch(next(fresh))
+        counter = OperatorCounter()
+        generator, disc = _unwrap(brain.modules["generator"]), _unwrap(brain.modules["discriminator"])
+        for name in ("text_encoder", "posterior_encoder", "flow", "decoder"):
+            counter.label(getattr(generator, name), "forward", name)
+        counter.label(generator.duration_predictor, "loss", "duration_predictor")
+        counter.label(disc, "forward", "discriminator_step_judge")
+        counter.label(disc, "judge_for_generator", "generator_step_judge")
+        counter.label(brain, "compute_objectives", "generator_losses")
+        counter.label(brain, "discriminator_loss", "discriminator_losses")
+        for name in ("optimizer_g", "optimizer_d"):
+            counter.label(getattr(brain, name), "step", "optimizers")
+        with counter:
+            brain.fit_batch(next(fresh))
+    by_part = collections.Counter()
+    for (part, _), n in counter.counts.items():
+        by_part[part] += n
+    calls = lambda names: sum(n for (_, op), n in counter.counts.items() if op in names)  # noqa: E731
+    forward = sum(n for part, n in by_part.items() if part not in ("backward", "optimizers"))
+    return {"ops_total": sum(by_part.values()), "ops_forward": forward, "ops_backward": by_part["backward"],
+            "ops_optimizers": by_part["optimizers"], "convolution_calls": calls(CONVOLUTIONS),
+            "matmul_calls": calls(MATMULS), "casts": calls({"_to_copy"}), "by_part": dict(by_part.most_common())}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "hparams" / "model" / "vits_base.yaml"))
+    parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
+    parser.add_argument("--batch_size", type=int, default=2, help="counts do not depend on it")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    info = machine_info(torch.device("cpu"))
+    for precision in args.precisions:
+        record = {"bench": "op_count", **info, "config": Path(args.config).name,
+                  "precision": precision, "batch_size": args.batch_size}
+        emit({**record, **count_step(args.config, precision, args.batch_size)}, args.out)
+
+
+if __name__ == "__main__":
+    main()
