@@ -183,6 +183,23 @@ def test_feature_matching_loss():
     assert real_leaf.grad is None and fake[0][0].grad is not None  # real maps are detached
     with pytest.raises(DataError):
         feature_matching_loss(real, fake[:1])
+    with pytest.raises(DataError, match="differ in shape"):
+        feature_matching_loss([[torch.zeros(1, 3)]], [[torch.zeros(1, 4)]])
+
+
+def test_feature_matching_loss_equals_the_sum_of_per_map_means():
+    """All maps in one multi-tensor pass: the same value and gradients as one mean |real - fake| per map,
+    and mixed precisions compare in float32."""
+    torch.manual_seed(0)
+    real = [[torch.randn(2, 4, 10 + i, j + 1) for j in range(3)] for i in range(3)]
+    fake = [[torch.randn_like(t).requires_grad_() for t in maps] for maps in real]
+    flat = [t for maps in fake for t in maps]
+    loss = feature_matching_loss(real, fake)
+    want = sum(torch.mean(torch.abs(r - g)) for rs, gs in zip(real, fake) for r, g in zip(rs, gs))
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(torch.autograd.grad(loss, flat), torch.autograd.grad(want, flat))
+    mixed = feature_matching_loss([[t.bfloat16() for t in maps] for maps in real], fake)
+    assert mixed.dtype == torch.float32 and abs(mixed.item() - want.item()) < 1e-2
 
 
 # --- KL ------------------------------------------------------------------------
