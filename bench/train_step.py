@@ -20,6 +20,7 @@ is reported as skipped.
 
     python bench/train_step.py                               # tiny model, CPU
     python bench/train_step.py --compile                     # torch.compile of discriminator and decoder
+    python bench/train_step.py --compile --vary_batches      # a new batch (new lengths) every step
     python bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \\
         --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out bench/results/train_step_cuda.jsonl
 """
@@ -107,18 +108,25 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
             run_opts = {"device": str(device), "precision": precision, "noprogressbar": True}
             if args.compile:
                 run_opts |= {"compile": True, "compile_mode": args.compile_mode,
-                             "compile_using_dynamic_shape_tracing": False}
+                             "compile_using_dynamic_shape_tracing": False,
+                             "compile_module_keys": args.compile_module_keys}
             brain = VITSBrain(modules, hparams=hp, run_opts=run_opts)
         except ConfigError as err:
             return {**record, "skipped": str(err)}
         brain.on_fit_start()
         brain.modules.train()
         spectrogram = hp["spectrogram"]
-        batch = make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length,
-                           args.min_seconds, args.max_seconds, seed=batch_size)
-        audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / spectrogram.sample_rate
-        tokens_mean = round(float((batch.token_ids.lengths * batch.token_ids.data.shape[1]).mean()), 1)
-        fresh = host_copies(batch, 1 + args.warmup + 2 * args.steps, device)
+        # one batch, or with --vary_batches a new one (new lengths) for every step
+        n_steps = 1 + args.warmup + 2 * args.steps
+        batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
+                              args.max_seconds, seed=batch_size + 1000 * i)
+                   for i in range(n_steps if args.vary_batches else 1)]
+        audio_s = statistics.mean(float(b.sig.lengths.sum() * b.sig.data.shape[1]) / spectrogram.sample_rate
+                                  for b in batches)
+        tokens_mean = round(statistics.mean(float((b.token_ids.lengths * b.token_ids.data.shape[1]).mean())
+                                            for b in batches), 1)
+        fresh = (item for b in batches for item in host_copies(b, n_steps // len(batches), device))
+        graphs_before = compiled_graphs()
         step = lambda: brain.fit_batch(next(fresh))  # noqa: E731
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -136,10 +144,19 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "audio_s_per_s": round(audio_s / (steady_ms / 1000.0), 2),
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
                 "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
+                "compile_module_keys": args.compile and args.compile_module_keys,
+                "compiled_graphs": compiled_graphs() - graphs_before, "vary_batches": args.vary_batches,
                 "cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last_disc": args.channels_last_disc,
                 "channels_last_conv1d": args.channels_last_conv1d,
                 "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
+
+
+def compiled_graphs() -> int:
+    """Graphs ``torch.compile`` has built in this process (recompilations included)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def steady_step_ms(step, device: torch.device, steps: int) -> tuple[float, float]:
@@ -180,6 +197,10 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="--compile (torch.compile of the discriminator and the decoder, VITSBrain._compile)")
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode with --compile")
+    parser.add_argument("--compile_module_keys", nargs="*", default=None,
+                        help="parts to compile with --compile (semtts.compiled_parts; default: all)")
+    parser.add_argument("--vary_batches", action="store_true",
+                        help="a new batch (new lengths) at every step, as in training: shows recompilations")
     parser.add_argument("--channels_last_disc", action="store_true",
                         help="experiment: period-discriminator Conv2d weights in channels-last (NHWC) layout")
     parser.add_argument("--channels_last_conv1d", action="store_true",
