@@ -7,7 +7,8 @@ every ATen operator of one ``VITSBrain.fit_batch`` (forward passes by
 part, the backward passes, the optimizers), and among them the library
 calls that cost the most host time per call on CUDA: cuDNN convolutions
 (forward and backward) and cuBLAS matrix products. The step is the one
-``bench/train_step.py`` times, with fused AdamW as on CUDA.
+``bench/train_step.py`` times, run as on CUDA: fused AdamW, and the
+kernel-1 convolutions as matrix products (``semtts.lobes.vits.pointwise``).
 
     python bench/op_count.py --config hparams/model/vits_base.yaml --precisions fp32 bf16 \\
         --out bench/results/op_count_cpu.jsonl
@@ -59,10 +60,12 @@ class OperatorCounter(TorchDispatchMode):
 def count_step(config: str, precision: str, batch_size: int) -> dict:
     """The operator counts of one training step (after a first, unmeasured one)."""
     import semtts.brain
+    import semtts.lobes.vits.pointwise
     import semtts.update_gate
     from semtts.brain import VITSBrain, _unwrap
 
-    # fused AdamW and device-side skips, as on CUDA (a CPU run would otherwise step per parameter)
+    # kernel-1 convolutions as products, fused AdamW and device-side skips: what a CUDA step runs
+    semtts.lobes.vits.pointwise.MATMUL_DEVICES.add("cpu")
     semtts.brain.build_optimizer = lambda opt_class, module, device: opt_class(module.parameters(), fused=True)
     semtts.update_gate.supports_device_skip = lambda opt: getattr(opt, "_step_supports_amp_scaling", False)
     torch.manual_seed(0)
