@@ -123,7 +123,7 @@ def test_what_is_not_pinyin_stays_letters_and_numbers():
     "raw, expected",
     [
         ("I have 10am, 3pm, 5km, H2O, mp3, COVID19, No.5, iPhone15, 4G.",
-         "i have ten am, three pm, five km, h two o, mp three, covid nineteen, number five, iphone fifteen, four g."),
+         "i have ten am, three pm, five kilometers, h two o, mp three, covid nineteen, number five, iphone fifteen, four g."),
         ("Meet at 10:30am in the 90s.", "meet at ten thirty am in the nineties."),
         ("Dr.Who won $5 on the 2nd at 4:05, 12.5% of 007.",
          "doctor who won five dollars on the second at four oh five, twelve point five percent of zero zero seven."),

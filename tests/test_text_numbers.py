@@ -139,6 +139,22 @@ FRACTIONS_AND_SIGNS = [
     ("-5 degrees", "minus five degrees"),
     ("1,000,000", "one million"),
     ("1,234.56", "one thousand two hundred thirty four point five six"),
+    # money with a scale word or its news abbreviation: amount, scale, then the currency
+    ("It costs $1.5 million.", "it costs one point five million dollars."),
+    ("a $2bn deal", "a two billion dollars deal"),
+    ("£10k prize", "ten thousand pounds prize"),
+    ("$5M round", "five million dollars round"),
+    ("€2.25 Trillion", "two point two five trillion euros"),
+    ("$5 m away", "five dollars m away"),  # a spaced letter is no scale
+    ("$5 mb", "five dollars mb"),
+    # units after a number (espeak would spell them): singular for exactly one, ranges read first
+    ("It weighs 5 kg and 1 kg.", "it weighs five kilograms and one kilogram."),
+    ("He ran 5-10 km in 20 min.", "he ran five to ten kilometers in twenty minutes."),
+    ("1.5km away at 60 mph", "one point five kilometers away at sixty miles per hour"),
+    ("a 2.4 GHz chip with 16 GB", "a two point four gigahertz chip with sixteen gigabytes"),
+    ("120 km/h", "one hundred twenty kilometers per hour"),
+    ("5 m away, 4G", "five m away, four g"),  # no unit: a bare m, a letter glued to the number
+    ("1/2 km", "one half km"),
 ]
 
 
@@ -238,6 +254,8 @@ def test_english_cleaner(raw, expected):
         ("$" + "9" * 5000 + ".50", "nine nine", "nine dollars fifty cents"),
         ("9" * 5000 + "th", "nine nine", "nine ninth"),
         ("9" * 5000 + ".5", "nine nine", "nine point five"),
+        ("$" + "9" * 5000 + ".5 million", "nine nine", "nine point five million dollars"),
+        ("9" * 5000 + " km", "nine nine", "nine kilometers"),
     ],
 )
 def test_long_digit_runs_are_read_digit_by_digit(raw, start, end):

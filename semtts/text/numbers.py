@@ -22,7 +22,12 @@ A fraction is read with an ordinal where it is proper and its denominator
 small (``"3/4"`` is ``"three quarters"``, ``"5/16"`` ``"five sixteenths"``),
 otherwise with "over" (``"3/2"`` is ``"three over two"``); ``"1914/15"``
 is a fiscal or academic year, ``"nineteen fourteen to fifteen"``. More than
-12 digits in a row are read digit by digit.
+12 digits in a row are read digit by digit. Money with a scale reads the
+currency last (``"$1.5 million"``, ``"£2bn"``: ``"one point five million
+dollars"``, ``"two billion pounds"``), and common units after a number are
+read in words, singular for exactly one (``"5 kg"``, ``"1 mph"``, ``"16 GB"``:
+``"five kilograms"``, ``"one mile per hour"``, ``"sixteen gigabytes"``), where
+espeak would spell them letter by letter.
 
 Example
 -------
@@ -216,6 +221,41 @@ def _money(match: re.Match) -> str:
     return " " + " ".join(parts) + " "
 
 
+_MONEY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion", "tn": "trillion"}
+
+
+def _money_scaled(match: re.Match) -> str:
+    """``$1.5 million``, ``£2bn``, ``$5M``: the amount, the scale, then the currency (plural)."""
+    major_name, _ = _CURRENCIES[match.group("cur")]
+    whole, _, fraction = match.group("amount").replace(",", "").partition(".")
+    amount = _cardinal(whole.lstrip("0") or "0") + (f" point {_digits_to_words(fraction)}" if fraction else "")
+    scale = (match.group("word") or _MONEY_SCALES[match.group("abbr").lower()]).lower()
+    return f" {amount} {scale} {major_name}s "
+
+
+# units after a number, which espeak would otherwise spell letter by letter: (singular, plural)
+_UNITS = {
+    "mm": ("millimeter", "millimeters"), "cm": ("centimeter", "centimeters"), "km": ("kilometer", "kilometers"),
+    "mg": ("milligram", "milligrams"), "kg": ("kilogram", "kilograms"), "ml": ("milliliter", "milliliters"),
+    "ft": ("foot", "feet"), "lb": ("pound", "pounds"), "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"),
+    "mph": ("mile per hour", "miles per hour"), "km/h": ("kilometer per hour", "kilometers per hour"),
+    "kph": ("kilometer per hour", "kilometers per hour"),
+    "Hz": ("hertz", "hertz"), "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"),
+    "GHz": ("gigahertz", "gigahertz"), "kW": ("kilowatt", "kilowatts"), "MW": ("megawatt", "megawatts"),
+    "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"), "GB": ("gigabyte", "gigabytes"),
+    "TB": ("terabyte", "terabytes"), "min": ("minute", "minutes"), "mins": ("minute", "minutes"),
+    "sec": ("second", "seconds"), "secs": ("second", "seconds"), "hr": ("hour", "hours"), "hrs": ("hour", "hours"),
+}
+
+
+def _with_unit(match: re.Match) -> str:
+    """``5 kg``, ``1.5km``, ``1 mph``: the number, then its unit in words (singular for exactly 1)."""
+    whole, _, fraction = match.group(1).partition(".")
+    number = _cardinal(whole.lstrip("0") or "0") + (f" point {_digits_to_words(fraction)}" if fraction else "")
+    singular, plural = _UNITS[match.group(2)]
+    return _spaced(match, f"{number} {singular if match.group(1) == '1' else plural}")
+
+
 def _decimal(match: re.Match) -> str:
     whole = match.group(1)
     head = _cardinal(whole) if whole else ""
@@ -371,6 +411,9 @@ def _decade(match: re.Match) -> str:
 
 
 _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
+    (re.compile(r"(?P<cur>[$£€])\s?(?P<amount>\d+(?:,\d{3})*(?:\.\d+)?)"
+                r"(?:\s?(?P<word>(?i:thousand|million|billion|trillion))\b|(?P<abbr>(?i:k|m|mn|b|bn|tn))\b)"),
+     _money_scaled),
     (re.compile(r"(?P<cur>[$£€])\s?(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
     (re.compile(r"(?<!\d)(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+)\b"), lambda m: m.group(1).replace(",", "")),
@@ -381,6 +424,8 @@ _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"#(?=\d)"), " number "),
     (re.compile(r"(?<=\d)\s?-\s?(?=\d)"), " to "),
     (re.compile(r"(?<![\w.])-(?=\d)"), " minus "),
+    (re.compile(r"(?<![\w./])(\d+(?:\.\d+)?)\s?(" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
+                + r")(?![\w/])"), _with_unit),
     (re.compile(r"(?<![\d/.])(?:(?P<whole>\d{1,3})\s+)?(?P<num>\d+)/(?P<den>\d+)(?![\d/]|\.\d|(?i:st|nd|rd|th)\b)"), _fraction),
     (re.compile(r"((?<!\d)\d*|(?<=\d))\.(\d+)"), _decimal),  # scans a digit run once
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.I), lambda m: _spaced(m, _ordinal(_cardinal(m.group(1))))),
