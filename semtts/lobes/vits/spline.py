@@ -131,7 +131,7 @@ def rational_quadratic_spline(
     theta_sq = theta.pow(2)
     denominator = slope + curvature * mixed
     slope_numerator = slope.pow(2) * (d_k1 * theta_sq + 2 * slope * mixed + d_k * complement.pow(2))
-    logabsdet = torch.log(slope_numerator / denominator.pow(2))
+    logabsdet = torch.log(slope_numerator) - 2 * torch.log(denominator)  # no squared denominator to overflow
     if inverse:
         logabsdet = -logabsdet
     else:
