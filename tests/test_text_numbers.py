@@ -27,6 +27,9 @@ PHONES = [
     ("1-800-555-0199", "one, eight zero zero, five five five, zero one nine nine"),
     ("+44 20 7946 0958", "plus four four, two zero, seven nine four six, zero nine five eight"),
     ("Phone: 555-1234, ext. 5", "phone: five five five, one two three four, ext. five"),
+    ("Call 911 now.", "call nine one one now."),  # emergency numbers after call / dial
+    ("He dialled 999.", "he dialled nine nine nine."),
+    ("Room 911, call 112.5 units", "room nine hundred eleven, call one hundred twelve point five units"),
 ]
 
 # Ranges and short digit groups are not phone numbers.

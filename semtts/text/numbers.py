@@ -10,7 +10,8 @@ that it is not read as one word with its neighbours. Dates are read by
 
 English phone numbers are read digit by digit, a comma between groups:
 ``"555-1234"``, ``"415-555-0100"``, ``"1-800-555-0199"``, ``"415.555.0100"``,
-``"(020) 7946 0958"`` and ``"+1 415 555 0100"``, all with 7 to 15 digits.
+``"(020) 7946 0958"`` and ``"+1 415 555 0100"``, all with 7 to 15 digits,
+and the emergency numbers 911, 999 and 112 after "call" or "dial".
 Two hyphenated numbers are a range (``"10-20"`` is ``"ten to twenty"``,
 ``"793-1066"`` ``"seven hundred ninety three to one thousand sixty six"``)
 except in the shape ``"555-1234"``, three digits and four, after a cue word
@@ -417,6 +418,9 @@ _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(?P<cur>[$£€])\s?(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
     (re.compile(r"(?<!\d)(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+)\b"), lambda m: m.group(1).replace(",", "")),
+    # emergency numbers after "call"/"dial": digit by digit ("call 911" is "call nine one one")
+    (re.compile(r"(\b(?i:call(?:s|ed|ing)?|dial(?:s|l?ed|l?ing)?)\s+)(911|999|112)\b(?![.,]\d)"),
+     lambda m: m.group(1) + _digits_to_words(m.group(2))),
     (re.compile(r"(?<![\w+/.-])(?:\+\d{1,3}(?:[-. ]?\(\d{1,5}\))?(?:[-. ]\d{1,6})+"
                 r"|\((?:0\d{1,4}|\d{3})\)[-. ]?\d{2,5}(?:[-. ]\d{2,5})*"
                 r"|\d{1,3}(?:-\d{2,5})+-\d{4}|\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?![\w-]|[.,]\d)"), _phone),
