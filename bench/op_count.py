@@ -9,9 +9,12 @@ calls that cost the most host time per call on CUDA: cuDNN convolutions
 (forward and backward) and cuBLAS matrix products. The step is the one
 ``bench/train_step.py`` times, run as on CUDA: fused AdamW, and the
 kernel-1 convolutions as matrix products (``semtts.lobes.vits.pointwise``).
+With ``--flops_batch_size N`` it also counts the floating-point operations
+of one step on N items of ``bench/train_step.py``'s LJSpeech-like lengths
+(2-10 s): how much of a step's GPU time the arithmetic itself can explain.
 
     python bench/op_count.py --config hparams/model/vits_base.yaml --precisions fp32 bf16 \\
-        --out bench/results/op_count_cpu.jsonl
+        --flops_batch_size 4 --out bench/results/op_count_cpu.jsonl
 """
 
 import argparse
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_info  # noqa: E402
@@ -57,8 +61,10 @@ class OperatorCounter(TorchDispatchMode):
         object.__setattr__(owner, method, run)  # also on frozen dataclasses (the spectrogram)
 
 
-def count_step(config: str, precision: str, batch_size: int) -> dict:
-    """The operator counts of one training step (after a first, unmeasured one)."""
+def count_step(config: str, precision: str, batch_size: int, seconds: tuple[float, float] = (1.0, 1.5),
+               flops: bool = False) -> dict:
+    """The operator counts (or with ``flops`` the floating-point operations) of one training step
+    (after a first, unmeasured one) on ``batch_size`` items of ``seconds`` (min, max) of audio."""
     import semtts.brain
     import semtts.lobes.vits.pointwise
     import semtts.update_gate
@@ -76,9 +82,16 @@ def count_step(config: str, precision: str, batch_size: int) -> dict:
         brain.on_fit_start()
         brain.modules.train()
         spec = hp["spectrogram"]
-        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, 1.0, 1.5, seed=batch_size)
+        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, *seconds, seed=batch_size)
         fresh = host_copies(batch, 2, torch.device("cpu"))
         brain.fit_batch(next(fresh))
+        if flops:
+            with FlopCounterMode(display=False) as flop_counter:
+                brain.fit_batch(next(fresh))
+            tflop = flop_counter.get_total_flops() / 1e12
+            audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / spec.sample_rate
+            return {"audio_s": round(audio_s, 2), "tflop": round(tflop, 3),
+                    "tflop_per_item": round(tflop / batch_size, 4)}
         counter = OperatorCounter()
         generator, disc = _unwrap(brain.modules["generator"]), _unwrap(brain.modules["discriminator"])
         for name in ("text_encoder", "posterior_encoder", "flow", "decoder"):
@@ -107,6 +120,8 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default=str(ROOT / "hparams" / "model" / "vits_base.yaml"))
     parser.add_argument("--precisions", nargs="*", default=["fp32", "bf16"])
     parser.add_argument("--batch_size", type=int, default=2, help="counts do not depend on it")
+    parser.add_argument("--flops_batch_size", type=int, default=0,
+                        help="also count the FLOPs of a step on this many items of 2-10 s (fp32; 0: no)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     info = machine_info(torch.device("cpu"))
@@ -114,6 +129,10 @@ def main(argv=None) -> None:
         record = {"bench": "op_count", **info, "config": Path(args.config).name,
                   "precision": precision, "batch_size": args.batch_size}
         emit({**record, **count_step(args.config, precision, args.batch_size)}, args.out)
+    if args.flops_batch_size:
+        record = {"bench": "flop_count", **info, "config": Path(args.config).name, "precision": "fp32",
+                  "batch_size": args.flops_batch_size}
+        emit({**record, **count_step(args.config, "fp32", args.flops_batch_size, (2.0, 10.0), flops=True)}, args.out)
 
 
 if __name__ == "__main__":
