@@ -162,9 +162,13 @@ class HostReadRecorder(TorchDispatchMode):
 
 
 def fused_like_cuda(monkeypatch) -> None:
-    """Build fused AdamW optimizers and let the gates skip on the device, as on CUDA."""
+    """Build fused AdamW optimizers, let the gates skip on the device and run the kernel-1
+    convolutions as matrix products, as on CUDA."""
     import semtts.brain
+    import semtts.lobes.vits.pointwise
     import semtts.update_gate
+
+    monkeypatch.setattr(semtts.lobes.vits.pointwise, "MATMUL_DEVICES", {"cpu", "cuda"})
 
     monkeypatch.setattr(semtts.brain, "build_optimizer",
                         lambda opt_class, module, device: opt_class(module.parameters(), fused=True))
