@@ -39,9 +39,9 @@ import torch
 from tqdm import tqdm
 
 from semtts.audio import load_audio, resample
+from semtts.audio.kaldi_fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
 from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
-from semtts.audio.kaldi_fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.extract.common import (feature_path, file_sha256, load_array, read_metadata,
                                    save_array_atomic, write_metadata)
 from semtts.lobes.campplus import CAMPPlus

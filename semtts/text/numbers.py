@@ -222,6 +222,12 @@ def _money(match: re.Match) -> str:
     return " " + " ".join(parts) + " "
 
 
+def _decimal_words(whole: str, fraction: str) -> str:
+    """``whole.fraction`` in words (``"3", "25"``: "three point two five"; no whole part: "point ...")."""
+    head = _cardinal(whole) if whole else ""
+    return f"{head} point {_digits_to_words(fraction)}".lstrip() if fraction else head
+
+
 _MONEY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion", "bn": "billion", "tn": "trillion"}
 
 
@@ -229,12 +235,13 @@ def _money_scaled(match: re.Match) -> str:
     """``$1.5 million``, ``£2bn``, ``$5M``: the amount, the scale, then the currency (plural)."""
     major_name, _ = _CURRENCIES[match.group("cur")]
     whole, _, fraction = match.group("amount").replace(",", "").partition(".")
-    amount = _cardinal(whole.lstrip("0") or "0") + (f" point {_digits_to_words(fraction)}" if fraction else "")
+    amount = _decimal_words(whole.lstrip("0") or "0", fraction)
     scale = (match.group("word") or _MONEY_SCALES[match.group("abbr").lower()]).lower()
     return f" {amount} {scale} {major_name}s "
 
 
-# units after a number, which espeak would otherwise spell letter by letter: (singular, plural)
+# units after a number, which espeak would otherwise spell letter by letter: (singular, plural);
+# "ft." with its dot is read earlier, by context, with the abbreviations (semtts.text.cleaners)
 _UNITS = {
     "mm": ("millimeter", "millimeters"), "cm": ("centimeter", "centimeters"), "km": ("kilometer", "kilometers"),
     "mg": ("milligram", "milligrams"), "kg": ("kilogram", "kilograms"), "ml": ("milliliter", "milliliters"),
@@ -252,15 +259,13 @@ _UNITS = {
 def _with_unit(match: re.Match) -> str:
     """``5 kg``, ``1.5km``, ``1 mph``: the number, then its unit in words (singular for exactly 1)."""
     whole, _, fraction = match.group(1).partition(".")
-    number = _cardinal(whole.lstrip("0") or "0") + (f" point {_digits_to_words(fraction)}" if fraction else "")
+    number = _decimal_words(whole.lstrip("0") or "0", fraction)
     singular, plural = _UNITS[match.group(2)]
     return _spaced(match, f"{number} {singular if match.group(1) == '1' else plural}")
 
 
 def _decimal(match: re.Match) -> str:
-    whole = match.group(1)
-    head = _cardinal(whole) if whole else ""
-    return f" {head} point {_digits_to_words(match.group(2))} ".replace("  ", " ")
+    return f" {_decimal_words(match.group(1), match.group(2))} "
 
 
 def _spaced(match: re.Match, words: str) -> str:

@@ -31,6 +31,13 @@ from semtts.errors import DataError
 __all__ = ["check_tokens", "check_spec", "check_alignable", "check_speaker_ids", "int64_on", "lengths_on_device"]
 
 
+def _check_range(values: torch.Tensor, low: int, high: int, message: str) -> None:
+    """Raise ``DataError(message)`` unless every value lies in ``[low, high]`` (read on the host)."""
+    host = values.cpu()
+    if host.numel() and (int(host.min()) < low or int(host.max()) > high):
+        raise DataError(message)
+
+
 def check_tokens(tokens: torch.Tensor, token_lengths: torch.Tensor) -> None:
     """Raise :class:`~semtts.errors.DataError` on a malformed token batch.
 
@@ -46,9 +53,7 @@ def check_tokens(tokens: torch.Tensor, token_lengths: torch.Tensor) -> None:
             f"vits: expected tokens [B, T_text] and token_lengths [B], got "
             f"{list(tokens.shape)} and {list(token_lengths.shape)}"
         )
-    host = token_lengths.cpu()
-    if host.numel() and (int(host.min()) < 1 or int(host.max()) > tokens.size(1)):
-        raise DataError(f"vits: token_lengths must lie in [1, {tokens.size(1)}]")
+    _check_range(token_lengths, 1, tokens.size(1), f"vits: token_lengths must lie in [1, {tokens.size(1)}]")
 
 
 def check_spec(spec: torch.Tensor, spec_lengths: torch.Tensor, spec_channels: int) -> None:
@@ -67,9 +72,7 @@ def check_spec(spec: torch.Tensor, spec_lengths: torch.Tensor, spec_channels: in
         raise DataError(f"vits: expected spec [B, {spec_channels}, T_spec], got {list(spec.shape)}")
     if spec_lengths.shape != spec.shape[:1]:
         raise DataError(f"vits: expected spec_lengths [{spec.size(0)}], got {list(spec_lengths.shape)}")
-    host = spec_lengths.cpu()
-    if host.numel() and (int(host.min()) < 1 or int(host.max()) > spec.size(2)):
-        raise DataError(f"vits: spec_lengths must lie in [1, {spec.size(2)}]")
+    _check_range(spec_lengths, 1, spec.size(2), f"vits: spec_lengths must lie in [1, {spec.size(2)}]")
 
 
 def check_alignable(token_lengths: torch.Tensor, spec_lengths: torch.Tensor) -> None:
@@ -103,9 +106,7 @@ def check_speaker_ids(sid: torch.Tensor, n_speakers: int) -> None:
     n_speakers : int
         Size of the speaker table.
     """
-    host = sid.cpu()
-    if host.numel() and (int(host.min()) < 0 or int(host.max()) >= n_speakers):
-        raise DataError(f"speaker conditioning: speaker id out of range [0, {n_speakers})")
+    _check_range(sid, 0, n_speakers - 1, f"speaker conditioning: speaker id out of range [0, {n_speakers})")
 
 
 def int64_on(values: torch.Tensor, device: torch.device) -> torch.Tensor:
