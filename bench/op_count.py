@@ -19,6 +19,7 @@ of one step on N items of ``bench/train_step.py``'s LJSpeech-like lengths
 
 import argparse
 import collections
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_info  # noqa: E402
+from profile_train_step import label_regions  # noqa: E402
 from train_step import ROOT, host_copies, load_hparams, make_batch  # noqa: E402
 
 CONVOLUTIONS = {"convolution", "convolution_backward"}
@@ -36,7 +38,7 @@ MATMULS = {"mm", "bmm", "addmm", "baddbmm", "addbmm"}
 
 
 class OperatorCounter(TorchDispatchMode):
-    """Count dispatched operators under the innermost labelled part (``BACKWARD`` inside autograd)."""
+    """Count dispatched operators under the innermost part of the step (``backward`` inside autograd)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,17 +50,14 @@ class OperatorCounter(TorchDispatchMode):
         self.counts[(part, func.overloadpacket.__name__)] += 1
         return func(*args, **(kwargs or {}))
 
-    def label(self, owner, method: str, part: str) -> None:
-        """Count what ``owner.method`` dispatches under ``part``."""
-        original = getattr(owner, method)
-
-        def run(*args, **kwargs):
-            self.parts.append(part)
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.parts.pop()
-        object.__setattr__(owner, method, run)  # also on frozen dataclasses (the spectrogram)
+    @contextlib.contextmanager
+    def part(self, name: str):
+        """Count what runs inside under ``name``."""
+        self.parts.append(name)
+        try:
+            yield
+        finally:
+            self.parts.pop()
 
 
 def count_step(config: str, precision: str, batch_size: int, seconds: tuple[float, float] = (1.0, 1.5),
@@ -68,7 +67,7 @@ def count_step(config: str, precision: str, batch_size: int, seconds: tuple[floa
     import semtts.brain
     import semtts.lobes.vits.pointwise
     import semtts.update_gate
-    from semtts.brain import VITSBrain, _unwrap
+    from semtts.brain import VITSBrain
 
     # kernel-1 convolutions as products, fused AdamW and device-side skips: what a CUDA step runs
     semtts.lobes.vits.pointwise.MATMUL_DEVICES.add("cpu")
@@ -93,25 +92,17 @@ def count_step(config: str, precision: str, batch_size: int, seconds: tuple[floa
             return {"audio_s": round(audio_s, 2), "tflop": round(tflop, 3),
                     "tflop_per_item": round(tflop / batch_size, 4)}
         counter = OperatorCounter()
-        generator, disc = _unwrap(brain.modules["generator"]), _unwrap(brain.modules["discriminator"])
-        for name in ("text_encoder", "posterior_encoder", "flow", "decoder"):
-            counter.label(getattr(generator, name), "forward", name)
-        counter.label(generator.duration_predictor, "loss", "duration_predictor")
-        counter.label(disc, "forward", "discriminator_step_judge")
-        counter.label(disc, "judge_for_generator", "generator_step_judge")
-        counter.label(brain, "compute_objectives", "generator_losses")
-        counter.label(brain, "discriminator_loss", "discriminator_losses")
-        for name in ("optimizer_g", "optimizer_d"):
-            counter.label(getattr(brain, name), "step", "optimizers")
+        label_regions(brain, counter.part)  # the parts bench/profile_train_step.py times
         with counter:
             brain.fit_batch(next(fresh))
     by_part = collections.Counter()
     for (part, _), n in counter.counts.items():
         by_part[part] += n
     calls = lambda names: sum(n for (_, op), n in counter.counts.items() if op in names)  # noqa: E731
-    forward = sum(n for part, n in by_part.items() if part not in ("backward", "optimizers"))
+    optimizers = by_part["optimizer_g"] + by_part["optimizer_d"]
+    forward = sum(by_part.values()) - by_part["backward"] - optimizers
     return {"ops_total": sum(by_part.values()), "ops_forward": forward, "ops_backward": by_part["backward"],
-            "ops_optimizers": by_part["optimizers"], "convolution_calls": calls(CONVOLUTIONS),
+            "ops_optimizers": optimizers, "convolution_calls": calls(CONVOLUTIONS),
             "matmul_calls": calls(MATMULS), "casts": calls({"_to_copy"}), "by_part": dict(by_part.most_common())}
 
 

@@ -62,9 +62,11 @@ REGIONS = [
 ]
 
 
-def label_regions(brain) -> None:
-    """Wrap the parts of :data:`REGIONS` in ``record_function`` ranges (forward
-    passes; the backward runs in the autograd engine, reported as one row)."""
+def label_regions(brain, region=None) -> None:
+    """Wrap the parts of :data:`REGIONS` in ``region(name)`` contexts: by default
+    ``record_function`` ranges (forward passes; the backward runs in the autograd
+    engine, reported as one row). ``bench/op_count.py`` counts operators by them."""
+    region = region or (lambda name: torch.profiler.record_function(f"region::{name}"))
     import semtts.lobes.vits.semantic_vits as semantic_vits
     import semtts.lobes.vits.synthesizer as synthesizer
     from semtts.brain import _unwrap
@@ -74,7 +76,7 @@ def label_regions(brain) -> None:
 
     def wrapped(name, method):
         def run(*args, **kwargs):
-            with torch.profiler.record_function(f"region::{name}"):
+            with region(name):
                 return method(*args, **kwargs)
         return run
 
