@@ -20,7 +20,7 @@ setup(
     package_data={"semtts": ["data/corpora/*.txt"]},
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.4",  # torch.library.custom_op (semtts/lobes/vits/opaque_conv.py)
         "torchaudio>=2.1",
         "speechbrain>=1.0",
         "hyperpyyaml>=1.2",

@@ -13,7 +13,8 @@
 # profile (where a bf16 step's time goes, batch 32: host and GPU time per part
 # of the step, calls that waited for the GPU, operators, and every convolution
 # call timed alone in NCHW, NHWC and folded layouts), compile (train step with
-# --compile, bf16, and with compile mode reduce-overhead), campplus, whisper; not by default: experiments
+# --compile, bf16, new lengths every step, against eager on the same batches), campplus, whisper;
+# not by default: experiments
 # (cudnn.benchmark and NHWC period discriminators, both measured slower or
 # bigger on an H200 in bench/results/gpu_h200/).
 # Writes JSON lines per benchmark and a log; the default sections take about
@@ -33,7 +34,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 if want tests; then
     step python3 -m pytest -q -p no:cacheprovider tests/test_graphed_inference.py tests/test_update_gate.py \
-        tests/test_audio_features.py tests/test_vits_generator.py
+        tests/test_audio_features.py tests/test_vits_generator.py tests/test_compiled_parts.py
     step python3 -m pytest -q -p no:cacheprovider tests/test_brain.py -k nonfinite
 fi
 if want mas; then
@@ -61,12 +62,14 @@ if want experiments; then
         --batch_sizes 32 64 --precisions bf16 fp32 --steps 12 --out "$out/train_step_channels_last_disc.jsonl"
 fi
 if want compile; then
-    step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-        --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --out "$out/train_step_compile.jsonl"
-    # the fixed-shape parts replayed as CUDA graphs (torch.compile's cudagraph trees): no launches from the host
-    step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-        --batch_sizes 32 --precisions bf16 --steps 8 --compile --compile_mode reduce-overhead \
-        --out "$out/train_step_compile_graphs.jsonl"
+    # every part --compile takes (semtts.compiled_parts): the fixed-shape discriminator and decoder, and the
+    # variable-length posterior encoder, flow and duration loss with dynamic shapes; a new batch (new lengths)
+    # every step, so compiled_graphs shows whether anything compiled again
+    step timeout 420 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --vary_batches --out "$out/train_step_compile.jsonl"
+    # the same batches eager, for the comparison on the same machine
+    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_sizes 32 64 --precisions bf16 --steps 8 --vary_batches --out "$out/train_step_vary_eager.jsonl"
 fi
 if want campplus; then
     step python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"

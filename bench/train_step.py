@@ -195,7 +195,7 @@ def main(argv=None) -> None:
     parser.add_argument("--max_seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--compile", action="store_true",
-                        help="--compile (torch.compile of the discriminator and the decoder, VITSBrain._compile)")
+                        help="--compile (torch.compile of the parts semtts.compiled_parts names, VITSBrain._compile)")
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode with --compile")
     parser.add_argument("--compile_module_keys", nargs="*", default=None,
                         help="parts to compile with --compile (semtts.compiled_parts; default: all)")

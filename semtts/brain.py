@@ -42,7 +42,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.distributed import if_main_process
 
 from semtts.brain_checkpoints import CheckpointedTraining
-from semtts.compiled_parts import compile_fixed_shape_parts
+from semtts.compiled_parts import compile_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
 from semtts.lobes.vits.input_checks import int64_on
@@ -231,13 +231,13 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         logger.info(f"VITSBrain: {options}; resuming at step {self.global_step}")
 
     def _compile(self) -> None:
-        """``--compile``: the fixed-shape parts, in place (:func:`semtts.compiled_parts.compile_fixed_shape_parts`)."""
+        """``--compile``: the chosen parts, in place (:func:`semtts.compiled_parts.compile_parts`)."""
         if not self.compile:
             return super()._compile()
         options = {"mode": self.compile_mode, "fullgraph": self.compile_using_fullgraph,
                    "dynamic": self.compile_using_dynamic_shape_tracing}
-        keys = compile_fixed_shape_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),
-                                         self.compile_module_keys, options)
+        keys = compile_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),
+                             self.compile_module_keys, options)
         logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,

@@ -1,19 +1,30 @@
-"""What ``--compile`` compiles in VITS training: the parts with fixed shapes.
+"""What ``--compile`` compiles in VITS training.
 
-The discriminator and the generator's decoder see fixed-size windows
-(``segment_size`` samples, ``segment_size / hop`` frames) at every step, so
-``torch.compile`` traces them once. The rest of the generator (variable
-lengths, alignment search) stays eager. Both are compiled in place, so
-checkpoints keep their keys; the discriminator through its ``judge`` method,
-which the discriminator and the generator steps both call.
+- The parts with fixed shapes: the discriminator and the generator's
+  decoder see fixed-size windows (``segment_size`` samples,
+  ``segment_size / hop`` frames) at every step, so ``torch.compile`` traces
+  them once. The discriminator is compiled through its ``judge`` method,
+  which the discriminator and the generator steps both call.
+- The parts with variable lengths, compiled with dynamic shapes: the
+  posterior encoder, the flow and the duration predictor's training loss.
+  Their convolutions are opaque operators under compilation
+  (:mod:`semtts.lobes.vits.opaque_conv`), so one graph serves every batch
+  size and length; their many small elementwise operations (masks, gated
+  activations, layer norms, the spline) fuse into a few kernels.
+
+The text encoder and the alignment search stay eager (torch 2.14's inductor
+pins the text length of the relative-position attention's backward, so it
+would compile again for every new length). Everything is compiled in place,
+so checkpoints keep their keys.
 
 Example
 -------
 >>> from torch import nn
->>> compile_fixed_shape_parts(nn.Module(), nn.Module(), ["flow"], {})
+>>> compile_parts(nn.Module(), nn.Module(), ["text_encoder"], {})
 Traceback (most recent call last):
 ...
-semtts.errors.ConfigError: --compile_module_keys: flow cannot be compiled; choose among discriminator, decoder
+semtts.errors.ConfigError: --compile_module_keys: text_encoder cannot be compiled; choose among discriminator, \
+decoder, posterior_encoder, flow, duration_predictor
 """
 
 from typing import Any
@@ -23,26 +34,31 @@ from torch import nn
 
 from semtts.errors import ConfigError
 
-__all__ = ["COMPILABLE", "compile_fixed_shape_parts"]
+__all__ = ["COMPILABLE", "DYNAMIC_SHAPE_PARTS", "compile_parts"]
 
-COMPILABLE = ("discriminator", "decoder")
+DYNAMIC_SHAPE_PARTS = ("posterior_encoder", "flow", "duration_predictor")
+"""The generator parts compiled with dynamic shapes (their inputs change length at every step)."""
+
+COMPILABLE = ("discriminator", "decoder") + DYNAMIC_SHAPE_PARTS
 """The parts ``--compile_module_keys`` may name."""
 
 
-def compile_fixed_shape_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str] | None,
+def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str] | None,
                               options: dict[str, Any]) -> list[str]:
-    """``torch.compile`` the chosen fixed-shape parts in place.
+    """``torch.compile`` the chosen parts in place.
 
     Arguments
     ---------
     generator : nn.Module
-        The VITS generator (unwrapped from DDP); its ``decoder`` is compiled.
+        The VITS generator (unwrapped from DDP): its ``decoder``, ``posterior_encoder``,
+        ``flow`` and ``duration_predictor.loss`` are compiled.
     discriminator : nn.Module
         The multi-period discriminator (unwrapped); its ``judge`` is compiled.
     keys : list of str or None
-        Among :data:`COMPILABLE` (None or empty: both).
+        Among :data:`COMPILABLE` (None or empty: all).
     options : dict
-        ``torch.compile`` keyword arguments (``mode``, ``fullgraph``, ``dynamic``).
+        ``torch.compile`` keyword arguments (``mode``, ``fullgraph``, ``dynamic``); the
+        :data:`DYNAMIC_SHAPE_PARTS` are always compiled with ``dynamic=True``.
 
     Returns
     -------
@@ -54,9 +70,15 @@ def compile_fixed_shape_parts(generator: nn.Module, discriminator: nn.Module, ke
     if unknown:
         raise ConfigError(f"--compile_module_keys: {', '.join(unknown)} cannot be compiled; "
                           f"choose among {', '.join(COMPILABLE)}")
+    dynamic = {**options, "dynamic": True}
     for key in keys:
         if key == "discriminator":  # both training steps go through judge()
             discriminator.judge = torch.compile(discriminator.judge, **options)
-        else:
+        elif key == "decoder":
             generator.decoder.compile(**options)
+        elif key == "duration_predictor":  # training calls loss(); synthesis's log_durations stays eager
+            predictor = generator.duration_predictor
+            predictor.loss = torch.compile(predictor.loss, **dynamic)
+        else:
+            getattr(generator, key).compile(**dynamic)
     return keys

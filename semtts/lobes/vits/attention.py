@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtts.errors import ConfigError
+from semtts.lobes.vits.opaque_conv import Conv1d
 from semtts.lobes.vits.pointwise import PointwiseConv1d, pointwise_conv1d
 
 __all__ = ["ChannelLayerNorm", "RelativeMultiHeadAttention", "ConvFeedForward"]
@@ -152,7 +153,7 @@ class RelativeMultiHeadAttention(nn.Module):
             index, inside = self._relative_index(steps, x.device)
             # q_i . E_k[r] for every relative distance r, then placed at j = i + r
             rel_scores = query @ self.rel_key.unsqueeze(0).transpose(2, 3)
-            rel_scores = rel_scores.gather(-1, index.expand(batch, self.n_heads, -1, -1))
+            rel_scores = rel_scores.gather(-1, index.expand(batch, self.n_heads, steps, steps))
             scores = scores + rel_scores * inside
         scores = scores.masked_fill(attn_mask == 0, -1e4)
         weights = self.dropout(torch.softmax(scores, dim=-1))
@@ -165,7 +166,7 @@ class RelativeMultiHeadAttention(nn.Module):
                 dtype=weights.dtype, device=weights.device,
             )
             rel_weights = rel_weights.scatter_add(
-                -1, index.expand(batch, self.n_heads, -1, -1), weights * inside
+                -1, index.expand(batch, self.n_heads, steps, steps), weights * inside
             )
             output = output + rel_weights @ self.rel_value.unsqueeze(0)
         output = output.transpose(2, 3).reshape(batch, channels, steps)
@@ -177,7 +178,7 @@ class RelativeMultiHeadAttention(nn.Module):
         distance = positions.unsqueeze(0) - positions.unsqueeze(1)  # [T_query, T_key]
         inside = (distance.abs() <= self.window_size).to(self.rel_key.dtype)
         index = distance.clamp(-self.window_size, self.window_size) + self.window_size
-        return index.view(1, 1, steps, steps), inside.view(1, 1, steps, steps)
+        return index, inside  # [T, T] each: broadcast over batch and heads
 
 
 class ConvFeedForward(nn.Module):
@@ -206,8 +207,8 @@ class ConvFeedForward(nn.Module):
 
     def __init__(self, channels: int, filter_channels: int, kernel_size: int, p_dropout: float = 0.0):
         super().__init__()
-        self.conv1 = nn.Conv1d(channels, filter_channels, kernel_size, padding=kernel_size // 2)
-        self.conv2 = nn.Conv1d(filter_channels, channels, kernel_size, padding=kernel_size // 2)
+        self.conv1 = Conv1d(channels, filter_channels, kernel_size, padding=kernel_size // 2)
+        self.conv2 = Conv1d(filter_channels, channels, kernel_size, padding=kernel_size // 2)
         self.dropout = nn.Dropout(p_dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

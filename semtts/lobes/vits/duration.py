@@ -35,6 +35,7 @@ from torch import nn
 from semtts.lobes.vits.attention import ChannelLayerNorm
 from semtts.lobes.vits.duration_flows import ConvFlow, DDSConv, ElementwiseAffine, LogFlow
 from semtts.lobes.vits.flow import Flip
+from semtts.lobes.vits.opaque_conv import Conv1d
 from semtts.lobes.vits.pointwise import PointwiseConv1d
 
 __all__ = ["StochasticDurationPredictor", "DeterministicDurationPredictor"]
@@ -231,9 +232,9 @@ class DeterministicDurationPredictor(nn.Module):
     ):
         super().__init__()
         padding = kernel_size // 2
-        self.conv1 = nn.Conv1d(in_channels, filter_channels, kernel_size, padding=padding)
+        self.conv1 = Conv1d(in_channels, filter_channels, kernel_size, padding=padding)
         self.norm1 = ChannelLayerNorm(filter_channels)
-        self.conv2 = nn.Conv1d(filter_channels, filter_channels, kernel_size, padding=padding)
+        self.conv2 = Conv1d(filter_channels, filter_channels, kernel_size, padding=padding)
         self.norm2 = ChannelLayerNorm(filter_channels)
         self.proj = PointwiseConv1d(filter_channels, 1)
         self.dropout = nn.Dropout(p_dropout)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtts.lobes.vits.attention import ChannelLayerNorm
+from semtts.lobes.vits.opaque_conv import Conv1d
 from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.spline import rational_quadratic_spline
 
@@ -128,7 +129,7 @@ class DDSConv(nn.Module):
         for i in range(n_layers):
             dilation = kernel_size**i
             self.convs_depthwise.append(
-                nn.Conv1d(
+                Conv1d(
                     channels, channels, kernel_size, groups=channels, dilation=dilation,
                     padding=dilation * (kernel_size - 1) // 2,
                 )

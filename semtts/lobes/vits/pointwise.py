@@ -28,8 +28,9 @@ Example
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from semtts.lobes.vits.opaque_conv import conv1d
 
 __all__ = ["MATMUL_DEVICES", "PointwiseConv1d", "pointwise_conv1d"]
 
@@ -62,11 +63,11 @@ def pointwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     Example
     -------
     >>> x, w, b = torch.randn(2, 3, 5), torch.randn(4, 3, 1), torch.randn(4)
-    >>> bool(torch.allclose(pointwise_conv1d(x, w, b, matmul=True), F.conv1d(x, w, b), atol=1e-6))
+    >>> bool(torch.allclose(pointwise_conv1d(x, w, b, matmul=True), torch.nn.functional.conv1d(x, w, b), atol=1e-6))
     True
     """
     if not (x.device.type in MATMUL_DEVICES if matmul is None else matmul):
-        return F.conv1d(x, weight, bias)
+        return conv1d(x, weight, bias)  # F.conv1d, opaque to torch.compile
     matrix = weight.squeeze(-1)
     if x.dim() == 2:
         return matrix @ x if bias is None else torch.addmm(bias.unsqueeze(-1), matrix, x)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from semtts.lobes.vits.opaque_conv import Conv1d
 from semtts.lobes.vits.pointwise import PointwiseConv1d
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
@@ -67,7 +68,7 @@ class WaveNet(nn.Module):
         for i in range(n_layers):
             dilation = dilation_rate**i
             padding = dilation * (kernel_size - 1) // 2
-            conv = nn.Conv1d(
+            conv = Conv1d(
                 hidden_channels, 2 * hidden_channels, kernel_size, dilation=dilation, padding=padding
             )
             self.in_layers.append(weight_norm(conv))

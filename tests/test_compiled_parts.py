@@ -1,0 +1,142 @@
+"""``--compile``: the parts it compiles (semtts.compiled_parts) and the opaque
+convolutions that let the variable-length parts compile once for every length
+(semtts.lobes.vits.opaque_conv)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semtts.compiled_parts import DYNAMIC_SHAPE_PARTS, compile_parts
+from semtts.errors import ConfigError
+from semtts.lobes.vits.discriminators import MultiPeriodDiscriminator
+from semtts.lobes.vits.hifigan import HiFiGANGenerator
+from semtts.lobes.vits.opaque_conv import Conv1d, conv1d
+from tests.test_vits_generator import SPEC_CHANNELS, randomize, tiny_synthesizer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def unique_graphs() -> int:
+    """Graphs torch.compile has built in this process (recompilations included)."""
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_compile_parts_compiles_judge_and_decoder_in_place():
+    disc = MultiPeriodDiscriminator(periods=(2,), num_scales=1)
+    generator = nn.Module()
+    generator.decoder = HiFiGANGenerator(4, resblock="2", resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]],
+                                         upsample_rates=[4], upsample_initial_channel=8, upsample_kernel_sizes=[8])
+    y, z = torch.randn(2, 1, 1024), torch.randn(2, 4, 6)
+    expected, wav = disc.judge(y), generator.decoder(z)
+    keys = {name for name, _ in disc.state_dict().items()}
+    assert compile_parts(generator, disc, ["discriminator", "decoder"], {"backend": "eager"}) == [
+        "discriminator", "decoder"]
+    assert hasattr(disc.judge, "_torchdynamo_orig_callable") and generator.decoder._compiled_call_impl is not None
+    assert {name for name, _ in disc.state_dict().items()} == keys  # in place: checkpoints keep their keys
+    for got, want in zip(disc.judge(y)[0], expected[0]):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(generator.decoder(z), wav)
+    with pytest.raises(ConfigError, match="--compile_module_keys: text_encoder cannot be compiled"):
+        compile_parts(generator, disc, ["text_encoder"], {})
+
+
+@pytest.mark.parametrize("bias, padding, dilation, groups", [(True, 1, 1, 1), (False, 0, 1, 1), (True, 4, 2, 4),
+                                                             (True, 0, 3, 1)])
+def test_opaque_conv_operators_pass_opcheck(bias, padding, dilation, groups):
+    """Meta functions, autograd registration and tracing of semtts::conv1d agree with running it."""
+    x = torch.randn(2, 4, 11, requires_grad=True)
+    weight = torch.randn(6 if groups == 1 else 4, 4 // groups, 3, requires_grad=True)
+    b = torch.randn(weight.size(0), requires_grad=True) if bias else None
+    torch.library.opcheck(torch.ops.semtts.conv1d.default, (x, weight, b, padding, dilation, groups))
+    y = torch.ops.semtts.conv1d(x, weight, b, padding, dilation, groups)
+    torch.testing.assert_close(y, F.conv1d(x, weight, b, padding=padding, dilation=dilation, groups=groups))
+    grads = torch.autograd.grad(y.square().sum(), [x, weight] + ([b] if bias else []))
+    want = torch.autograd.grad(F.conv1d(x, weight, b, padding=padding, dilation=dilation, groups=groups)
+                               .square().sum(), [x, weight] + ([b] if bias else []))
+    for got, expected in zip(grads, want):
+        torch.testing.assert_close(got, expected)
+
+
+def test_conv1d_is_f_conv1d_outside_compile_and_its_module_is_nn_conv1d():
+    layer, reference = Conv1d(3, 5, 3, padding=1), nn.Conv1d(3, 5, 3, padding=1)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 3, 8)
+    assert torch.equal(layer(x), reference(x))
+    assert torch.equal(conv1d(x[0], layer.weight, layer.bias, 1), reference(x[0]))  # unbatched
+    strided = Conv1d(3, 5, 3, stride=2)  # not stride 1: nn.Conv1d's own call
+    assert strided(x).shape == (2, 5, 3)
+
+
+def test_compiled_conv1d_is_opaque_follows_autocast_and_keeps_lengths_symbolic():
+    """Under torch.compile the layer is the custom operator: one graph for three lengths, bf16 under autocast
+    as F.conv1d would be, same values and gradients as eager."""
+    layer = Conv1d(4, 4, 5, padding=4, dilation=2, groups=2)
+
+    def block(x, mask):
+        return torch.tanh(layer(x * mask)) * mask
+
+    compiled = torch.compile(block, dynamic=True, backend="aot_eager")
+    before = unique_graphs()
+    for steps in (9, 14, 23):
+        x, mask = torch.randn(3, 4, steps, requires_grad=True), torch.ones(3, 1, steps)
+        got = compiled(x, mask)
+        (grad_got,) = torch.autograd.grad(got.sum(), x)
+        want = block(x, mask)
+        (grad_want,) = torch.autograd.grad(want.sum(), x)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(grad_got, grad_want)
+    assert unique_graphs() - before == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = torch.randn(3, 4, 9)
+        got, want = torch.compile(layer, backend="aot_eager")(x), layer(x)
+        assert got.dtype == want.dtype == torch.bfloat16
+        torch.testing.assert_close(got, want)
+    graph = torch._dynamo.explain(block)(torch.randn(2, 4, 7), torch.ones(2, 1, 7)).graphs[0]
+    assert "semtts.conv1d" in graph.code and "conv1d(" not in graph.code.replace("semtts.conv1d", "")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA (Triton kernels with dynamic shapes)"))])
+def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(device):
+    """Inductor compiles the posterior encoder, the flow and the duration loss once: three batches of new
+    sizes and lengths reuse the three graphs, with eager's values and gradients (eager random numbers)."""
+    generator = tiny_synthesizer(n_speakers=3, p_dropout=0.0).to(device)
+    randomize(generator)
+    eager = copy.deepcopy(generator)
+    compile_parts(generator, nn.Module(), list(DYNAMIC_SHAPE_PARTS), {})
+    before = unique_graphs()
+    for n_items, t_text, t_spec in ((3, 7, 20), (2, 9, 31), (4, 5, 17)):  # no length equal to a width at first
+        tokens = torch.randint(0, 11, (n_items, t_text), device=device)
+        token_lengths = torch.randint(2, t_text + 1, (n_items,))
+        token_lengths[0] = t_text
+        spec_lengths = torch.maximum(token_lengths * 2, torch.randint(4, t_spec + 1, (n_items,)))
+        spec_lengths[0] = t_spec
+        spec = torch.rand(n_items, SPEC_CHANNELS, t_spec, device=device)
+        sid = torch.randint(0, 3, (n_items,))  # lengths and ids on the host, as the Brain gives them
+        outputs = []
+        for model in (generator, eager):
+            torch.manual_seed(n_items)
+            with torch._inductor.config.patch(fallback_random=True):
+                out = model(tokens, token_lengths, spec, spec_lengths, sid=sid)
+            loss = (out.waveform.square().mean() + out.duration_loss.sum()
+                    + (out.z_p * out.m_p).mean() + out.logs_q.mean())
+            grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+            outputs.append((out.z_p, out.duration_loss, out.waveform, grads))
+        (z_p, dur, wav, grads), (z_p_e, dur_e, wav_e, grads_e) = outputs
+        torch.testing.assert_close(z_p, z_p_e, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(dur, dur_e, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(wav, wav_e, rtol=1e-4, atol=1e-5)
+        for (name, _), got, want in zip(generator.named_parameters(), grads, grads_e):
+            assert (got is None) == (want is None), name
+            if got is not None:  # fused kernels round differently: compare each gradient as a whole
+                assert (got - want).norm() <= 1e-3 * want.norm() + 1e-6, name
+    assert unique_graphs() - before == len(DYNAMIC_SHAPE_PARTS)
