@@ -216,3 +216,16 @@ def test_triton_row_loading_variants_agree(ring):
     path = torch.full((3, 29, 10), 5.0)
     maximum_path_triton(v.float(), path, x, y, ring=ring, num_warps=2)
     _check(v, path, x, y)
+
+
+def test_cpu_backend_keeps_torch_thread_count():
+    """numba's OpenMP layer sets the OpenMP thread count when it starts, which is torch's too; the CPU backend
+    puts torch's back (a fresh process, where the layer starts on this call)."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1); from semtts.align import maximum_path; "
+            "maximum_path(torch.randn(2, 9, 4), torch.tensor([4, 3]), torch.tensor([9, 6]), backend='cpu'); "
+            "print(torch.get_num_threads())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.split()[-1] == "1"

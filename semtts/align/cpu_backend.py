@@ -20,6 +20,7 @@ array([0, 1, 2, 2, 2])
 
 import numba
 import numpy as np
+import torch
 
 __all__ = ["maximum_path_numba"]
 
@@ -88,4 +89,9 @@ def maximum_path_numba(
         ``[B]`` audio lengths (integers); items with ``x > y`` or zero
         lengths get an all-zero path (the dispatcher rejects them first).
     """
+    threads = torch.get_num_threads()
     _path_batch(value, path, x_lengths.astype(np.int64), y_lengths.astype(np.int64))
+    if torch.get_num_threads() != threads:
+        # numba's OpenMP layer starts by setting the OpenMP thread count, which is torch's too: put torch's
+        # back (a set_num_threads(1) would be lost, and torch.compile guards on the count)
+        torch.set_num_threads(threads)
