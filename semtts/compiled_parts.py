@@ -5,26 +5,25 @@
   ``segment_size / hop`` frames) at every step, so ``torch.compile`` traces
   them once. The discriminator is compiled through its ``judge`` method,
   which the discriminator and the generator steps both call.
-- The parts with variable lengths, compiled with dynamic shapes: the
-  posterior encoder, the flow and the duration predictor's training loss.
+- The parts with variable lengths, compiled with dynamic shapes: the text
+  encoder, the posterior encoder, the flow and the duration predictor's
+  training loss.
   Their convolutions are opaque operators under compilation
   (:mod:`semtts.lobes.vits.opaque_conv`), so one graph serves every batch
   size and length; their many small elementwise operations (masks, gated
   activations, layer norms, the spline) fuse into a few kernels.
 
-The text encoder and the alignment search stay eager (torch 2.14's inductor
-pins the text length of the relative-position attention's backward, so it
-would compile again for every new length). Everything is compiled in place,
-so checkpoints keep their keys.
+The alignment search (numba or Triton) and the losses stay eager.
+Everything is compiled in place, so checkpoints keep their keys.
 
 Example
 -------
 >>> from torch import nn
->>> compile_parts(nn.Module(), nn.Module(), ["text_encoder"], {})
+>>> compile_parts(nn.Module(), nn.Module(), ["alignment"], {})
 Traceback (most recent call last):
 ...
-semtts.errors.ConfigError: --compile_module_keys: text_encoder cannot be compiled; choose among discriminator, \
-decoder, posterior_encoder, flow, duration_predictor
+semtts.errors.ConfigError: --compile_module_keys: alignment cannot be compiled; choose among discriminator, \
+decoder, text_encoder, posterior_encoder, flow, duration_predictor
 """
 
 from typing import Any
@@ -36,7 +35,7 @@ from semtts.errors import ConfigError
 
 __all__ = ["COMPILABLE", "DYNAMIC_SHAPE_PARTS", "compile_parts"]
 
-DYNAMIC_SHAPE_PARTS = ("posterior_encoder", "flow", "duration_predictor")
+DYNAMIC_SHAPE_PARTS = ("text_encoder", "posterior_encoder", "flow", "duration_predictor")
 """The generator parts compiled with dynamic shapes (their inputs change length at every step)."""
 
 COMPILABLE = ("discriminator", "decoder") + DYNAMIC_SHAPE_PARTS
@@ -50,8 +49,8 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
     Arguments
     ---------
     generator : nn.Module
-        The VITS generator (unwrapped from DDP): its ``decoder``, ``posterior_encoder``,
-        ``flow`` and ``duration_predictor.loss`` are compiled.
+        The VITS generator (unwrapped from DDP): its ``decoder``, ``text_encoder``,
+        ``posterior_encoder``, ``flow`` and ``duration_predictor.loss`` are compiled.
     discriminator : nn.Module
         The multi-period discriminator (unwrapped); its ``judge`` is compiled.
     keys : list of str or None

@@ -45,8 +45,8 @@ def test_compile_parts_compiles_judge_and_decoder_in_place():
     for got, want in zip(disc.judge(y)[0], expected[0]):
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(generator.decoder(z), wav)
-    with pytest.raises(ConfigError, match="--compile_module_keys: text_encoder cannot be compiled"):
-        compile_parts(generator, disc, ["text_encoder"], {})
+    with pytest.raises(ConfigError, match="--compile_module_keys: alignment cannot be compiled"):
+        compile_parts(generator, disc, ["alignment"], {})
 
 
 @pytest.mark.parametrize("bias, padding, dilation, groups", [(True, 1, 1, 1), (False, 0, 1, 1), (True, 4, 2, 4),
@@ -107,8 +107,9 @@ def test_compiled_conv1d_is_opaque_follows_autocast_and_keeps_lengths_symbolic()
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA (Triton kernels with dynamic shapes)"))])
 def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(device):
-    """Inductor compiles the posterior encoder, the flow and the duration loss once: three batches of new
-    sizes and lengths reuse the three graphs, with eager's values and gradients (eager random numbers)."""
+    """Inductor compiles the text encoder, the posterior encoder, the flow and the duration loss once: three
+    batches of new sizes and lengths reuse the four graphs, with eager's values and gradients (eager random
+    numbers)."""
     generator = tiny_synthesizer(n_speakers=3, p_dropout=0.0).to(device)
     randomize(generator)
     eager = copy.deepcopy(generator)
@@ -130,8 +131,9 @@ def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(devic
             loss = (out.waveform.square().mean() + out.duration_loss.sum()
                     + (out.z_p * out.m_p).mean() + out.logs_q.mean())
             grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
-            outputs.append((out.z_p, out.duration_loss, out.waveform, grads))
-        (z_p, dur, wav, grads), (z_p_e, dur_e, wav_e, grads_e) = outputs
+            outputs.append((out.text_hidden, out.z_p, out.duration_loss, out.waveform, grads))
+        (hidden, z_p, dur, wav, grads), (hidden_e, z_p_e, dur_e, wav_e, grads_e) = outputs
+        torch.testing.assert_close(hidden, hidden_e, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(z_p, z_p_e, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(dur, dur_e, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(wav, wav_e, rtol=1e-4, atol=1e-5)

@@ -150,35 +150,33 @@ class RelativeMultiHeadAttention(nn.Module):
 
         scores = query @ key.transpose(2, 3)
         if self.window_size is not None:
-            index, inside = self._relative_index(steps, x.device)
-            # q_i . E_k[r] for every relative distance r, then placed at j = i + r
-            rel_scores = query @ self.rel_key.unsqueeze(0).transpose(2, 3)
-            rel_scores = rel_scores.gather(-1, index.expand(batch, self.n_heads, steps, steps))
-            scores = scores + rel_scores * inside
+            pairs = self._relative_pairs(steps, x.device, query.dtype)
+            # q_i . E_k[r] for every relative distance r, placed at j = i + r
+            rel_scores = query @ self.rel_key.unsqueeze(0).transpose(2, 3)  # [B, heads, T, 2w + 1]
+            scores = scores + torch.einsum("bhir,ijr->bhij", rel_scores, pairs)
         scores = scores.masked_fill(attn_mask == 0, -1e4)
         weights = self.dropout(torch.softmax(scores, dim=-1))
 
         output = weights @ value
         if self.window_size is not None:
             # sum the weights of each query per relative distance, then mix E_v
-            rel_weights = torch.zeros(
-                batch, self.n_heads, steps, 2 * self.window_size + 1,
-                dtype=weights.dtype, device=weights.device,
-            )
-            rel_weights = rel_weights.scatter_add(
-                -1, index.expand(batch, self.n_heads, steps, steps), weights * inside
-            )
+            rel_weights = torch.einsum("bhij,ijr->bhir", weights, pairs)
             output = output + rel_weights @ self.rel_value.unsqueeze(0)
         output = output.transpose(2, 3).reshape(batch, channels, steps)
         return self.out(output)
 
-    def _relative_index(self, steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Index ``j - i + window`` (clamped) of every pair and whether it is inside the window."""
+    def _relative_pairs(self, steps: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """``[T_query, T_key, 2 window + 1]``: 1 where ``j - i`` is the distance ``r - window``, else 0.
+
+        A product with this one-hot table places each distance's term at its
+        pairs (and sums a query's weights per distance) exactly, as a gather
+        and a scatter would; unlike them, ``torch.compile`` keeps its length
+        symbolic through the backward pass.
+        """
         positions = torch.arange(steps, device=device)
-        distance = positions.unsqueeze(0) - positions.unsqueeze(1)  # [T_query, T_key]
-        inside = (distance.abs() <= self.window_size).to(self.rel_key.dtype)
-        index = distance.clamp(-self.window_size, self.window_size) + self.window_size
-        return index, inside  # [T, T] each: broadcast over batch and heads
+        distance = positions.unsqueeze(0) - positions.unsqueeze(1)  # j - i
+        window = torch.arange(-self.window_size, self.window_size + 1, device=device)
+        return (distance.unsqueeze(-1) == window).to(dtype)
 
 
 class ConvFeedForward(nn.Module):
