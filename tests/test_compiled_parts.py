@@ -104,6 +104,17 @@ def test_compiled_conv1d_is_opaque_follows_autocast_and_keeps_lengths_symbolic()
     assert "semtts.conv1d" in graph.code and "conv1d(" not in graph.code.replace("semtts.conv1d", "")
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_exported_conv1d_is_plain(strict):
+    """torch.export (which ONNX's dynamo exporter uses) gets aten's convolution, not the custom operator."""
+    layer = Conv1d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 9)
+    program = torch.export.export(layer, (x,), strict=strict)
+    code = program.graph_module.code
+    assert "semtts" not in code and "aten.conv" in code
+    torch.testing.assert_close(program.module()(x), layer(x))
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA (Triton kernels with dynamic shapes)"))])
 def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(device):

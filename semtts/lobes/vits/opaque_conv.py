@@ -103,13 +103,19 @@ def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     >>> conv1d(torch.randn(2, 3, 10), torch.randn(5, 3, 3), padding=1).shape
     torch.Size([2, 5, 10])
     """
-    if x.dim() != 3 or not torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if x.dim() != 3 or not torch.compiler.is_compiling() or _exporting():
         return F.conv1d(x, weight, bias, padding=padding, dilation=dilation, groups=groups)
     if torch.is_autocast_enabled(x.device.type):  # autocast does not reach custom operators: cast as it would
         dtype = torch.get_autocast_dtype(x.device.type)
         x, weight = x.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
     return torch.ops.semtts.conv1d(x, weight, bias, padding, dilation, groups)
+
+
+def _exporting() -> bool:
+    """Whether ``torch.export`` is tracing: the flag behind ``torch.compiler.is_exporting()``, read
+    directly because torch 2.11's dynamo answers that call with True in every ``torch.compile`` trace."""
+    return getattr(torch.compiler, "_is_exporting_flag", False)
 
 
 class Conv1d(nn.Conv1d):
