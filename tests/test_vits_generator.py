@@ -9,7 +9,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from semtts.errors import ConfigError, DataError
 from semtts.lobes.vits.alignment import durations_to_path, expand_by_path, prior_log_likelihood
-from semtts.lobes.vits.attention import RelativeMultiHeadAttention
+from semtts.lobes.vits.attention import RelativeMultiHeadAttention, relative_pairs
 from semtts.lobes.vits.duration import DeterministicDurationPredictor, StochasticDurationPredictor
 from semtts.lobes.vits.duration_flows import ConvFlow, ElementwiseAffine, LogFlow
 from semtts.lobes.vits.flow import ResidualCouplingFlow
@@ -113,6 +113,10 @@ def test_relative_attention_matches_reference():
     got = attn(x, mask.unsqueeze(2) * mask.unsqueeze(-1))
     want = naive_relative_attention(attn, x, mask)
     assert torch.allclose(got[..., :5], want[..., :5], atol=1e-5)
+    shared = attn(x, mask.unsqueeze(2) * mask.unsqueeze(-1), relative_pairs(7, 2))  # as the encoder passes it
+    assert torch.equal(shared, got)
+    with pytest.raises(ValueError, match="do not fit length 7 and window 2"):
+        attn(x, mask.unsqueeze(2) * mask.unsqueeze(-1), relative_pairs(7, 3))
     with pytest.raises(ConfigError):
         RelativeMultiHeadAttention(9, n_heads=2)
 

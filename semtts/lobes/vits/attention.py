@@ -30,7 +30,31 @@ from semtts.errors import ConfigError
 from semtts.lobes.vits.opaque_conv import Conv1d
 from semtts.lobes.vits.pointwise import PointwiseConv1d, pointwise_conv1d
 
-__all__ = ["ChannelLayerNorm", "RelativeMultiHeadAttention", "ConvFeedForward"]
+__all__ = ["ChannelLayerNorm", "RelativeMultiHeadAttention", "ConvFeedForward", "relative_pairs"]
+
+
+def relative_pairs(steps: int, window_size: int, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[T_query, T_key, 2 window + 1]``: 1 where ``j - i`` is the distance ``r - window``, else 0.
+
+    A product with this one-hot table places each distance's term at its
+    pairs (and sums a query's weights per distance) exactly, as a gather
+    and a scatter would; unlike them, ``torch.compile`` keeps its length
+    symbolic through the backward pass. It depends on the length only, so
+    a stack of layers builds it once (:class:`~semtts.lobes.vits.text_encoder.RelativeTransformerEncoder`).
+
+    Example
+    -------
+    >>> pairs = relative_pairs(5, window_size=1)
+    >>> pairs.shape
+    torch.Size([5, 5, 3])
+    >>> pairs[2].argmax(-1).tolist(), pairs[0, 4].sum().item()  # row 2: keys 1, 2, 3 at distances -1, 0, +1
+    ([0, 0, 1, 2, 0], 0.0)
+    """
+    positions = torch.arange(steps, device=device)
+    distance = positions.unsqueeze(0) - positions.unsqueeze(1)  # j - i
+    window = torch.arange(-window_size, window_size + 1, device=device)
+    return (distance.unsqueeze(-1) == window).to(dtype)
 
 
 class ChannelLayerNorm(nn.Module):
@@ -125,7 +149,7 @@ class RelativeMultiHeadAttention(nn.Module):
             self.rel_key = nn.Parameter(torch.randn(shape) * scale)
             self.rel_value = nn.Parameter(torch.randn(shape) * scale)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, pairs: torch.Tensor | None = None) -> torch.Tensor:
         """Attend ``x`` to itself.
 
         Arguments
@@ -134,6 +158,9 @@ class RelativeMultiHeadAttention(nn.Module):
             ``[B, C, T]`` input features.
         attn_mask : torch.Tensor
             ``[B, 1, T, T]`` mask, 1 where query ``i`` may attend to key ``j``.
+        pairs : torch.Tensor, optional
+            :func:`relative_pairs` for ``T`` and this layer's window, when a
+            stack of layers shares it (built here when omitted).
 
         Returns
         -------
@@ -150,7 +177,12 @@ class RelativeMultiHeadAttention(nn.Module):
 
         scores = query @ key.transpose(2, 3)
         if self.window_size is not None:
-            pairs = self._relative_pairs(steps, x.device, query.dtype)
+            if pairs is None:
+                pairs = relative_pairs(steps, self.window_size, x.device, query.dtype)
+            elif pairs.shape != (steps, steps, 2 * self.window_size + 1):
+                raise ValueError(f"attention: relative pairs {list(pairs.shape)} do not fit length {steps} "
+                                  f"and window {self.window_size}")
+            pairs = pairs.to(query.dtype)
             # q_i . E_k[r] for every relative distance r, placed at j = i + r
             rel_scores = query @ self.rel_key.unsqueeze(0).transpose(2, 3)  # [B, heads, T, 2w + 1]
             scores = scores + torch.einsum("bhir,ijr->bhij", rel_scores, pairs)
@@ -164,19 +196,6 @@ class RelativeMultiHeadAttention(nn.Module):
             output = output + rel_weights @ self.rel_value.unsqueeze(0)
         output = output.transpose(2, 3).reshape(batch, channels, steps)
         return self.out(output)
-
-    def _relative_pairs(self, steps: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """``[T_query, T_key, 2 window + 1]``: 1 where ``j - i`` is the distance ``r - window``, else 0.
-
-        A product with this one-hot table places each distance's term at its
-        pairs (and sums a query's weights per distance) exactly, as a gather
-        and a scatter would; unlike them, ``torch.compile`` keeps its length
-        symbolic through the backward pass.
-        """
-        positions = torch.arange(steps, device=device)
-        distance = positions.unsqueeze(0) - positions.unsqueeze(1)  # j - i
-        window = torch.arange(-self.window_size, self.window_size + 1, device=device)
-        return (distance.unsqueeze(-1) == window).to(dtype)
 
 
 class ConvFeedForward(nn.Module):

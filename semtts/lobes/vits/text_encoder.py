@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from semtts.lobes.vits.attention import ChannelLayerNorm, ConvFeedForward, RelativeMultiHeadAttention
+from semtts.lobes.vits.attention import ChannelLayerNorm, ConvFeedForward, RelativeMultiHeadAttention, relative_pairs
 from semtts.lobes.vits.masks import lengths_to_mask
 from semtts.lobes.vits.pointwise import PointwiseConv1d
 
@@ -70,6 +70,7 @@ class RelativeTransformerEncoder(nn.Module):
     ):
         super().__init__()
         self.dropout = nn.Dropout(p_dropout)
+        self.window_size = window_size
         self.attentions = nn.ModuleList()
         self.norms_attention = nn.ModuleList()
         self.feed_forwards = nn.ModuleList()
@@ -88,10 +89,15 @@ class RelativeTransformerEncoder(nn.Module):
         """Encode ``x`` ``[B, C, T]`` under ``mask`` ``[B, 1, T]``; returns ``[B, C, T]``."""
         attn_mask = mask.unsqueeze(2) * mask.unsqueeze(-1)
         x = x * mask
+        pairs = None  # the relative-position table depends on the length only: built once for every layer
+        if self.window_size is not None:
+            device = x.device.type
+            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+            pairs = relative_pairs(x.shape[-1], self.window_size, x.device, dtype)
         for attention, norm_a, feed_forward, norm_f in zip(
             self.attentions, self.norms_attention, self.feed_forwards, self.norms_feed_forward
         ):
-            x = norm_a(x + self.dropout(attention(x, attn_mask)))
+            x = norm_a(x + self.dropout(attention(x, attn_mask, pairs)))
             x = norm_f(x + self.dropout(feed_forward(x, mask)))
         return x * mask
 
