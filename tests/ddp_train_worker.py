@@ -108,6 +108,7 @@ def main(argv: list[str]) -> None:
     params = {f"generator.{k}": v for k, v in hp["generator"].state_dict().items()}
     params.update({f"discriminator.{k}": v for k, v in hp["discriminator"].state_dict().items()})
     params["global_step"] = torch.tensor(brain.global_step)
+    params["compiled_graphs"] = torch.tensor(torch._dynamo.utils.counters["stats"]["unique_graphs"])  # --compile
     torch.save(params, out_dir / f"params_rank{torch.distributed.get_rank()}.pt")
 
 

@@ -202,15 +202,20 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path, device)
     assert "\n" not in str(err.value) and brain.nonfinite_total == 5
 
 
-def test_ddp_processes_end_with_identical_parameters(tmp_path):
+@pytest.mark.parametrize("compile_opts", [[], ["--compile", "--compile_module_keys", "flow", "discriminator"]],
+                         ids=["eager", "compiled"])
+def test_ddp_processes_end_with_identical_parameters(tmp_path, compile_opts):
+    # compiled: a variable-length part of the DDP-wrapped generator (dynamic shapes) and the discriminator's judge
     write_corpus_yaml(tmp_path)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "tests" / "ddp_train_worker.py"), str(tmp_path), "--distributed_backend", "gloo",
-               "--device", "cpu", "--noprogressbar", "--ckpt_interval_steps", "2"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+               "--device", "cpu", "--noprogressbar", "--ckpt_interval_steps", "2", *compile_opts]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                             env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1))
+    graphs = [int(rank.pop("compiled_graphs")) for rank in (rank0, rank1)]
+    assert (graphs[0] > 0 and graphs[1] > 0) if compile_opts else graphs == [0, 0]
     assert int(rank0["global_step"]) == int(rank1["global_step"]) == 4  # 16 items / 2 ranks / batch 2
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "parameters differ between ranks"
