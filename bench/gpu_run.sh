@@ -13,15 +13,18 @@
 # profile (where a bf16 step's time goes, batch 32: host and GPU time per part
 # of the step, calls that waited for the GPU, operators, and every convolution
 # call timed alone in NCHW, NHWC and folded layouts), compile (train step with
-# --compile, bf16, new lengths every step, against eager on the same batches), campplus, whisper;
+# --compile, bf16, new lengths every step, against eager on the same batches), compile_nhwc (the same with
+# the decoder's and discriminator's convolutions in NHWC, batch 32), campplus, whisper;
 # not by default: experiments
 # (cudnn.benchmark and NHWC period discriminators, both measured slower or
 # bigger on an H200 in bench/results/gpu_h200/).
-# Writes JSON lines per benchmark and a log; the default sections take about
-# 8 minutes on an H100/H200, most of it compiling.
+# Writes JSON lines per benchmark and a log. All the default sections take
+# more than one 10-minute device call: "tests compile" (about 9 minutes, most
+# of it compiling), then "compile_nhwc" (2-3 minutes on the same machine),
+# then "train profile infer mas" (about 5).
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS:-tests mas infer train profile compile campplus whisper}
+sections=${SECTIONS:-tests mas infer train profile compile compile_nhwc campplus whisper}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 status=0
@@ -72,6 +75,14 @@ if want compile; then
     # the same batches eager, for the comparison on the same machine
     step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
         --batch_sizes 32 64 --precisions bf16 --steps 8 --vary_batches --out "$out/train_step_vary_eager.jsonl"
+fi
+if want compile_nhwc; then
+    # --compile with the decoder's and the discriminator's 1-D convolutions as channels-last 2-D ones
+    # (semtts.conv_layout): no cuDNN layout conversions around their bf16 kernels; batch 32 only (after the
+    # compile section, on the same machine, the variable-length parts come from inductor's cache)
+    step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_sizes 32 --precisions bf16 --steps 8 --compile --channels_last_conv1d --vary_batches \
+        --out "$out/train_step_compile_nhwc.jsonl"
 fi
 if want campplus; then
     step python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"

@@ -102,7 +102,11 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         if args.channels_last_conv1d:  # experiment: every 1-D convolution as an NHWC 2-D one
             from semtts.conv_layout import use_channels_last_conv1d
 
-            for module in modules.values():
+            # with --compile, the fixed-shape parts only: the variable-length parts keep their opaque
+            # convolutions (semtts.lobes.vits.opaque_conv), which keep their lengths symbolic
+            parts = ([modules["generator"].decoder, modules["discriminator"]] if args.compile
+                     else list(modules.values()))
+            for module in parts:
                 use_channels_last_conv1d(module)
         try:
             run_opts = {"device": str(device), "precision": precision, "noprogressbar": True}
@@ -204,7 +208,8 @@ def main(argv=None) -> None:
     parser.add_argument("--channels_last_disc", action="store_true",
                         help="experiment: period-discriminator Conv2d weights in channels-last (NHWC) layout")
     parser.add_argument("--channels_last_conv1d", action="store_true",
-                        help="experiment: run every 1-D convolution as a channels-last 2-D one (semtts.conv_layout)")
+                        help="experiment: run every 1-D convolution as a channels-last 2-D one (semtts.conv_layout); "
+                             "with --compile, those of the decoder and the discriminator")
     parser.add_argument("--cudnn_benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True (cuDNN picks kernels per shape)")
     parser.add_argument("--out", default=None)
