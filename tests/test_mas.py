@@ -190,6 +190,23 @@ def test_other_bad_input():
         maximum_path(torch.zeros(10, 6))
     with pytest.raises(ValueError, match="layout"):
         maximum_path(torch.zeros(1, 4, 2), layout="bad")
+    with pytest.raises(ValueError, match="backend 'super_mas' cannot run on cpu here; available: cpu"):
+        maximum_path(torch.zeros(1, 4, 2), backend="super_mas")
+
+
+@pytest.mark.parametrize("interpret, version, runs", [("1", "3.6.0", False), ("1", "3.7.1", True),
+                                                       ("1", "3.8.0+git1234", True), ("0", "3.8.0", False)])
+def test_triton_backend_on_a_cpu_needs_an_interpreter_that_runs_it(monkeypatch, interpret, version, runs):
+    import importlib.metadata
+    import importlib.util
+
+    from semtts.align.maximum_path import triton_interpreter_runs_kernel
+
+    monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: version)
+    assert triton_interpreter_runs_kernel() is runs
+    assert ("triton" in available_backends("cpu")) is runs
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -35,15 +35,36 @@ torch.Size([2, 6, 3])
 [1.0, 3.0, 0.0]
 """
 
+import importlib.metadata
 import importlib.util
 import os
 
 import torch
 
-__all__ = ["maximum_path", "available_backends", "BACKENDS", "LAYOUTS"]
+__all__ = ["maximum_path", "available_backends", "triton_interpreter_runs_kernel", "BACKENDS", "LAYOUTS"]
 
 BACKENDS = ("auto", "cpu", "triton", "super_mas")
 LAYOUTS = ("vits", "glow")
+
+
+def triton_interpreter_runs_kernel() -> bool:
+    """Whether the Triton kernel can run on a CPU here: ``TRITON_INTERPRET=1`` is
+    set and Triton's interpreter is 3.7 or newer (3.6's, which torch 2.11
+    brings, gives program ids as one-element arrays, which a loop bound cannot
+    take; compiled for a GPU, the kernel runs with 3.6 too).
+
+    Returns
+    -------
+    bool
+        True when the interpreter can run the kernel (False without Triton).
+    """
+    if os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None:
+        return False
+    release = importlib.metadata.version("triton").split("+")[0].split(".")
+    try:
+        return (int(release[0]), int(release[1])) >= (3, 7)
+    except (IndexError, ValueError):  # an unparsable version: let the kernel say
+        return True
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
@@ -62,7 +83,7 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     device = torch.device(device)
     names = ["cpu"]
     has_triton = importlib.util.find_spec("triton") is not None
-    if has_triton and (device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"):
+    if has_triton and (device.type == "cuda" or triton_interpreter_runs_kernel()):
         names.append("triton")
     if device.type == "cuda" and importlib.util.find_spec("super_monotonic_align") is not None:
         names.append("super_mas")
@@ -129,6 +150,9 @@ def maximum_path(
         _validate(value, x_lengths, y_lengths)
     if backend == "auto":
         backend = "triton" if "triton" in available_backends(value.device) and value.is_cuda else "cpu"
+    elif backend not in available_backends(value.device):
+        raise ValueError(f"maximum_path: backend {backend!r} cannot run on {value.device} here; "
+                         f"available: {', '.join(available_backends(value.device))}")
     out_dtype = dtype or neg_cent.dtype
     if inplace:
         if out_dtype != neg_cent.dtype:
