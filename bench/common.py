@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["code_version", "machine_info", "median_ms", "emit"]
+__all__ = ["code_version", "machine_info", "host_memory_as_commands", "median_ms", "emit"]
 
 
 def code_version() -> str:
@@ -56,6 +56,14 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def host_memory_as_commands() -> dict[str, str]:
+    """Set glibc's malloc as semtts's commands do (:func:`semtts.host_memory.keep_freed_memory`;
+    ``SEMTTS_GLIBC_MALLOC=default`` leaves it as it is) and say which for the records."""
+    from semtts.host_memory import keep_freed_memory
+
+    return {"glibc_malloc": "keep" if keep_freed_memory() else "default"}
 
 
 def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 3, iters: int = 10) -> float:

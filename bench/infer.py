@@ -27,7 +27,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine_info, median_ms  # noqa: E402
+from common import emit, host_memory_as_commands, machine_info, median_ms  # noqa: E402
 
 
 def build_generator(config: str, device: torch.device, frames_per_token: int) -> tuple[torch.nn.Module, int]:
@@ -63,7 +63,7 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     generator, sample_rate = build_generator(args.config, device, args.frames_per_token)
-    info = machine_info(device)
+    info = {**machine_info(device), **host_memory_as_commands()}
     runners = {"pytorch": generator.infer}
     if device.type == "cuda" and not args.no_cuda_graphs:
         from semtts.graphed_inference import GraphedSynthesizer
@@ -98,7 +98,7 @@ def bench_onnx(generator: torch.nn.Module, sample_rate: int, args: argparse.Name
     export_onnx(generator.cpu(), path)
     session = onnx_session(path, threads=torch.get_num_threads())
     graph = SynthesisGraph(generator)
-    info = machine_info(torch.device("cpu"))
+    info = {**machine_info(torch.device("cpu")), **host_memory_as_commands()}
     for n_tokens in args.tokens:
         inputs = graph.example_inputs(n_tokens=n_tokens)
         feeds = {name: value.numpy() for name, value in zip(graph.input_names, inputs)}

@@ -39,7 +39,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine_info, median_ms  # noqa: E402
+from common import emit, host_memory_as_commands, machine_info, median_ms  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES_PER_TOKEN = 3.2
@@ -221,7 +221,7 @@ def main(argv=None) -> None:
     batch_sizes = args.batch_sizes or ([32, 64] if on_cuda else [2])
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = machine_info(device)
+    info = {**machine_info(device), **host_memory_as_commands()}
     for batch_size in batch_sizes:
         for precision in args.precisions:
             emit(bench_one(args, device, precision, batch_size, info), args.out)

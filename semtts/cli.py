@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from semtts.errors import ConfigError, DataError, entry_point, first_line
+from semtts.host_memory import keep_freed_memory
 
 __all__ = ["build_parser", "output_paths", "main"]
 
@@ -362,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         The exit status (the wrapper exits with it).
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     if getattr(args, "device", None) is not None:
         _check_device(args.device)
     if args.command == "synth":

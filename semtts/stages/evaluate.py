@@ -46,6 +46,7 @@ from semtts.evaluation.report import STAGES, write_report
 from semtts.evaluation.scoring import evaluate_split
 from semtts.evaluation.wer import WhisperASR
 from semtts.extract.speaker import SpeakerEmbedder
+from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import included_files, load_stage_hparams, log, parse_stage_args, run_stage
 
 __all__ = ["SETTINGS", "synthesized_splits", "model_spectrogram", "main"]
@@ -106,6 +107,7 @@ def model_spectrogram(hparams_file: str, overrides: str | dict | None) -> Spectr
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Stage 9 entry point."""
+    keep_freed_memory()
     args = parse_stage_args(argv)
     hp = load_stage_hparams(args.hparams_file, args.overrides)
     out = Path(hp["output_folder"])

@@ -32,6 +32,7 @@ from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import collect_items, parse_shard, pop_option, run_shards, shard_items
 from semtts.extract.speaker import (SpeakerEmbedder, checkpoint_identity, embed_utterances,
                                     pending_utterances, speaker_metadata, write_speaker_outputs)
+from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 
 __all__ = ["STAGE", "stage_settings", "main"]
@@ -98,6 +99,7 @@ def _prepare_folder(out_dir: Path, settings: dict, force: bool, sharded: bool) -
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Stage 3 entry point."""
+    keep_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     shard_arg, argv = pop_option(argv, "--shard")
     args = parse_stage_args(argv)

@@ -41,6 +41,7 @@ from semtts.data.dataset import absolute_lengths, dataio_prepare
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
+from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import StageArgs, load_stage_hparams, log, parse_stage_args, run_stage
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
 
@@ -216,6 +217,7 @@ def synthesize_stage(args: StageArgs, stage: str) -> bool:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Stage 8 entry point: every finished stage of ``synth_stages``."""
+    keep_freed_memory()
     args = parse_stage_args(argv)
     stages = load_stage_hparams(args.hparams_file, args.overrides)["synth_stages"]
     stages = [stages] if isinstance(stages, str) else list(stages)

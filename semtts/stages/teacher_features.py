@@ -41,6 +41,7 @@ from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import (collect_items, feature_path, parse_shard, pop_option, read_metadata, run_shards,
                                    shard_items, write_metadata)
 from semtts.extract.teacher import extract_teacher_features, load_whisper_teacher
+from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
 
 __all__ = ["SETTINGS", "collect_audio", "main"]
@@ -159,6 +160,7 @@ def _summarise(out_dir: Path, audio: dict[str, str], reports: list[dict]) -> dic
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Stage 4 entry point."""
+    keep_freed_memory()
     shard, argv = pop_option(list(sys.argv[1:] if argv is None else argv), "--shard")
     args = parse_stage_args(argv)
     hp = load_stage_hparams(args.hparams_file, args.overrides)

@@ -44,6 +44,7 @@ from semtts.data.dataset import (build_speaker_table, check_speaker_mode, collat
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
+from semtts.host_memory import keep_freed_memory
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.stages.common import (DONE_NAME, comparable_settings, load_stage_hparams, log, parse_stage_args,
                                   run_stage)
@@ -346,6 +347,7 @@ def _set_aside_checkpoints(number: str, save_folder: Path) -> None:
 
 def train(stage: str, argv: list[str] | None = None) -> int:
     """Train stage ``stage`` (``"A"``, ``"B"`` or ``"C"``) from a command line."""
+    keep_freed_memory()
     from semtts.brain import VITSBrain
     from semtts.checkpoint import make_checkpointer
 
