@@ -25,7 +25,6 @@ True
 """
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
@@ -58,8 +57,7 @@ def keep_freed_memory(limit: int = KEEP_BELOW) -> bool:
     if os.environ.get("SEMTTS_GLIBC_MALLOC", "").lower() == "default" or not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt  # glibc's; musl and others have none
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library: glibc's; musl and others have none
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

@@ -196,15 +196,17 @@ def test_other_bad_input():
 
 @pytest.mark.parametrize("interpret, version, runs", [("1", "3.6.0", False), ("1", "3.7.1", True),
                                                        ("1", "3.8.0+git1234", True), ("0", "3.8.0", False)])
-def test_triton_backend_on_a_cpu_needs_an_interpreter_that_runs_it(monkeypatch, interpret, version, runs):
+def test_triton_backend_on_a_cpu_needs_an_interpreter_that_runs_it(monkeypatch, request, interpret, version, runs):
     import importlib.metadata
     import importlib.util
 
-    from semtts.align.maximum_path import triton_interpreter_runs_kernel
+    from semtts.align.maximum_path import _triton_release, triton_interpreter_runs_kernel
 
     monkeypatch.setenv("TRITON_INTERPRET", interpret)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     monkeypatch.setattr(importlib.metadata, "version", lambda name: version)
+    _triton_release.cache_clear()  # read once per process: again for each case, and after the last
+    request.addfinalizer(_triton_release.cache_clear)
     assert triton_interpreter_runs_kernel() is runs
     assert ("triton" in available_backends("cpu")) is runs
 

@@ -35,6 +35,7 @@ torch.Size([2, 6, 3])
 [1.0, 3.0, 0.0]
 """
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -60,11 +61,18 @@ def triton_interpreter_runs_kernel() -> bool:
     """
     if os.environ.get("TRITON_INTERPRET") != "1" or importlib.util.find_spec("triton") is None:
         return False
+    release = _triton_release()
+    return release is None or release >= (3, 7)  # an unparsable version: let the kernel say
+
+
+@functools.lru_cache(maxsize=1)
+def _triton_release() -> tuple[int, int] | None:
+    """Triton's (major, minor), read from its metadata once (a directory scan), or None if unparsable."""
     release = importlib.metadata.version("triton").split("+")[0].split(".")
     try:
-        return (int(release[0]), int(release[1])) >= (3, 7)
-    except (IndexError, ValueError):  # an unparsable version: let the kernel say
-        return True
+        return int(release[0]), int(release[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def available_backends(device: torch.device | str = "cpu") -> list[str]:
@@ -148,11 +156,13 @@ def maximum_path(
     y_lengths = _lengths(y_lengths, n_b, n_y, value.device, "y_lengths")
     if validate:
         _validate(value, x_lengths, y_lengths)
-    if backend == "auto":
-        backend = "triton" if "triton" in available_backends(value.device) and value.is_cuda else "cpu"
-    elif backend not in available_backends(value.device):
-        raise ValueError(f"maximum_path: backend {backend!r} cannot run on {value.device} here; "
-                         f"available: {', '.join(available_backends(value.device))}")
+    if backend != "cpu":  # the CPU backend runs everywhere: no environment lookups on its path
+        available = available_backends(value.device)
+        if backend == "auto":
+            backend = "triton" if "triton" in available and value.is_cuda else "cpu"
+        elif backend not in available:
+            raise ValueError(f"maximum_path: backend {backend!r} cannot run on {value.device} here; "
+                             f"available: {', '.join(available)}")
     out_dtype = dtype or neg_cent.dtype
     if inplace:
         if out_dtype != neg_cent.dtype:
