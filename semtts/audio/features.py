@@ -122,6 +122,11 @@ class SpectrogramConfig:
         """Number of spectrogram frames for ``num_samples`` samples (``T // hop``)."""
         return num_samples // self.hop_length
 
+    @property
+    def min_samples(self) -> int:
+        """The fewest samples an item may have: more than the reflect padding ``(n_fft - hop) / 2``, and one frame."""
+        return max((self.n_fft - self.hop_length) // 2 + 1, self.hop_length)
+
     def linear_spectrogram(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """:func:`linear_spectrogram` with these settings (``lengths``: each item padded at its own end)."""
         return linear_spectrogram(wav, self.n_fft, self.hop_length, self.win_length, lengths)
@@ -309,7 +314,9 @@ def linear_spectrogram(
     ``T // hop_length`` frames. Computed in float32 (also under autocast) and
     differentiable. With ``lengths``, every item of a zero-padded batch is
     reflect-padded at its own end, so its frames equal those of the item
-    alone (VITS computes each utterance's spectrogram on its own).
+    alone (VITS computes each utterance's spectrogram on its own), and its
+    frames from ``length // hop_length`` on are zero, as in a zero-padded
+    batch of such spectrograms.
 
     Arguments
     ---------
@@ -323,8 +330,9 @@ def linear_spectrogram(
     win_length : int
         Hann window length (``<= n_fft``).
     lengths : torch.Tensor, optional
-        ``[B]`` samples per item (each more than the padding); frames past
-        ``length // hop_length`` are not meaningful.
+        ``[B]`` samples per item, each more than the padding (see
+        :attr:`SpectrogramConfig.min_samples`; not checked here, that would
+        wait for the device).
 
     Returns
     -------
@@ -341,6 +349,8 @@ def linear_spectrogram(
     >>> frames = linear_spectrogram(batch, lengths=torch.tensor([5000, 5000]))[:, :, :5000 // 256]
     >>> torch.allclose(frames[0], linear_spectrogram(short)), torch.equal(frames[0], frames[1])
     (True, True)
+    >>> linear_spectrogram(batch, lengths=torch.tensor([5000, 8192]))[0, :, 5000 // 256:].abs().max()
+    tensor(0.)
     >>> linear_spectrogram(torch.randn(8192), n_fft=512, hop_length=128, win_length=512).shape
     torch.Size([257, 64])
     """
@@ -369,6 +379,10 @@ def linear_spectrogram(
             return_complex=True,
         )
         spec = torch.sqrt(torch.view_as_real(stft).pow(2).sum(-1) + 1e-6)
+        if lengths is not None:  # frames past each item's end: zero, as a padded batch holds them
+            frames = torch.arange(spec.shape[-1], device=spec.device)
+            spec = spec * (frames < torch.div(lengths.to(spec.device), hop_length, rounding_mode="floor")
+                           .unsqueeze(1)).unsqueeze(1)
     return spec.squeeze(0) if single else spec
 
 

@@ -38,7 +38,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.sampler import DynamicBatchSampler
 from speechbrain.utils.data_pipeline import provides, takes
 
-from semtts.audio import load_audio
+from semtts.audio import SpectrogramConfig, load_audio
 from semtts.data.manifest import read_manifest, resolve_audio_path
 from semtts.data.speaker_vectors import EMBEDDING_MODES
 from semtts.errors import ConfigError, DataError
@@ -146,6 +146,7 @@ def dataio_prepare(
     spk_embeds: dict[str, torch.Tensor] | None = None,
     teacher: Any = None,
     keep: set[str] | None = None,
+    spectrogram: SpectrogramConfig | None = None,
 ) -> dict[str, DynamicItemDataset]:
     """Build one ``DynamicItemDataset`` per split with the semtts pipelines.
 
@@ -180,6 +181,11 @@ def dataio_prepare(
         or any object with ``features(utt_id) -> [T_sem, D] tensor``).
     keep : set, optional
         Only these utterance ids (e.g. those with teacher features); all when omitted.
+    spectrogram : SpectrogramConfig, optional
+        The model's spectrogram settings (training): an item with fewer samples than
+        :attr:`~semtts.audio.SpectrogramConfig.min_samples`, or fewer frames than tokens (no
+        monotonic alignment exists: a transcript that does not belong to its audio), is skipped
+        with a warning naming it, as an unreadable file is.
 
     Returns
     -------
@@ -210,9 +216,9 @@ def dataio_prepare(
             raise DataError("dataio_prepare: no train split to build the speaker table from")
         speaker_table = build_speaker_table(loaded["train"])
 
-    @takes("wav")
+    @takes("wav", "tokens")
     @provides("sig")
-    def audio_pipeline(wav: str) -> torch.Tensor:
+    def audio_pipeline(wav: str, tokens: list[int]) -> torch.Tensor:
         path = resolve_audio_path(wav, data_root, cache_root)
         try:
             audio, sr = load_audio(path, mono=True)
@@ -222,6 +228,14 @@ def dataio_prepare(
             return _unreadable(str(path), f"sample rate {sr} != {sample_rate} (rerun stage 1)")
         if audio.numel() == 0 or not torch.isfinite(audio).all():
             return _unreadable(str(path), "empty or non-finite audio")
+        if spectrogram is not None:
+            samples, n_tokens = audio.shape[-1], 2 * len(tokens) + 1 if add_blank else len(tokens)
+            if samples < spectrogram.min_samples:
+                return _unreadable(str(path), f"{samples} samples, fewer than the spectrogram needs "
+                                              f"({spectrogram.min_samples})")
+            if spectrogram.num_frames(samples) < n_tokens:
+                return _unreadable(str(path), f"{spectrogram.num_frames(samples)} frames for {n_tokens} tokens "
+                                              "(no monotonic alignment exists; is the transcript this audio's?)")
         return audio[0]
 
     @takes("tokens")
