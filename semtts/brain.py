@@ -19,6 +19,10 @@ gradient norms are not finite updates neither network; a non-finite total
 generator loss skips the generator update. Either is counted and logged, and
 more than ``--nonfinite_patience`` such steps in a row stop training with
 :class:`NonFiniteLossError`. Under DDP all processes agree on every skip.
+With fp16, overflowing scaled gradients are the scalers' business, as in
+``torch.GradScaler``: that network's update is skipped and its scale
+lowered; such a step is not counted as an update, nor in the loss means,
+nor against the patience.
 
 Stages A, B and C differ by hparams, not by subclasses. The checkpoint
 (:func:`semtts.checkpoint.make_checkpointer`) gets both optimizers and
@@ -194,7 +198,8 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         self._has_valid = True
         self.running = RunningMeans()  # loss sums kept on the device
         self.outcomes = StepOutcomes(self.nonfinite_patience)  # device flags of the steps, read back in batches
-        self._avg_loss: torch.Tensor | None = None
+        self._avg_loss: torch.Tensor | None = None  # the progress bar's mean of the finite losses, and their count
+        self._avg_count: torch.Tensor | None = None
         self._eval_sample = None
 
     # ------------------------------------------------------------------ set-up
@@ -395,8 +400,10 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         stats.update({"loss_d": d_terms["loss"], **{f"d_{k}": v for k, v in d_terms.items() if k != "loss"}})
         stats.update(grad_norm_g=norm_g, grad_norm_d=norm_d)
         self.step_stats = {k: v.detach() for k, v in stats.items()}
-        self.running.add(("window", "epoch"), self.step_stats, g_ok)
-        self.outcomes.add(self.global_step, torch.stack([d_ok, g_ok]))
+        # fp16: a finite step whose scaled gradients overflowed was skipped by the scaler (its norm is not finite)
+        applied = torch.isfinite(norm_d) & torch.isfinite(norm_g)
+        self.running.add(("window", "epoch"), self.step_stats, g_ok * applied)
+        self.outcomes.add(self.global_step, torch.stack([d_ok, g_ok, applied.float()]))
         if not (self.gate_g.deferred and self.gate_d.deferred):
             self.settle_steps()
         self._log_train(predictions)
@@ -441,9 +448,12 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         the float the progress bar shows is refreshed every ``log_interval`` steps."""
         if self.step == 1 or self._avg_loss is None:  # an epoch's start, or a resumed run's first step
             self._avg_loss = loss.new_tensor(0.0 if self.step == 1 else float(avg_loss))
+            self._avg_count = loss.new_tensor(float(self.step - 1))  # finite losses so far (resumed: all)
+        finite = torch.isfinite(loss)
+        self._avg_count = self._avg_count + finite
         previous = self._avg_loss
-        self._avg_loss = torch.where(torch.isfinite(loss),
-                                     previous - previous / self.step + torch.nan_to_num(loss) / self.step, previous)
+        self._avg_loss = torch.where(finite, previous + (torch.nan_to_num(loss) - previous)
+                                     / self._avg_count.clamp_min(1.0), previous)
         if self.step == 1 or self.step % self.log_interval == 0 or not self.gate_g.deferred:
             return float(self._avg_loss)
         return avg_loss
@@ -466,6 +476,9 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                 self.tensorboard.add_scalar("train/lr_g", self.optimizer_g.param_groups[0]["lr"], self.global_step)
                 self.tensorboard.add_scalar("train/lr_d", self.optimizer_d.param_groups[0]["lr"], self.global_step)
                 self.tensorboard.add_scalar("train/nonfinite_steps", self.nonfinite_total, self.global_step)
+                if self.scaler_g.is_enabled():
+                    self.tensorboard.add_scalar("train/fp16_overflow_steps", self.outcomes.overflows,
+                                                self.global_step)
         if media and self.tensorboard is not None:
             self._log_media("train", predictions)
 

@@ -83,15 +83,16 @@ class CheckpointedTraining:
         state = {
             "step": self.step, "avg_train_loss": float(self.avg_train_loss), "optimizer_step": self.optimizer_step,
             "global_step": self.global_step, "nonfinite_total": self.nonfinite_total,
-            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row, "fp16_overflows": self.outcomes.overflows,
         }
         Path(path).write_text(yaml.safe_dump(state), encoding="utf-8")
 
     @mark_as_loader
     def _recover(self, path, end_of_epoch) -> None:
-        del end_of_epoch
         state = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        self.step, self.avg_train_loss = state["step"], state["avg_train_loss"]
+        # an end-of-epoch save runs in on_stage_end, before SpeechBrain starts the next epoch's count at 0
+        self.step, self.avg_train_loss = (0, 0.0) if end_of_epoch else (state["step"], state["avg_train_loss"])
         self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]
         self.outcomes.total, self.outcomes.in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
+        self.outcomes.overflows = state.get("fp16_overflows", 0)  # absent from checkpoints before it was counted
         self.outcomes.pending, self._avg_loss = [], None

@@ -307,35 +307,42 @@ class StepOutcomes:
     patience : int
         Skipped steps in a row that are tolerated; one more stops training.
 
+    A step with finite losses that an fp16 gradient scaler skipped
+    (overflowing gradients, a third flag of 0) is not an update either, but
+    it is the scaler's routine work, not a failure: it is counted in
+    :attr:`overflows` and neither breaks nor extends a run of skipped steps.
+
     Example
     -------
     >>> outcomes = StepOutcomes(patience=1)
-    >>> for step, flags in enumerate(([1.0, 1.0], [1.0, 0.0], [0.0, 0.0]), start=1):
-    ...     outcomes.add(step, torch.tensor(flags))        # [discriminator, generator] updated
+    >>> for step, flags in enumerate(([1.0, 1.0], [1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0]), start=1):
+    ...     outcomes.add(step, torch.tensor(flags))        # [discriminator, generator(, scaler)] updated
     >>> outcomes.settle(stop=False)                        # updated steps
     1
-    >>> outcomes.total, outcomes.in_a_row, outcomes.stop_reason[:29]
-    (2, 2, 'training stopped at step 3: 2')
+    >>> outcomes.total, outcomes.in_a_row, outcomes.overflows, outcomes.stop_reason[:29]
+    (2, 2, 1, 'training stopped at step 4: 2')
     """
 
     def __init__(self, patience: int):
         self.patience = int(patience)
         self.total = 0  # skipped steps
         self.in_a_row = 0
+        self.overflows = 0  # steps an fp16 scaler skipped (finite losses, overflowing gradients)
         self.stop_reason: str | None = None  # set when the patience runs out
         self.pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok]) not yet read back
 
     def add(self, step: int, flags: torch.Tensor) -> None:
-        """Keep a step's device flags ``[d_ok, g_ok]`` (nothing read back).
+        """Keep a step's device flags ``[d_ok, g_ok(, applied)]`` (nothing read back).
 
         Arguments
         ---------
         step : int
             The step number.
         flags : torch.Tensor
-            ``[2]``: 1 where the discriminator / generator was updated.
+            ``[2]``: 1 where the discriminator / generator passed its checks; optionally a third
+            flag, 0 where an fp16 gradient scaler then skipped either update (overflow).
         """
-        self.pending.append((step, flags))
+        self.pending.append((step, flags if flags.numel() == 3 else torch.cat([flags, flags.new_ones(1)])))
 
     def settle(self, stop: bool = True) -> int:
         """Read back the pending outcomes (one host sync), log each skipped
@@ -357,8 +364,10 @@ class StepOutcomes:
             steps = [step for step, _ in self.pending]
             flags = torch.stack([flag for _, flag in self.pending]).tolist()
             self.pending = []
-            for step, (d_ok, g_ok) in zip(steps, flags):
-                if d_ok and g_ok:
+            for step, (d_ok, g_ok, applied) in zip(steps, flags):
+                if d_ok and g_ok and not applied:
+                    self.overflows += 1
+                elif d_ok and g_ok:
                     updated += 1
                     self.in_a_row = 0
                 else:

@@ -146,6 +146,17 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     assert "epoch: 2" in Path(hp_a["train_log"]).read_text()
 
 
+def test_resuming_after_an_epoch_without_validation_starts_the_next_epochs_count(tmp_path):
+    # without a validation set the end-of-epoch checkpoint is saved in on_stage_end(TRAIN), before
+    # SpeechBrain sets its step counter back to 0 for the next epoch
+    hp, _, brain = make_run(tmp_path, 0, {"number_of_epochs": 1})
+    brain.fit(hp["epoch_counter"], synthetic_dataset(6), None, train_loader_kwargs={"batch_size": 2})
+    assert brain.global_step == 3 and brain.step == 0
+    _, _, resumed = make_run(tmp_path, 0, {"number_of_epochs": 1})
+    resumed.on_fit_start()
+    assert (resumed.step, resumed.avg_train_loss, resumed.global_step, resumed.optimizer_step) == (0, 0.0, 3, 3)
+
+
 def test_checkpoint_cut_off_mid_save_is_ignored(tmp_path):
     hp, ckpter, brain = make_run(tmp_path, 0, {"number_of_epochs": 1}, {"ckpt_interval_steps": 1})
     saves = []
@@ -224,25 +235,60 @@ def test_ddp_processes_end_with_identical_parameters(tmp_path, compile_opts):
     assert len(ckpts) >= 1 and len(rng["ranks"]) == 2
 
 
+def use_scalers(brain, init_scale: float) -> None:
+    """Enabled gradient scalers on the CPU, as fp16 has on CUDA (SpeechBrain refuses fp16 on a CPU)."""
+    brain.scaler_g = brain.gate_g.scaler = torch.GradScaler("cpu", init_scale=init_scale)
+    brain.scaler_d = brain.gate_d.scaler = torch.GradScaler("cpu", init_scale=init_scale)
+
+
 def test_max_grad_norm_clips_both_networks_after_unscaling(tmp_path):
     limit = 0.01
-    _, _, brain = make_run(tmp_path, 0, run_opts={"max_grad_norm": limit}, checkpoint=False)
-    brain.on_fit_start()
-    # scaled gradients (as with fp16): clipping must see the unscaled ones
-    brain.scaler_g = torch.GradScaler("cpu", init_scale=1024.0)
-    brain.scaler_d = torch.GradScaler("cpu", init_scale=1024.0)
-    norms = {}
-    for name, opt in (("g", brain.optimizer_g), ("d", brain.optimizer_d)):
-        def recording_step(*args, opt=opt, name=name, step=opt.step, **kwargs):
-            grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
-            norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
-            return step(*args, **kwargs)
+    runs = {}
+    for scale in (None, 1024.0):  # scaled gradients (as with fp16): clipping must see the unscaled ones
+        _, _, brain = make_run(tmp_path / str(scale), 0, run_opts={"max_grad_norm": limit}, checkpoint=False)
+        brain.on_fit_start()
+        if scale:
+            use_scalers(brain, scale)
+        norms = {}
+        for name, opt in (("g", brain.optimizer_g), ("d", brain.optimizer_d)):
+            def recording_step(*args, opt=opt, name=name, step=opt.step, **kwargs):
+                grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+                norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                                          for g in grads])))
+                return step(*args, **kwargs)
 
-        opt.step = recording_step
-    brain.fit_batch(fixed_batch())
+            opt.step = recording_step
+        brain.fit_batch(fixed_batch())
+        runs[scale] = brain, norms
+    (plain, plain_norms), (scaled, scaled_norms) = runs[None], runs[1024.0]
     for name in ("g", "d"):
-        assert float(brain.step_stats[f"grad_norm_{name}"]) > 10 * limit  # it had to clip
-        assert norms[name] == pytest.approx(limit, rel=1e-3), name
+        reported = float(scaled.step_stats[f"grad_norm_{name}"])
+        assert reported > 10 * limit  # it had to clip
+        assert reported == pytest.approx(float(plain.step_stats[f"grad_norm_{name}"]), rel=1e-5), name  # unscaled
+        assert scaled_norms[name] == pytest.approx(limit, rel=1e-3) == plain_norms[name], name
+    for a, b in zip(parameters(plain.modules.generator, plain.modules.discriminator),
+                    parameters(scaled.modules.generator, scaled.modules.discriminator)):
+        assert torch.allclose(a, b, rtol=0, atol=1e-7)
+
+
+def test_an_fp16_overflow_is_the_scalers_skip_not_a_nonfinite_step(tmp_path):
+    _, _, brain = make_run(tmp_path, 0, run_opts={"nonfinite_patience": 0}, checkpoint=False)
+    brain.on_fit_start()
+    use_scalers(brain, 2.0**127)  # every scaled gradient overflows
+    before = parameters(brain.modules.generator, brain.modules.discriminator)
+    loss = brain.fit_batch(fixed_batch())
+    brain.settle_steps()  # patience 0: a counted non-finite step would stop training here
+    assert math.isfinite(float(loss))  # the losses themselves are finite
+    assert all(torch.equal(a, b) for a, b in zip(before, parameters(brain.modules.generator,
+                                                                      brain.modules.discriminator)))
+    assert (brain.outcomes.overflows, brain.nonfinite_total, brain.optimizer_step) == (1, 0, 0)
+    assert brain.scaler_g.get_scale() == brain.scaler_d.get_scale() == 2.0**126  # each scaler lowered its scale
+    assert brain.running.means("window") == {}  # no infinite gradient norm in the logged means
+    use_scalers(brain, 1.0)
+    brain.fit_batch(fixed_batch())
+    brain.settle_steps()
+    assert (brain.outcomes.overflows, brain.optimizer_step) == (1, 1)
+    assert all(math.isfinite(v) for v in brain.running.means("window").values())
 
 
 def test_speaker_inputs_follow_the_speaker_mode(tmp_path):
@@ -298,6 +344,16 @@ def test_a_non_finite_validation_score_never_counts_as_the_best(tmp_path):
         assert checkpointer.find_checkpoint(min_key="mel_l1").meta["epoch"] == 1  # kept, and still the best
         if score != score:
             assert checkpointer.find_checkpoint(max_key="epoch").meta["mel_l1"] == float("inf")
+
+
+def test_the_progress_bar_mean_leaves_out_skipped_steps(tmp_path):
+    _, _, brain = make_run(tmp_path, 0, checkpoint=False)
+    brain.on_fit_start()
+    avg = 0.0
+    for step, loss in enumerate((float("nan"), 1.0, float("nan"), 4.0), start=1):  # an epoch starting skipped
+        brain.step = step
+        avg = brain.update_average(torch.tensor(loss), avg)
+    assert float(brain._avg_loss) == 2.5
 
 
 def test_a_checkpoint_save_never_stops_training_by_itself(tmp_path):
