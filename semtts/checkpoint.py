@@ -69,6 +69,8 @@ TMP_PREFIX = ".tmp+"
 """Prefix of a checkpoint folder being written (not a ``CKPT+`` name: never listed)."""
 TRASH_PREFIX = ".trash+"
 """Prefix of a checkpoint folder being deleted."""
+REPLACED_PREFIX = ".replaced+"
+"""Prefix of a named checkpoint while its new version takes its name (restored if that never happened)."""
 
 
 class CheckpointError(SemttsError):
@@ -190,10 +192,16 @@ class AtomicCheckpointer(Checkpointer):
                 handle.write("# yamllint disable\n")
                 handle.write(yaml.dump(saved_meta))
             _fsync_tree(tmp_dir)
-            if final_dir.exists():  # a custom name saved again: retire the old one first
-                self._retire(final_dir)
+            replaced = final_dir.with_name(REPLACED_PREFIX + final_dir.name)
+            if final_dir.exists():  # a custom name saved again: the old one stays until the new one has its name
+                if replaced.exists():
+                    shutil.rmtree(replaced)
+                os.rename(final_dir, replaced)
+                _fsync_path(final_dir.parent)
             os.rename(tmp_dir, final_dir)
             _fsync_path(final_dir.parent)
+            if replaced.exists():
+                shutil.rmtree(replaced)
             kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
             logger.log(verbosity, f"Saved an {kind} checkpoint in {final_dir}")
         ddp_barrier()
@@ -259,7 +267,8 @@ class AtomicCheckpointer(Checkpointer):
 
     def clean_leftovers(self) -> list[pathlib.Path]:
         """Remove the temporary and half-deleted folders of interrupted runs
-        (main process only).
+        (main process only). A named checkpoint whose replacement was
+        interrupted before the new one took its name gets its name back.
 
         Returns
         -------
@@ -269,7 +278,11 @@ class AtomicCheckpointer(Checkpointer):
         removed = []
         if if_main_process() and self.checkpoints_dir.is_dir():
             for entry in sorted(self.checkpoints_dir.iterdir()):
-                if entry.is_dir() and entry.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                original = entry.with_name(entry.name[len(REPLACED_PREFIX):])
+                if entry.is_dir() and entry.name.startswith(REPLACED_PREFIX) and not original.exists():
+                    os.rename(entry, original)
+                    logger.warning(f"Restored the checkpoint {original} (its replacement was interrupted)")
+                elif entry.is_dir() and entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, REPLACED_PREFIX)):
                     shutil.rmtree(entry)
                     removed.append(entry)
                     logger.warning(f"Removed the unfinished checkpoint folder {entry}")

@@ -135,6 +135,29 @@ def test_delete_keeps_best_and_latest_and_custom_names_are_replaced(tmp_path):
     assert [c.meta["n"] for c in ckpter.list_checkpoints() if c.path == second.path] == [2]
 
 
+def test_a_named_checkpoint_survives_a_kill_while_it_is_replaced(tmp_path, monkeypatch):
+    net = torch.nn.Linear(2, 2)
+    ckpter = AtomicCheckpointer(tmp_path, {"net": net})
+    ckpter.save_checkpoint(name="final", meta={"n": 1})
+    real_rename = os.rename
+
+    def killed_before_the_new_one_is_named(src, dst):
+        if Path(src).name.startswith(TMP_PREFIX):
+            raise KeyboardInterrupt  # the process dies between the two renames
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", killed_before_the_new_one_is_named)
+    with torch.no_grad():
+        net.weight.fill_(7.0)
+    with pytest.raises(KeyboardInterrupt):
+        ckpter.save_checkpoint(name="final", meta={"n": 2})
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert ckpter.list_checkpoints() == []  # neither version carries the name now
+    resumed = AtomicCheckpointer(tmp_path, {"net": net})
+    assert resumed.recover_if_possible().meta["n"] == 1  # the old one got its name back, the new one is gone
+    assert not torch.equal(net.weight, torch.full((2, 2), 7.0)) and len(names(tmp_path)) == 1
+
+
 def test_random_state_round_trip_and_make_checkpointer(tmp_path):
     ckpter = make_checkpointer(tmp_path, torch.nn.Linear(2, 2), torch.nn.Linear(2, 1), EpochCounter(2))
     ckpter.save_checkpoint()
