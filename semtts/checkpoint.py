@@ -59,6 +59,7 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
+from semtts.durable import fsync_path, fsync_tree
 from semtts.errors import SemttsError
 
 __all__ = ["CheckpointError", "AtomicCheckpointer", "RandomState", "make_checkpointer"]
@@ -75,23 +76,6 @@ REPLACED_PREFIX = ".replaced+"
 
 class CheckpointError(SemttsError):
     """A checkpoint exists but cannot be written or loaded."""
-
-
-def _fsync_path(path: pathlib.Path) -> None:
-    """Flush a file or a folder entry to stable storage."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: pathlib.Path) -> None:
-    """fsync every file under ``folder``, then the folders themselves."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            _fsync_path(pathlib.Path(root) / name)
-        _fsync_path(pathlib.Path(root))
 
 
 def _one_line(err: BaseException, limit: int = 300) -> str:
@@ -191,15 +175,15 @@ class AtomicCheckpointer(Checkpointer):
             with open(tmp_dir / METAFNAME, "w", encoding="utf-8") as handle:
                 handle.write("# yamllint disable\n")
                 handle.write(yaml.dump(saved_meta))
-            _fsync_tree(tmp_dir)
+            fsync_tree(tmp_dir)
             replaced = final_dir.with_name(REPLACED_PREFIX + final_dir.name)
             if final_dir.exists():  # a custom name saved again: the old one stays until the new one has its name
                 if replaced.exists():
                     shutil.rmtree(replaced)
                 os.rename(final_dir, replaced)
-                _fsync_path(final_dir.parent)
+                fsync_path(final_dir.parent)
             os.rename(tmp_dir, final_dir)
-            _fsync_path(final_dir.parent)
+            fsync_path(final_dir.parent)
             if replaced.exists():
                 shutil.rmtree(replaced)
             kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
@@ -262,7 +246,7 @@ class AtomicCheckpointer(Checkpointer):
         """Rename a checkpoint out of the listing, then remove it."""
         trash = folder.with_name(f"{TRASH_PREFIX}{folder.name}+{time.time_ns()}")
         os.rename(folder, trash)
-        _fsync_path(folder.parent)
+        fsync_path(folder.parent)
         shutil.rmtree(trash)
 
     def clean_leftovers(self) -> list[pathlib.Path]:

@@ -48,31 +48,58 @@ from semtts.lobes.vits.input_checks import check_tokens, int64_on
 from semtts.lobes.vits.synthesizer import VITSInference
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
 
-__all__ = ["GraphedSynthesizer"]
+__all__ = ["GraphedSynthesizer", "cuda_index"]
 
 
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-class _Graph:
-    """One captured callable with static inputs and outputs."""
+def cuda_index(device: torch.device) -> int:
+    """The CUDA device that graphs for tensors on ``device`` are captured and
+    replayed on: its own index, not the current device's (``cuda`` without
+    an index: the current device, where such tensors are made).
 
-    def __init__(self, fn: Callable[[], tuple[torch.Tensor, ...]], warmup: int = 2):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        # the warm-up's random draws are undone: a seeded run gives the same audio
-        # whether or not this call had to capture a graph first
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()]), torch.cuda.stream(side):
-            for _ in range(warmup):  # cuDNN/cuBLAS choose their kernels outside the capture
-                fn()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = fn()
+    Arguments
+    ---------
+    device : torch.device
+        A CUDA device.
+
+    Returns
+    -------
+    int
+
+    Example
+    -------
+    >>> cuda_index(torch.device("cuda:1"))
+    1
+    """
+    if device.type != "cuda":
+        raise ConfigError(f"graphed synthesis: CUDA graphs need a CUDA device, got {device}")
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+class _Graph:
+    """One callable captured on the CUDA device of its inputs, with static inputs and outputs."""
+
+    def __init__(self, fn: Callable[[], tuple[torch.Tensor, ...]], device: torch.device, warmup: int = 2):
+        self.device = device = cuda_index(device)
+        with torch.cuda.device(device):  # the stream, the capture and the RNG are the inputs' device's
+            side = torch.cuda.Stream(device=device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            # the warm-up's random draws are undone: a seeded run gives the same audio
+            # whether or not this call had to capture a graph first
+            with torch.random.fork_rng(devices=[device]), torch.cuda.stream(side):
+                for _ in range(warmup):  # cuDNN/cuBLAS choose their kernels outside the capture
+                    fn()
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.outputs = fn()
 
     def replay(self) -> tuple[torch.Tensor, ...]:
-        self.graph.replay()
+        with torch.cuda.device(self.device):
+            self.graph.replay()
         return self.outputs
 
 
@@ -185,7 +212,8 @@ class GraphedSynthesizer(nn.Module):
                                                         noise_scale_w=s["scales"][2], length_scale=s["scales"][1])
                 return text.hidden, text.m_p, text.logs_p, text.mask, durations
 
-            self._durations[key] = (static, _Graph(durations_fn))  # captured on placeholder inputs
+            # captured on placeholder inputs, on the tokens' device
+            self._durations[key] = (static, _Graph(durations_fn, tokens.device))
         self._used(key)
         static, graph = self._durations[key]
         self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
@@ -201,7 +229,8 @@ class GraphedSynthesizer(nn.Module):
                                                                     noise_scale=s["scales"][0], n_frames=frames)
                 return waveform, path, spec_mask
 
-            self._decoders[decode_key] = _Graph(decode_fn)  # reads, never writes, the first half's outputs
+            # reads, never writes, the first half's outputs
+            self._decoders[decode_key] = _Graph(decode_fn, tokens.device)
         self._used(decode_key)
         waveform, path, spec_mask = self._decoders[decode_key].replay()
         hop = gen.hop_length

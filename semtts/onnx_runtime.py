@@ -32,9 +32,55 @@ from semtts.text.frontend import Frontend
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["ONNX_FILE", "OnnxSynthesizer", "onnx_session"]
+__all__ = ["ONNX_FILE", "OnnxSynthesizer", "onnx_session", "check_feeds"]
 
 ONNX_FILE = "model.onnx"
+
+
+def _shape_text(shape: list) -> str:
+    return "[" + ", ".join(str(d) if d is not None else "?" for d in shape) + "]"
+
+
+def check_feeds(feeds: dict[str, np.ndarray], shapes: dict[str, list], where: str | Path) -> None:
+    """Check arrays against a graph's input shapes before ONNX Runtime sees them.
+
+    Arguments
+    ---------
+    feeds : dict
+        ``{input name: array}``.
+    shapes : dict
+        ``{input name: shape}`` as ONNX Runtime reports it (ints for fixed
+        sizes, names for dynamic axes, which must agree across inputs).
+    where : str or Path
+        The graph file, for the messages.
+
+    Raises
+    ------
+    DataError
+        One line naming the input, the shape it takes and the shape given.
+
+    Example
+    -------
+    >>> shapes = {"tokens": ["batch", "n_tokens"], "spk_embed": ["batch", 16]}
+    >>> check_feeds({"tokens": np.zeros((1, 5)), "spk_embed": np.zeros((1, 8))}, shapes, "model.onnx")
+    Traceback (most recent call last):
+    ...
+    semtts.errors.DataError: model.onnx: the ONNX input 'spk_embed' takes shape [batch, 16], got [1, 8]
+    """
+    sizes: dict[str, tuple[int, str]] = {}
+    for name, value in feeds.items():
+        shape = shapes.get(name)
+        if shape is None:
+            continue
+        bad = value.ndim != len(shape) or any(isinstance(d, int) and d != n for d, n in zip(shape, value.shape))
+        if bad:
+            raise DataError(f"{where}: the ONNX input '{name}' takes shape {_shape_text(shape)}, "
+                            f"got {list(value.shape)}")
+        for axis, n in zip(shape, value.shape):
+            if isinstance(axis, str):
+                seen, first = sizes.setdefault(axis, (n, name))
+                if seen != n:
+                    raise DataError(f"{where}: the ONNX input '{name}' has {axis} {n}, but '{first}' has {seen}")
 
 
 def onnx_session(path: str | Path, threads: int | None = None) -> "onnxruntime.InferenceSession":
@@ -81,12 +127,22 @@ class OnnxSynthesizer(PackedModel):
         Text to token ids.
     session : onnxruntime.InferenceSession
         The exported synthesis graph.
+    onnx_file : Path, optional
+        Its file, for the messages (default ``<folder>/model.onnx``).
     """
 
-    def __init__(self, folder: Path, packed: dict, frontend: Frontend, session: "onnxruntime.InferenceSession") -> None:
+    def __init__(self, folder: Path, packed: dict, frontend: Frontend, session: "onnxruntime.InferenceSession",
+                 onnx_file: Path | None = None) -> None:
         super().__init__(folder, packed, frontend, torch.device("cpu"))
         self.session = session
-        self.input_names = [i.name for i in session.get_inputs()]
+        self.onnx_file = Path(onnx_file) if onnx_file is not None else Path(folder) / ONNX_FILE
+        self.input_shapes = {i.name: list(i.shape) for i in session.get_inputs()}
+        self.input_names = list(self.input_shapes)
+        graph_dim = (self.input_shapes.get("spk_embed") or [None])[-1]
+        model_dim = int(packed["generator"].get("spk_embed_dim") or 0)
+        if isinstance(graph_dim, int) and graph_dim != model_dim:
+            raise DataError(f"{self.onnx_file}: the graph's 'spk_embed' input is {graph_dim}-d, but the generator's "
+                            f"spk_embed_dim is {model_dim} ({folder / 'hyperparams.yaml'}); export it again")
         self.last_durations: list[np.ndarray] | None = None
         """``[T_text_i]`` frames per token of the last :meth:`synthesize` batch."""
 
@@ -109,7 +165,8 @@ class OnnxSynthesizer(PackedModel):
         OnnxSynthesizer
         """
         folder, packed, frontend = PackedModel.open(folder)
-        return cls(folder, packed, frontend, onnx_session(onnx_file or folder / ONNX_FILE, threads))
+        onnx_file = Path(onnx_file or folder / ONNX_FILE)
+        return cls(folder, packed, frontend, onnx_session(onnx_file, threads), onnx_file)
 
     def run(self, tokens: np.ndarray, token_lengths: np.ndarray, speaker: dict[str, np.ndarray],
             noise_scale: float = 0.667, length_scale: float = 1.0,
@@ -135,6 +192,11 @@ class OnnxSynthesizer(PackedModel):
             ``[B]``.
         durations : numpy.ndarray
             ``[B, T_text]``.
+
+        Raises
+        ------
+        DataError
+            An input's shape does not fit the graph (:func:`check_feeds`).
         """
         check_scales(length_scale, noise_scale, noise_scale_w)
         feeds = {"tokens": np.asarray(tokens, dtype=np.int64),
@@ -147,6 +209,7 @@ class OnnxSynthesizer(PackedModel):
         if missing or extra:
             raise ConfigError(f"{self.folder}: the ONNX graph takes {self.input_names}; "
                               f"missing {missing}, unexpected {extra}")
+        check_feeds(feeds, self.input_shapes, self.onnx_file)
         waveform, wav_lengths, durations = self.session.run(None, feeds)
         return waveform, wav_lengths, durations
 

@@ -19,6 +19,12 @@ A packed folder holds
   outside the folder; checked against the sha256 stage 3 recorded);
 - ``MODEL_CARD.md``.
 
+The folder is written whole in a sibling ``<name>.tmp-<pid>`` and swapped in
+by renames (the old folder moved aside to ``<name>.old-<pid>``, then
+deleted), so a killed repack leaves the complete old folder or the complete
+new one; :func:`recover_interrupted_pack` (run by :func:`pack_model` first)
+restores an old folder left aside and removes leftovers.
+
 Nothing here imports training code: :mod:`semtts.pretrained` rebuilds the
 generator with :func:`build_packed_generator` and :func:`load_weights`.
 
@@ -45,6 +51,8 @@ Example
 import importlib.util
 import inspect
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -54,13 +62,17 @@ import torch
 import yaml
 
 from semtts.data.manifest import write_json_atomic
+from semtts.durable import fsync_path, fsync_tree
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.lobes.vits.synthesizer import VITSSynthesizer
 from semtts.text.tokenizer import TokenList
 
 __all__ = ["SEMANTIC_KEYS", "SPECTROGRAM_KEYS", "generator_kwargs", "build_packed_generator", "save_weights",
-           "load_weights", "weights_file", "read_packed_hparams", "pack_model"]
+           "load_weights", "weights_file", "read_packed_hparams", "check_packed_sizes", "recover_interrupted_pack",
+           "pack_model"]
+
+logger = logging.getLogger(__name__)
 
 SEMANTIC_KEYS = ("use_sempred", "use_adapter", "sempred_hidden", "sempred_kernel_size", "sempred_layers",
                  "sempred_dropout", "adapter_heads", "adapter_dropout", "adapter_gate_init")
@@ -69,6 +81,11 @@ SPECTROGRAM_KEYS = ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels"
 HPARAMS_NAME = "hyperparams.yaml"
 CAMPPLUS_FILE = "campplus.bin"
 """The packed copy of the pretrained CAM++ the speaker vectors were made with."""
+WEIGHT_NAMES = ("generator.safetensors", "generator.pt")
+REPLACED = (HPARAMS_NAME, *WEIGHT_NAMES, "tokens.txt", "bpe.model", "speakers.json", "spk_mean.npy",
+            "campplus_meta.json", CAMPPLUS_FILE, "MODEL_CARD.md", "model.onnx", "done")
+"""What a repack does not carry over from the old folder (an exported graph and the stage's ``done``
+marker belong to the old weights); any other file there is copied into the new folder."""
 
 
 def _has_safetensors() -> bool:
@@ -138,7 +155,7 @@ def build_packed_generator(packed: dict, fold: bool = True) -> torch.nn.Module:
 def weights_file(folder: str | Path) -> Path:
     """The weights file of a packed folder (``generator.safetensors`` or ``generator.pt``)."""
     folder = Path(folder)
-    for name in ("generator.safetensors", "generator.pt"):
+    for name in WEIGHT_NAMES:
         if (folder / name).is_file():
             return folder / name
     raise DataError(f"{folder}: no generator.safetensors or generator.pt (not a packed semtts model)")
@@ -185,7 +202,9 @@ def read_packed_hparams(folder: str | Path) -> dict:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: model folder not found")
+        aside = _leftovers(folder, "old")
+        hint = f" (an interrupted repack left {aside[-1]}: run stage 10 again to restore it)" if aside else ""
+        raise DataError(f"{folder}: model folder not found{hint}")
     path = folder / HPARAMS_NAME
     if not path.is_file():
         raise DataError(f"{path}: not found (not a packed semtts model; make one with stage 10)")
@@ -198,6 +217,137 @@ def read_packed_hparams(folder: str | Path) -> dict:
     if missing:
         raise DataError(f"{path}: lacks {', '.join(missing)}")
     return packed
+
+
+def check_packed_sizes(packed: dict, n_tokens: int, spk_dim: int | None = None,
+                       folder: str | Path | None = None) -> None:
+    """Check that the sizes a packed model is made of agree: the token list
+    and the generator's ``n_vocab``; in the embedding modes the CAM++
+    ``embed_dim``, the generator's ``spk_embed_dim`` and the width of the
+    speakers' mean embeddings; in ``sid`` mode the speakers and ``n_speakers``.
+
+    Arguments
+    ---------
+    packed : dict
+        The packed ``hyperparams.yaml`` (or the one being packed).
+    n_tokens : int
+        The size of the token list (``tokens.txt``).
+    spk_dim : int, optional
+        The width of the mean embeddings (``spk_mean.npy``), when known.
+    folder : str or Path, optional
+        The packed folder, to name its files (None: packing; the messages start with ``pack:``).
+
+    Raises
+    ------
+    DataError
+        One line naming the file and both sizes.
+
+    Example
+    -------
+    >>> check_packed_sizes({"generator": {"n_vocab": 40}, "speaker_mode": "sid"}, 39)
+    Traceback (most recent call last):
+    ...
+    semtts.errors.DataError: pack: tokens.txt holds 39 tokens, but the generator's n_vocab is 40
+    """
+    def name(file: str) -> str:
+        return str(Path(folder) / file) if folder is not None else f"pack: {file}"
+
+    gen = packed["generator"]
+    yaml_name = name(HPARAMS_NAME) if folder is not None else "pack"
+    n_vocab = int(gen.get("n_vocab") or 0)
+    if n_tokens != n_vocab:
+        tokens_name = "bpe.model" if (packed.get("frontend") or {}).get("token_type") == "bpe" else "tokens.txt"
+        raise DataError(f"{name(tokens_name)} holds {n_tokens} tokens, but the generator's n_vocab is {n_vocab}")
+    gen_dim = int(gen.get("spk_embed_dim") or 0)
+    if packed["speaker_mode"] in ("speaker", "utterance"):
+        cam_dim = (packed.get("campplus") or {}).get("embed_dim")
+        if cam_dim is None or int(cam_dim) != gen_dim:
+            raise DataError(f"{yaml_name}: the CAM++ embed_dim is {cam_dim}, but the generator's spk_embed_dim "
+                            f"is {gen_dim}")
+        if spk_dim is not None and spk_dim != gen_dim:
+            raise DataError(f"{name('spk_mean.npy')}: the mean embeddings are {spk_dim}-d, but the generator's "
+                            f"spk_embed_dim is {gen_dim}")
+    elif gen_dim:
+        raise DataError(f"{yaml_name}: speaker_mode {packed['speaker_mode']} takes no speaker embeddings, but the "
+                        f"generator's spk_embed_dim is {gen_dim}")
+    n_speakers, speakers = int(gen.get("n_speakers") or 0), len(packed.get("speakers") or [])
+    if packed["speaker_mode"] == "sid" and n_speakers and speakers > n_speakers:
+        raise DataError(f"{name('speakers.json')} lists {speakers} speakers, but the generator's n_speakers is "
+                        f"{n_speakers}")
+
+
+def _leftovers(out: Path, kind: str) -> list[Path]:
+    """``<out>.tmp-<pid>`` (``kind`` ``tmp``) or ``<out>.old-<pid>`` (``old``) siblings, oldest first."""
+    prefix = f"{out.name}.{kind}-"
+    if not out.name or not out.parent.is_dir():
+        return []
+    found = [p for p in out.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def recover_interrupted_pack(out_dir: str | Path) -> bool:
+    """Undo what a killed :func:`pack_model` left next to ``out_dir``: when
+    the folder is missing but the old one was moved aside
+    (``<name>.old-<pid>``; always whole, as it was renamed in one step),
+    rename it back; then delete the leftover ``<name>.tmp-<pid>`` (partial
+    builds) and ``<name>.old-<pid>`` (replaced folders). Two packs into one
+    folder at the same time are not supported.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        The packed folder.
+
+    Returns
+    -------
+    bool
+        True if an old folder was restored.
+    """
+    out = Path(out_dir)
+    restored = False
+    if not out.exists() and not out.is_symlink():
+        aside = _leftovers(out, "old")
+        if aside:
+            os.rename(aside[-1], out)
+            fsync_path(out.parent)
+            logger.warning("%s: restored from %s, left aside by an interrupted repack", out, aside[-1].name)
+            restored = True
+    for leftover in _leftovers(out, "tmp") + _leftovers(out, "old"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return restored
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` at ``out`` by renames: the old folder is moved aside, ``new`` renamed in,
+    the old one deleted; a failure in between puts the old one back."""
+    fsync_tree(new)
+    aside = out.with_name(f"{out.name}.old-{os.getpid()}")
+    moved = False
+    if out.exists():
+        os.rename(out, aside)
+        moved = True
+    try:
+        os.rename(new, out)
+    except BaseException:
+        if moved and not out.exists():
+            os.rename(aside, out)
+        raise
+    fsync_path(out.parent)
+    if moved:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Copy into ``new`` what ``old`` holds besides a pack's own files (:data:`REPLACED`)."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        if entry.name in REPLACED or (entry.name.startswith(".") and ".tmp" in entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, new / entry.name, symlinks=True)
+        else:
+            shutil.copy2(entry, new / entry.name, follow_symlinks=False)
 
 
 def _model_card(packed: dict, n_params: int, training: dict) -> str:
@@ -246,7 +396,8 @@ def pack_model(
     Arguments
     ---------
     out_dir : str or Path
-        The folder to write (created; its previous packed files are replaced).
+        The folder to write: built whole in a sibling folder, then swapped
+        in (the old folder's files other than a pack's own are carried over).
     generator : torch.nn.Module
         The trained generator (left unchanged; the packed copy has its weight norm folded).
     hp : dict
@@ -291,10 +442,16 @@ def pack_model(
     if embedded and (campplus is None or spk_means is None or speakers is None):
         raise ConfigError(f"pack: speaker_mode {speaker_mode} needs the speakers, their mean embeddings and "
                           "the CAM++ settings")
-    if spk_means is not None and len(spk_means) != len(speakers or []):
-        raise DataError(f"pack: {len(spk_means)} mean embeddings for {len(speakers or [])} speakers")
+    if spk_means is not None:
+        spk_means = np.asarray(spk_means, dtype=np.float32)
+        if spk_means.ndim != 2 or len(spk_means) != len(speakers or []):
+            raise DataError(f"pack: mean embeddings of shape {list(spk_means.shape)} for {len(speakers or [])} "
+                            "speakers (expected [speakers, D])")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() or not out.name:  # the folder itself is replaced, not a link to it
+        out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder (the packed model's)")
     packed: dict[str, Any] = {
         "semtts_packed": 1, "stage": stage, "corpus": corpus, "speaker_mode": speaker_mode,
         "generator": generator_kwargs(hp),
@@ -312,6 +469,7 @@ def pack_model(
     }
     if stage != "A":
         packed["semantic"] = {"sem_dim": int(generator.sem_dim)} | {k: hp[k] for k in SEMANTIC_KEYS}
+    check_packed_sizes(packed, len(token_list), None if spk_means is None else int(spk_means.shape[1]))
     # a fresh model in the training layout takes the weights (deepcopy would share the
     # weight-norm parametrizations with the caller's generator), then folds its weight norm
     frozen = build_packed_generator(packed, fold=False)
@@ -321,21 +479,27 @@ def pack_model(
         reason = " ".join(str(err).split())[:300]
         raise ConfigError(f"pack: the hparams do not describe this generator ({reason})") from None
     frozen.remove_weight_norm()
-    state = frozen.state_dict()
-    for stale in ("generator.safetensors", "generator.pt", "bpe.model", "spk_mean.npy", "campplus_meta.json",
-                  CAMPPLUS_FILE, "model.onnx"):  # an exported graph belongs to the weights it was made from
-        (out / stale).unlink(missing_ok=True)
-    save_weights(state, out)
-    token_list.save(out / "tokens.txt")
-    if bpe_model is not None:
-        shutil.copyfile(bpe_model, out / "bpe.model")
-    write_json_atomic(out / "speakers.json", {"speakers": list(speakers or [])})
-    if embedded:
-        np.save(out / "spk_mean.npy", np.asarray(spk_means, dtype=np.float32))
-        write_json_atomic(out / "campplus_meta.json", campplus_meta or {})
-        if campplus_file is not None:
-            shutil.copyfile(campplus_file, out / CAMPPLUS_FILE)
-    (out / HPARAMS_NAME).write_text(yaml.safe_dump(packed, sort_keys=False), encoding="utf-8")
-    n_params = sum(p.numel() for p in frozen.parameters())
-    (out / "MODEL_CARD.md").write_text(_model_card(packed, n_params, packed["training"]), encoding="utf-8")
+    recover_interrupted_pack(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    try:
+        save_weights(frozen.state_dict(), new)
+        token_list.save(new / "tokens.txt")
+        if bpe_model is not None:
+            shutil.copyfile(bpe_model, new / "bpe.model")
+        write_json_atomic(new / "speakers.json", {"speakers": list(speakers or [])})
+        if embedded:
+            np.save(new / "spk_mean.npy", spk_means)
+            write_json_atomic(new / "campplus_meta.json", campplus_meta or {})
+            if campplus_file is not None:
+                shutil.copyfile(campplus_file, new / CAMPPLUS_FILE)
+        n_params = sum(p.numel() for p in frozen.parameters())
+        (new / "MODEL_CARD.md").write_text(_model_card(packed, n_params, packed["training"]), encoding="utf-8")
+        _carry_over(out, new)
+        (new / HPARAMS_NAME).write_text(yaml.safe_dump(packed, sort_keys=False), encoding="utf-8")  # last
+        _swap_in(new, out)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # gone already when it was swapped in
     return out

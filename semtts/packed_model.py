@@ -25,7 +25,7 @@ from semtts.audio import SpectrogramConfig
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.extract.speaker import SpeakerEmbedder
 from semtts.inference import embed_recording
-from semtts.pack import CAMPPLUS_FILE, read_packed_hparams
+from semtts.pack import CAMPPLUS_FILE, check_packed_sizes, read_packed_hparams
 from semtts.text.frontend import Frontend
 from semtts.text.tokenizer import BLANK_ID, TokenList, intersperse
 
@@ -73,6 +73,8 @@ class PackedModel:
         self.spk_means = None
         if self.embedded:
             self.spk_means = _read_means(folder / "spk_mean.npy", len(self.speakers))
+        width = None if self.spk_means is None else int(self.spk_means.shape[1])
+        check_packed_sizes(packed, len(frontend.token_list), width, folder)  # before anything runs on them
         self._embedder: SpeakerEmbedder | None = None
 
     @staticmethod
@@ -104,6 +106,7 @@ class PackedModel:
         tokens = TokenList.load(folder / "tokens.txt") if bpe is None else None
         frontend = Frontend(front["token_type"], front["language"], front["cleaner"], token_list=tokens,
                             bpe_model=bpe)
+        check_packed_sizes(packed, len(frontend.token_list), None, folder)  # before the weights are loaded
         return folder, packed, frontend
 
     @property

@@ -5,7 +5,8 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from semtts.graphed_inference import GraphedSynthesizer
+from semtts.errors import ConfigError
+from semtts.graphed_inference import GraphedSynthesizer, cuda_index
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.pretrained import SemTTS
 from test_pack_cli import ROOT, packed  # noqa: F401 (fixture)
@@ -47,11 +48,13 @@ class EagerGraph:
     into the same static outputs, as a CUDA graph writes into its buffers."""
 
     captured = 0
+    devices: list[torch.device] = []
 
-    def __init__(self, fn, warmup: int = 2):
+    def __init__(self, fn, device: torch.device, warmup: int = 2):
         self.fn = fn
         self.outputs = fn()
         EagerGraph.captured += 1
+        EagerGraph.devices.append(device)
 
     def replay(self):
         for static, new in zip(self.outputs, self.fn()):
@@ -68,7 +71,7 @@ def test_padded_shapes_and_graph_limit_on_the_cpu(monkeypatch):
     gen = generator()
     fast = GraphedSynthesizer(gen, token_bucket=8, frame_bucket=16, max_graphs=3)
     sid = torch.tensor([1, 2])
-    EagerGraph.captured = 0
+    EagerGraph.captured, EagerGraph.devices = 0, []
     for lengths in ([9, 4], [13, 11], [3, 2], [9, 4]):
         tokens, token_lengths = batch(lengths, "cpu")
         ref = gen.infer(tokens, token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0)
@@ -80,8 +83,17 @@ def test_padded_shapes_and_graph_limit_on_the_cpu(monkeypatch):
         decoders_of = {key: [k for k in fast._decoders if k[:len(key)] == key] for key in fast._durations}
         assert all(decoders_of.values()) and sum(map(len, decoders_of.values())) == len(fast._decoders)
     assert EagerGraph.captured == 6  # token buckets 16, 16, 8, 16: the last call recaptures the released pair
+    assert EagerGraph.devices == [torch.device("cpu")] * 6  # every graph is given its inputs' device
     with pytest.raises(Exception, match="max_graphs must be >= 2"):
         GraphedSynthesizer(gen, max_graphs=1)
+
+
+def test_graphs_are_captured_on_the_inputs_device_not_the_current_one():
+    # cuda:N captures and replays on device N even while the current device is another one
+    # (no CUDA call is needed for a device with an index)
+    assert cuda_index(torch.device("cuda:1")) == 1 and cuda_index(torch.device("cuda:0")) == 0
+    with pytest.raises(ConfigError, match="need a CUDA device, got cpu"):
+        cuda_index(torch.device("cpu"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")

@@ -188,7 +188,8 @@ def synthesize_manifest(model: SemTTS, items: dict[str, dict], references: dict[
 def scoring_embedder(model: SemTTS, ckpt: str | None = None, embed_dim: int | None = None,
                      allow_random_init: bool = False, cache_dir: str | Path = "~/.cache/semtts/campplus",
                      seed: int = 0, device: str = "cpu") -> SpeakerEmbedder:
-    """CAM++ for speaker similarity: ``ckpt``, or the one the packed model records.
+    """CAM++ for speaker similarity: ``ckpt``, or the one the packed model records
+    (a pretrained one: the model's own :attr:`~semtts.packed_model.PackedModel.embedder`).
 
     Arguments
     ---------
@@ -212,8 +213,13 @@ def scoring_embedder(model: SemTTS, ckpt: str | None = None, embed_dim: int | No
     SpeakerEmbedder
     """
     record = model.hparams.get("campplus") or {}
-    if ckpt is None and not record.get("random_init"):
-        ckpt = record.get("ckpt")
+    if ckpt is None and record.get("ckpt") and not record.get("random_init"):
+        # the model's own CAM++: found as the model finds it (a packed campplus.bin lies in the model
+        # folder, not in the working directory) and checked against the sha256 its vectors were made with
+        if embed_dim is not None and int(embed_dim) != int(record["embed_dim"]):
+            raise ConfigError(f"--campplus-embed-dim {embed_dim}: the model's CAM++ ({model.folder}) is "
+                              f"{record['embed_dim']}-d; give another CAM++ with --campplus-ckpt")
+        return model.embedder
     dim = int(embed_dim or record.get("embed_dim") or 192)
     if ckpt is None and record.get("seed") is not None:
         seed = int(record["seed"])  # the model's random CAM++, when it had one
