@@ -275,6 +275,13 @@ def check_value(flag: str, raw: str, default: Any) -> Any:
     -------
     >>> check_value("--min_duration", "1", 0.5), check_value("--heldout_speakers", "[spk4]", ["spk5"])
     (1, ['spk4'])
+    >>> check_value("--data_folder", "/data/corpus #2", "data"), check_value("--data_folder", "'/data/c #2'", "data")
+    Traceback (most recent call last):
+        ...
+    semtts.errors.ConfigError: --data_folder: YAML reads the ' #' in '/data/corpus #2' as a comment; put the \
+value in quotes, e.g. --data_folder "'/data/corpus #2'"
+    >>> check_value("--data_folder", "'/data/c #2'", "data"), check_value("--data_folder", "/data/c#2", "data")
+    ('/data/c #2', '/data/c#2')
     >>> check_value("--heldout_speakers", "spk4", ["spk5"])
     Traceback (most recent call last):
         ...
@@ -293,6 +300,9 @@ def check_value(flag: str, raw: str, default: Any) -> Any:
         except YAMLError:
             hint = ""
         raise ConfigError(f"{flag}: cannot read {raw!r} as YAML ({_problem(err)}){hint}") from None
+    if " #" in raw and _cut_by_a_comment(raw, value):  # the value would silently lose its end
+        raise ConfigError(f"{flag}: YAML reads the ' #' in {raw!r} as a comment; put the value in quotes, "
+                          f"e.g. {flag} \"'{raw}'\"")
     if isinstance(value, dict) and any(isinstance(k, str) and ":" in k and v is None for k, v in value.items()):
         raise ConfigError(f"{flag}: cannot read {raw!r} as a mapping{hint}")  # {a:1} reads as {'a:1': null}
     kind = _kind(default)
@@ -303,6 +313,14 @@ def check_value(flag: str, raw: str, default: Any) -> Any:
               "list": f"a list, e.g. {example}", "dict": "a mapping, e.g. {name: value}"}[kind]
     got = repr(raw) if raw else "no value"
     raise ConfigError(f"{flag}: expected {wanted}, got {got}")
+
+
+def _cut_by_a_comment(raw: str, value: Any) -> bool:
+    """Whether YAML read ``value`` from ``raw`` only up to a `` #`` (a comment)."""
+    try:
+        return _load_yaml(f"value: {raw.split(' #')[0]}")["value"] == value
+    except YAMLError:  # a quoted value: the '#' is inside the quotes
+        return False
 
 
 def _unknown_message(hparams_file: str | Path, unknown: list[str], keys: list[str], driver: bool) -> str:
