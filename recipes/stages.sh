@@ -11,8 +11,19 @@
 # anything runs (semtts/stages/flags.py).
 #
 # Every stage is `python -m semtts.stages.<module> <hparams> [overrides]`, run
-# from the repository root; it skips work it has already done (a `done` marker
-# in its output folder) and says so.
+# from the repository root; it skips work it has already done and says so.
+# Stages 1-10 keep a `done` marker in their output folder: a rerun with the
+# same settings skips, other settings stop and ask for --force, and --force
+# redoes the stage. Stage 0 keeps none: it checks the corpus every time; for
+# the mini corpus it reuses a complete one generated with the same settings
+# (its .complete marker; also with --force), and replaces one generated with
+# other settings only with --force.
+#
+# Paths: the stages run from the repository root, so relative paths in the
+# hparams files are read from there. A relative path typed on the command line
+# for a path flag (PATH_FLAGS below; --whisper_model and --eval_asr_model only
+# when the value is a local .pt file or has a '/') is read from the directory
+# run.sh is called from, as any command-line path is.
 
 SEMTTS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -31,7 +42,8 @@ STAGE_NAMES=(
     "pack the model"                  # 10
 )
 # The Python module of each stage; empty where this version has none yet.
-STAGE_MODULES=(check_corpus prepare frontend speaker_embeddings teacher_features train_a train_b train_c synthesize evaluate pack)
+STAGE_MODULES=(check_corpus prepare frontend speaker_embeddings teacher_features
+               train_a train_b train_c synthesize evaluate pack)
 
 log() {
     echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$(dirname "$0")")) $*"
@@ -74,15 +86,50 @@ Options:
                    space after each ':')
   --noprogressbar, --compile, ...
                    SpeechBrain's on/off run options take no value
+
+Paths: relative paths in the hparams files are read from the repository root
+($SEMTTS_ROOT), where every stage runs. A relative path given on the command
+line to --data_folder, --exp_root, --output_folder, --pretrained_dir,
+--campplus_cache_dir, --whisper_cache_dir, --campplus_ckpt, or a local .pt to
+--whisper_model / --eval_asr_model, is read from the directory you run this from.
+The mini corpus (--data_folder) is shared by every --tag: stage 0 replaces one
+generated with other settings (--seed, --mini_speakers, ...) only with --force;
+give each such variant its own --data_folder (e.g. data/mini_seed7).
 HELP
 }
 
-# The Python of the project's virtualenv, unless one is active or SEMTTS_PYTHON is set.
+# The Python to run the stages with: $SEMTTS_PYTHON if set; else the virtualenv
+# $SEMTTS_VENV (as tools/setup.sh and tools/test.sh use it); else an active
+# virtualenv's python3; else <repo>/.venv; else python3.
 semtts_python() {
     if [ -n "${SEMTTS_PYTHON:-}" ]; then echo "$SEMTTS_PYTHON"
+    elif [ -n "${SEMTTS_VENV:-}" ]; then
+        if [ -x "$SEMTTS_VENV/bin/python" ]; then echo "$SEMTTS_VENV/bin/python"
+        else echo "error: SEMTTS_VENV=$SEMTTS_VENV has no bin/python (make it with: bash tools/setup.sh)" >&2; return 2
+        fi
     elif [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$SEMTTS_ROOT/.venv/bin/python" ]; then echo "$SEMTTS_ROOT/.venv/bin/python"
     else echo python3
     fi
+}
+
+# Flags whose relative values are read from the caller's directory (see the top of this file).
+PATH_FLAGS=" data_folder exp_root output_folder pretrained_dir campplus_cache_dir whisper_cache_dir campplus_ckpt
+ whisper_model eval_asr_model "
+
+# caller_path KEY VALUE: VALUE, or $PWD/VALUE for a relative path of a path flag
+# typed outside the repository root (nothing changes when run from the root).
+caller_path() {
+    local key=${1#--} value=$2
+    if [[ "$PATH_FLAGS" != *[[:space:]]"$key"[[:space:]]* ]] || [ "$(pwd -P)" = "$(cd "$SEMTTS_ROOT" && pwd -P)" ]; then
+        echo "$value"; return
+    fi
+    case "$value" in
+        ""|/*|"~"*|*://*|null|Null|NULL|None|none) echo "$value"; return ;;
+    esac
+    if [[ "$key" == whisper_model || "$key" == eval_asr_model ]] && [[ "$value" != *.pt && "$value" != */* ]]; then
+        echo "$value"; return  # a model name (tiny, large-v3, ...)
+    fi
+    echo "$PWD/${value#./}"
 }
 
 # SpeechBrain's on/off run options: flags without a value (--noprogressbar, --compile, ...).
@@ -98,13 +145,14 @@ run_stages() {
             --help|-h) stage_help; return 0 ;;
             --stage) [ $# -ge 2 ] || { echo "error: --stage needs a value" >&2; return 2; }; stage=$2; shift 2 ;;
             --stage=*) stage=${1#*=}; shift ;;
-            --stop_stage) [ $# -ge 2 ] || { echo "error: --stop_stage needs a value" >&2; return 2; }; stop_stage=$2; shift 2 ;;
+            --stop_stage) [ $# -ge 2 ] || { echo "error: --stop_stage needs a value" >&2; return 2; }
+                          stop_stage=$2; shift 2 ;;
             --stop_stage=*) stop_stage=${1#*=}; shift ;;
             --force) force=--force; shift ;;
-            --*=*) overrides+=("${1%%=*}" "${1#*=}"); shift ;;
+            --*=*) overrides+=("${1%%=*}" "$(caller_path "${1%%=*}" "${1#*=}")"); shift ;;
             --*) if [[ "$RUN_SWITCHES" == *" ${1#--} "* ]]; then overrides+=("$1"); shift; continue; fi
                  [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; return 2; }
-                 overrides+=("$1" "$2"); shift 2 ;;
+                 overrides+=("$1" "$(caller_path "$1" "$2")"); shift 2 ;;
             *) echo "error: unexpected argument '$1' (flags are --key value; see --help)" >&2; return 2 ;;
         esac
     done
@@ -113,11 +161,12 @@ run_stages() {
             echo "error: --stage and --stop_stage take a stage number from 0 to 10, got '$value'" >&2; return 2; }
     done
     if [ "$stage" -gt "$stop_stage" ]; then
-        echo "error: --stage $stage is after --stop_stage $stop_stage: nothing to run (--stop_stage must be >= --stage)" >&2
+        echo "error: --stage $stage is after --stop_stage $stop_stage: nothing to run" \
+             "(--stop_stage must be >= --stage)" >&2
         return 2
     fi
     local python
-    python=$(semtts_python)
+    python=$(semtts_python) || return 2
     cd "$SEMTTS_ROOT" || return 2
     # Unknown flags and values of the wrong type fail here, before any stage runs.
     if [ ${#overrides[@]} -gt 0 ]; then

@@ -82,9 +82,12 @@ def test_train_a_b_c_then_synthesize(tmp_path):
     for stage in "AB":
         assert (exp / "synth" / stage / "test" / "durations.json").is_file()
 
-    again = run("--stage", 5, "--stop_stage", 8, *_flags(**hp))
-    assert again.returncode == 0
+    # settings that cannot change the trained weights do not stop a finished stage (nor do they retrain it)
+    again = run("--stage", 5, "--stop_stage", 8, *_flags(**{**hp, "nj": 2, "pack_stage": "B", "log_interval": 5}))
+    assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipped: already done") == 6
+    changed = run("--stage", 5, "--stop_stage", 5, *_flags(**{**hp, "lr": 0.001}))
+    assert changed.returncode == 1 and "other settings (lr)" in changed.stderr
 
     # stages 9 (evaluate A, B, C side by side) and 10 (pack C)
     final = run("--stage", 9, "--stop_stage", 10, *_flags(**hp, eval_max_utterances=1))

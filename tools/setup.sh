@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up semtts on a fresh Debian/Ubuntu machine: a virtualenv in .venv with
-# semtts installed in editable mode (with the test extras), espeak-ng and g++.
+# semtts installed in editable mode (with the test extras), espeak-ng and
+# (for the tests) g++.
 # Idempotent: a second run checks and skips what is already there.
 #
 #   bash tools/setup.sh            # then: bash recipes/mini/run.sh | bash tools/test.sh
@@ -12,21 +13,24 @@ venv=${SEMTTS_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (setup) $*"; }
 
-# 1. System tools: espeak-ng (the phonemizer backend and the mini corpus voice)
-#    and a C++ compiler (torch.compile's CPU backend, which the tests run).
-need() {  # need COMMAND DEBIAN_PACKAGE WHY
+# 1. System tools: espeak-ng (the phonemizer backend and the mini corpus voice;
+#    required) and a C++ compiler (torch.compile's CPU backend, which only the
+#    tests run; without root a missing one is a warning with the apt command).
+need() {  # need COMMAND DEBIAN_PACKAGE WHY [optional]
     if command -v "$1" >/dev/null 2>&1; then
         log "$1 found: $(command -v "$1") (skipped)"
     elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         log "installing $2 with apt-get ($3)"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    elif [ "${4:-}" = optional ]; then
+        echo "warning: $1 is missing ($3); install it as root: sudo apt-get install -y $2" >&2
     else
         echo "error: $1 is missing ($3); install it as root: sudo apt-get install -y $2" >&2
         exit 1
     fi
 }
 need espeak-ng espeak-ng "the phonemizer backend and the mini corpus voice"
-need g++ g++ "torch.compile's CPU backend, which the tests run"
+need g++ g++ "torch.compile's CPU backend, which the tests run; the recipes do not need it" optional
 
 # 2. The virtualenv and the package. The stamp records what was installed.
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
@@ -41,8 +41,8 @@ from semtts import __version__
 from semtts.data.manifest import write_json_atomic
 from semtts.errors import ConfigError
 
-__all__ = ["StageArgs", "parse_stage_args", "load_hparams", "load_stage_hparams", "included_files", "comparable_settings",
-           "run_stage", "log"]
+__all__ = ["StageArgs", "parse_stage_args", "load_hparams", "load_stage_hparams", "included_files",
+           "comparable_settings", "read_done", "changed_settings", "run_stage", "log"]
 
 DONE_NAME = "done"
 logger = logging.getLogger("semtts.stages")
@@ -240,18 +240,67 @@ def comparable_settings(settings: dict) -> dict:
     return json.loads(json.dumps(settings, default=str))
 
 
+def read_done(marker: str | Path, rerun: str = "the stage") -> dict:
+    """Read a ``done`` marker that semtts wrote (a JSON object with
+    ``settings``).
+
+    An empty or unreadable marker (e.g. made by ``touch done``, a Kaldi
+    habit) is not taken as "done": it is a one-line error naming the marker,
+    so that no stage guesses with which settings the outputs were made.
+
+    Arguments
+    ---------
+    marker : str or Path
+        The ``done`` file.
+    rerun : str
+        What the error tells the user to rerun with ``--force``, e.g.
+        ``"stage 2 (text frontend)"``.
+
+    Returns
+    -------
+    dict
+        The marker: ``settings``, ``summary``, ``semtts``, ``seconds``.
+
+    Raises
+    ------
+    ConfigError
+        The marker is empty, not JSON, or not a JSON object with ``settings``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> marker = Path(tempfile.mkdtemp()) / "done"
+    >>> _ = marker.write_text("")
+    >>> read_done(marker)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    semtts.errors.ConfigError: .../done: empty or not a done marker semtts wrote ...; rerun the stage with --force
+    """
+    marker = Path(marker)
+    try:
+        done = json.loads(marker.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        done = None
+    if not isinstance(done, dict) or not isinstance(done.get("settings"), dict):
+        raise ConfigError(f"{marker}: empty or not a done marker semtts wrote (e.g. made by touch), so the settings "
+                          f"of its outputs are unknown; rerun {rerun} with --force")
+    return done
+
+
 def run_stage(
     stage: str,
     out_dir: str | Path,
     settings: dict,
     body: Callable[[], dict | None],
     force: bool = False,
+    ignore: Collection[str] = (),
 ) -> bool:
     """Run ``body`` unless ``out_dir`` holds a ``done`` marker for the same
     ``settings``; write the marker last.
 
     A marker written with other settings is an error (rerun with ``--force``),
-    so changed settings never silently reuse stale outputs.
+    so changed settings never silently reuse stale outputs. An empty or
+    unreadable marker is an error too (:func:`read_done`).
 
     Arguments
     ---------
@@ -265,6 +314,9 @@ def run_stage(
         Does the work; may return a dict summary stored in the marker.
     force : bool
         Redo the stage even if it is done.
+    ignore : collection of str
+        Keys of ``settings`` that are recorded in the marker but not compared
+        with it (they cannot change the outputs, e.g. a number of jobs).
 
     Returns
     -------
@@ -275,12 +327,11 @@ def run_stage(
     marker = out_dir / DONE_NAME
     settings = comparable_settings(settings)
     if marker.is_file() and not force:
-        done = json.loads(marker.read_text())
-        if done.get("settings") == settings:
+        recorded = read_done(marker)["settings"]
+        changed = changed_settings(recorded, settings, ignore)
+        if not changed:
             log(stage, f"skipped: already done ({marker}); --force redoes it")
             return False
-        changed = sorted(k for k in set(settings) | set(done.get("settings", {}))
-                         if settings.get(k) != done.get("settings", {}).get(k))
         raise ConfigError(
             f"{marker}: outputs were made with other settings ({', '.join(changed)}); "
             "rerun the stage with --force, or use another --tag"
@@ -296,3 +347,15 @@ def run_stage(
     return True
 
 
+def changed_settings(recorded: dict, settings: dict, ignore: Collection[str] = ()) -> list[str]:
+    """The keys whose value differs between a marker's ``recorded`` settings
+    and ``settings`` (as :func:`comparable_settings` gives them), sorted;
+    keys in ``ignore`` are left out.
+
+    Example
+    -------
+    >>> changed_settings({"lr": 1, "nj": 2}, {"lr": 2, "nj": 4}, ignore=("nj",))
+    ['lr']
+    """
+    keys = (set(recorded) | set(settings)) - set(ignore)
+    return sorted(k for k in keys if recorded.get(k) != settings.get(k))

@@ -35,7 +35,6 @@ hparams read: ``output_folder``, ``data_folder``, ``eval_asr_model``,
 defaults at the synthesized rate without one).
 """
 
-import json
 from pathlib import Path
 
 from semtts.audio import SpectrogramConfig
@@ -47,7 +46,7 @@ from semtts.evaluation.scoring import evaluate_split
 from semtts.evaluation.wer import WhisperASR
 from semtts.extract.speaker import SpeakerEmbedder
 from semtts.host_memory import keep_freed_memory
-from semtts.stages.common import included_files, load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import included_files, load_stage_hparams, log, parse_stage_args, read_done, run_stage
 
 __all__ = ["SETTINGS", "synthesized_splits", "model_spectrogram", "main"]
 
@@ -57,7 +56,8 @@ SETTINGS = ("eval_asr_model", "eval_asr_language", "eval_asr_random_dims", "eval
 
 
 def synthesized_splits(output_folder: str | Path) -> dict[str, list[str]]:
-    """The stages stage 8 finished and the splits each synthesized.
+    """The stages stage 8 finished and the splits each synthesized in its
+    last run.
 
     Arguments
     ---------
@@ -68,7 +68,9 @@ def synthesized_splits(output_folder: str | Path) -> dict[str, list[str]]:
     -------
     dict
         ``{stage: [split, ...]}`` in A, B, C order; a split is a folder of
-        ``synth/<stage>/`` holding a ``report.json``.
+        ``synth/<stage>/`` holding a ``report.json`` that stage 8's ``done``
+        marker lists (a folder an earlier stage-8 run left, e.g. of a split
+        since dropped from ``synth_splits``, is logged and not evaluated).
     """
     found = {}
     for stage in STAGES:
@@ -77,7 +79,12 @@ def synthesized_splits(output_folder: str | Path) -> dict[str, list[str]]:
             if folder.is_dir():
                 log("9", f"{folder}: stage 8 has not finished there, skipped")
             continue
+        summary = read_done(folder / "done", "stage 8 (synthesize)").get("summary")
         splits = sorted(p.name for p in folder.iterdir() if (p / "report.json").is_file())
+        if isinstance(summary, dict):  # the splits stage 8 synthesized last time
+            for split in [s for s in splits if s not in summary]:
+                log("9", f"{folder / split}: not synthesized by stage 8's last run (an earlier run's), not evaluated")
+            splits = [s for s in splits if s in summary]
         if splits:
             found[stage] = splits
     return found
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     found = synthesized_splits(out)
     if not found:
         raise DataError(f"{out / 'synth'}: no finished synthesis (run stage 8 first)")
-    synth_settings = {stage: json.loads((out / "synth" / stage / "done").read_text()).get("settings")
+    synth_settings = {stage: read_done(out / "synth" / stage / "done", "stage 8 (synthesize)")["settings"]
                       for stage in found}
     settings = {key: hp[key] for key in SETTINGS} | {"synth": synth_settings}
     eval_dir = out / "eval"

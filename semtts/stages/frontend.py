@@ -13,6 +13,10 @@ training text), and writes
   the items dropped, by reason;
 - ``bpe.model`` when ``token_type`` is ``bpe``.
 
+A split manifest of an earlier run that stage 1 no longer makes (e.g.
+``test_unseen.json`` after ``--force --heldout_speakers []``) is removed, and
+the log says so, so that later stages never read a stale split.
+
 An item is dropped (and listed in the report), never the whole stage, when
 
 - its text has letters the cleaner cannot read (another script: Cyrillic in
@@ -29,7 +33,7 @@ source of :mod:`semtts.text` and the espeak-ng or pypinyin version), so a
 rerun after an upgrade that changes them says so instead of reusing stale
 tokens.
 
-    python -m semtts.stages.frontend recipes/mini/hparams/mini.yaml
+    python -m semtts.stages.frontend recipes/mini/hparams/corpus.yaml [--force]
 """
 
 import hashlib
@@ -78,7 +82,8 @@ def _screen(probe: Frontend, items: list[dict], pinyin: list | None) -> tuple[li
 
 
 def tokenize_splits(hp: dict, data_dir: Path, out_dir: Path) -> dict:
-    """Build the token list on ``train`` and encode every split.
+    """Build the token list on ``train`` and encode every split; remove the
+    split manifests of ``out_dir`` that stage 1 no longer makes.
 
     Arguments
     ---------
@@ -159,6 +164,10 @@ def tokenize_splits(hp: dict, data_dir: Path, out_dir: Path) -> dict:
         note = "".join(f", {n}" for n in notes if n)
         see = f" (see {out_dir / 'report.json'})" if lost or bad_pinyin or dropped else ""
         log("2", f"{split}: {len(kept)} utterances tokenised{note}{see}")
+    for stale in sorted(out_dir.glob("*.json")):
+        if stale.stem not in splits and stale.stem != "report":
+            stale.unlink()
+            log("2", f"removed {stale}: stage 1 no longer makes the split '{stale.stem}' (an earlier run's)")
     report["n_tokens"] = len(frontend.token_list)
     report["splits"] = dict(sorted(report["splits"].items()))
     frontend.token_list.save(out_dir / "tokens.txt")

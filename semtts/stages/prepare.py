@@ -3,14 +3,25 @@
 Writes ``<output_folder>/data/{train,valid,test,test_unseen}.json`` and
 ``report.json`` (see :func:`semtts.data.prepare.prepare_manifests`).
 
-    python -m semtts.stages.prepare recipes/mini/hparams/mini.yaml [--force]
+The ``done`` marker records the settings below, the absolute corpus folder
+(rerunning this stage on a moved corpus stops and says the manifests still
+hold; later stages find it through ``--data_folder`` and the manifests'
+``{data_root}``)
+and, for a corpus that semtts generates (``mini``), the corpus's own
+completion marker (:func:`semtts.data.corpora.mini.generation_fingerprint`),
+so a corpus regenerated with other settings asks for ``--force`` instead of
+reusing manifests of audio that now says other sentences.
+
+    python -m semtts.stages.prepare recipes/mini/hparams/corpus.yaml [--force]
 """
 
 from pathlib import Path
 
+from semtts.data.corpora import get_corpus
 from semtts.data.prepare import prepare_manifests
-from semtts.errors import entry_point
-from semtts.stages.common import load_stage_hparams, parse_stage_args, run_stage
+from semtts.errors import ConfigError, entry_point
+from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams,
+                                  parse_stage_args, read_done, run_stage)
 
 __all__ = ["SETTINGS", "main"]
 
@@ -29,6 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(hp["output_folder"]) / "data"
     settings = {key: hp[key] for key in SETTINGS}
     settings["data_folder"] = str(Path(hp["data_folder"]).resolve())
+    fingerprint = getattr(get_corpus(hp["corpus"]), "generation_fingerprint", None)
+    if fingerprint is not None:  # a generated corpus: what it was generated with
+        settings["corpus_generation"] = fingerprint(hp["data_folder"])
+
+    marker = out_dir / DONE_NAME
+    if marker.is_file() and not args.force:
+        recorded = read_done(marker, "stage 1")["settings"]
+        if changed_settings(recorded, comparable_settings(settings)) == ["data_folder"]:
+            raise ConfigError(
+                f"{marker}: the manifests were made from the corpus in {recorded['data_folder']}, not "
+                f"{settings['data_folder']}; if the corpus only moved they still hold: skip stages 1 and 3 "
+                "(they compare the folder) with the new --data_folder; else rerun with --force, or use another --tag")
 
     def body() -> dict:
         report = prepare_manifests(

@@ -17,6 +17,11 @@ best by validation mel L1) writes
   ``speaker_mean``, after ``synth_reference``
   (:meth:`semtts.data.speaker_vectors.SpeakerVectors.references`).
 
+A run (the first, or a rerun with ``--force``) removes the split folders of
+``synth/<stage>/`` it did not produce, e.g. ``test_unseen`` after
+``--heldout_speakers []`` or a split dropped from ``synth_splits``, and logs
+each, so that stage 9 scores only current results.
+
 With CAM++ conditioning (``speaker_mode`` ``speaker`` or ``utterance``) the
 held-out speakers of ``test_unseen`` are synthesized zero-shot, each from one
 reference recording (by default its first utterance by id). A split whose
@@ -28,7 +33,7 @@ student's (SemPred), never the Whisper teacher's, and Whisper is not imported.
     python -m semtts.stages.synthesize recipes/mini/hparams/corpus.yaml [--device cuda]
 """
 
-import json
+import shutil
 import time
 from pathlib import Path
 
@@ -42,10 +47,11 @@ from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.host_memory import keep_freed_memory
-from semtts.stages.common import StageArgs, load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import StageArgs, load_stage_hparams, log, parse_stage_args, read_done, run_stage
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
 
-__all__ = ["load_generator", "split_references", "synthesize_split", "synthesize_stage", "main"]
+__all__ = ["load_generator", "split_references", "synthesize_split", "remove_stale_splits", "synthesize_stage",
+           "main"]
 
 SETTINGS = ("synth_splits", "synth_checkpoint", "synth_batch_size", "noise_scale",
             "noise_scale_w", "length_scale", "seed", "speaker_mode", "synth_reference")
@@ -121,8 +127,8 @@ def split_references(vectors: SpeakerVectors, hp: dict, split: str,
 
 
 @torch.inference_mode()
-def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemDataset, out_dir: Path, device: torch.device,
-                     references: dict[str, int] | None = None) -> dict:
+def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemDataset, out_dir: Path,
+                     device: torch.device, references: dict[str, int] | None = None) -> dict:
     """Synthesize one split into ``out_dir``; returns its report (with
     ``references``, the counts of :func:`split_references`, when given).
     Items carry ``spk_embed`` when the model takes speaker vectors
@@ -178,7 +184,8 @@ def synthesize_stage(args: StageArgs, stage: str) -> bool:
     hp = load_stage_hparams(args.hparams_file, args.overrides, include=include, extra=extra)
     speakers = read_manifest(trained / "speakers.json", check=False)
     device = torch.device(args.run_opts.device or "cpu")
-    sem_dim = json.loads((trained / "done").read_text())["settings"].get("sem_dim", 0)  # stages B, C
+    number = str(5 + "ABC".index(stage))
+    sem_dim = read_done(trained / "done", f"stage {number} (train {stage})")["settings"].get("sem_dim", 0)  # B, C
     generator = build_generator(hp, stage, sem_dim)
     checkpoint = load_generator(hp["save_folder"], generator, hp["synth_checkpoint"])
     generator.remove_weight_norm()
@@ -208,10 +215,48 @@ def synthesize_stage(args: StageArgs, stage: str) -> bool:
             reports[split] = synthesize_split(hp, generator, dataset, out_root / split, device, counts)
             log("8", f"{split}: {reports[split]['utterances']} utterances, "
                      f"{reports[split]['audio_seconds']} s of audio in {out_root / split}")
+        remove_stale_splits(out_root, set(reports))
         return reports
 
     run_stage(f"8 synthesize ({stage}, {checkpoint})", out_root, settings, body, force=args.force)
     return True
+
+
+def remove_stale_splits(out_root: Path, produced: set[str]) -> list[str]:
+    """Remove the split folders of ``out_root`` (``synth/<stage>/``) that this
+    run did not produce (a split dropped from ``synth_splits`` or skipped
+    now), so that stage 9 never scores them as current results.
+
+    Arguments
+    ---------
+    out_root : Path
+        The stage's synthesis folder.
+    produced : set of str
+        The splits synthesized by this run.
+
+    Returns
+    -------
+    list of str
+        The names of the folders removed (each also logged).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for split in ("test", "test_unseen"):
+    ...     (root / split).mkdir()
+    >>> remove_stale_splits(root, {"test"})  # doctest: +ELLIPSIS
+    20... (stage 8) removed .../test_unseen: a split this run did not synthesize (an earlier run's)
+    ['test_unseen']
+    """
+    removed: list[str] = []
+    if not Path(out_root).is_dir():
+        return removed
+    for folder in sorted(p for p in Path(out_root).iterdir() if p.is_dir() and p.name not in produced):
+        shutil.rmtree(folder)
+        removed.append(folder.name)
+        log("8", f"removed {folder}: a split this run did not synthesize (an earlier run's)")
+    return removed
 
 
 @entry_point

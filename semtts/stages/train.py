@@ -3,8 +3,12 @@
 Loads the recipe's ``corpus.yaml`` with its model file and the stage's
 training file (``train_<X>_hparams``), sizes the model from the stage-2 token
 list and the training speakers, and trains; a rerun resumes from the last
-checkpoint, and a finished stage is skipped (``--force`` continues training,
-e.g. after raising ``--number_of_epochs``).
+checkpoint, and a finished stage is skipped; a finished stage whose training
+settings changed asks for ``--force`` (which trains afresh), and a raised
+``--number_of_epochs`` continues training. Only settings that can change the
+trained weights are compared: paths, resources, logging and the settings of
+stages 8-10 (:data:`NOT_TRAINING`) are recorded but ignored, so e.g.
+``--pack_stage B`` or ``--nj 8`` does not stop a finished stage.
 
 With ``speaker_mode`` ``speaker`` or ``utterance`` the model is conditioned
 on stage 3's CAM++ embeddings (:mod:`semtts.data.speaker_vectors`): before
@@ -29,7 +33,6 @@ afresh. A stage that has checkpoints of its own resumes from them instead.
     torchrun --nproc_per_node 4 -m semtts.stages.train_a HPARAMS.yaml --distributed_launch
 """
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,21 +49,41 @@ from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
 from semtts.host_memory import keep_freed_memory
 from semtts.lobes.vits.semantic_vits import SemanticVITS
-from semtts.stages.common import (DONE_NAME, comparable_settings, load_stage_hparams, log, parse_stage_args,
-                                  run_stage)
+from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
+                                  parse_stage_args, read_done, run_stage)
 from semtts.text.tokenizer import TokenList
 
 if TYPE_CHECKING:  # imports whisper: only when training with a teacher
     from semtts.data.teacher_features import TeacherFeatures
 
-__all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "stage_dir", "model_sizes", "load_speaker_vectors",
-           "training_vectors", "loader_kwargs", "with_teacher", "build_generator", "load_matching_weights",
-           "init_from_previous_stage", "train"]
+__all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "NOT_TRAINING", "stage_dir", "training_settings", "model_sizes",
+           "load_speaker_vectors", "training_vectors", "loader_kwargs", "with_teacher", "build_generator",
+           "load_matching_weights", "init_from_previous_stage", "train"]
 
 PREVIOUS_STAGE = {"B": "A", "C": "B"}
 """The stage each training stage starts from."""
 STAGE_FILES = {"A": "train_A_hparams", "B": "train_B_hparams", "C": "train_C_hparams"}
 """The ``corpus.yaml`` key naming each training stage's hparams file."""
+NOT_TRAINING = frozenset({
+    # where things live or what they are called: a moved corpus or experiment folder is still the same run
+    "tag", "exp_root", "output_folder", "data_folder", "pretrained_dir", "whisper_cache_dir", "campplus_cache_dir",
+    "stage_folder", "save_folder", "log_folder", "tensorboard_folder", "train_log",
+    # resources and logging: how fast and how verbosely, never what is learnt
+    "nj", "num_workers", "whisper_batch_size", "log_interval", "audio_log_interval", "keep_checkpoints",
+    # the settings of later stages (8 synthesize, 9 evaluate, 10 pack)
+    "synth_stages", "synth_splits", "synth_checkpoint", "synth_batch_size", "synth_reference",
+    "noise_scale", "noise_scale_w", "length_scale",
+    "eval_asr_model", "eval_asr_language", "eval_max_utterances", "eval_plot_utterances",
+    "pack_stage", "pack_checkpoint",
+    # more epochs continue training (see _more_epochs); --force starts afresh
+    "number_of_epochs",
+})
+"""Keys a finished training stage records in its ``done`` marker but does not
+compare: they cannot change the trained weights. Every other plain hparam
+(model, objectives, optimisation, batching, data and seed) is compared, and a
+change asks for ``--force``. SpeechBrain run options (``--device``,
+``--precision``, ``--ckpt_interval_steps``, ...) are not hparams and are never
+compared."""
 
 
 def stage_dir(hp: dict, stage: str) -> Path:
@@ -322,15 +345,44 @@ def init_from_previous_stage(hp: dict, stage: str, generator: torch.nn.Module,
     return str(checkpoint.path)
 
 
+def training_settings(hp: dict, extra: dict, tokens_done: dict) -> dict:
+    """What a training stage records in its ``done`` marker: every plain
+    hparam (those of :data:`NOT_TRAINING` are recorded but not compared), the
+    derived model sizes, and stage 2's settings.
+
+    Arguments
+    ---------
+    hp : dict
+        The stage hparams.
+    extra : dict
+        The derived sizes (:func:`model_sizes`).
+    tokens_done : dict
+        The settings of stage 2's ``done`` marker.
+
+    Returns
+    -------
+    dict
+        The settings (spk_emb and teacher are added by :func:`train`).
+
+    Example
+    -------
+    >>> training_settings({"lr": 0.1, "nj": 2, "net": object()}, {"n_vocab": 5}, {"token_type": "phn"})
+    {'lr': 0.1, 'nj': 2, 'n_vocab': 5, 'tokens_done': {'token_type': 'phn'}}
+    """
+    plain = {k: v for k, v in hp.items() if isinstance(v, (str, int, float, bool, list)) or v is None}
+    return {**plain, **extra, "tokens_done": tokens_done}
+
+
 def _more_epochs(number: str, out_dir: Path, settings: dict, epochs: int) -> bool:
     """True when a finished stage, same settings, trained fewer than ``epochs``:
     it then continues from its last checkpoint."""
     marker = out_dir / DONE_NAME
     if not marker.is_file():
         return False
-    done = json.loads(marker.read_text(encoding="utf-8"))
-    trained = done.get("summary", {}).get("epochs")
-    if done.get("settings") != comparable_settings(settings) or trained is None or trained >= epochs:
+    done = read_done(marker, f"stage {number}")
+    trained = (done.get("summary") or {}).get("epochs")
+    if changed_settings(done["settings"], comparable_settings(settings), NOT_TRAINING) or trained is None \
+            or trained >= epochs:
         return False
     log(number, f"continuing from epoch {trained} to {epochs} (number_of_epochs raised)")
     return True
@@ -372,14 +424,12 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     hp = load_stage_hparams(args.hparams_file, args.overrides, include=include, extra=extra)
     generator = build_generator(hp, stage, teacher.dim if teacher else 0)
     out_dir = stage_dir(hp, stage)
-    plain = {k: v for k, v in hp.items() if isinstance(v, (str, int, float, bool, list)) or v is None}
-    settings = {**plain, **extra, "tokens_done": json.loads((tokens_dir / "done").read_text())["settings"]}
+    settings = training_settings(hp, extra, read_done(tokens_dir / "done", "stage 2 (text frontend)")["settings"])
     if vectors is not None:
         settings["spk_emb"] = {key: vectors.meta.get(key) for key in ("model", "embed_dim", "ckpt_sha256")}
     if teacher is not None:
         settings["sem_dim"] = teacher.dim  # stage 8 builds the model from it
         settings["teacher"] = {key: teacher.meta.get(key) for key in ("model", "sha256", "layer", "dim")}
-    settings.pop("number_of_epochs", None)  # more epochs continue training (_more_epochs); --force starts afresh
 
     def body() -> dict:
         write_json_atomic(out_dir / "speakers.json", speakers)
@@ -393,6 +443,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
             spk_embeds=spk_embeds,
             teacher=teacher,
             keep=keep,
+            spectrogram=hp["spectrogram"],  # items too short to train on are skipped, named
         )
         init_from_previous_stage(hp, stage, generator, hp["discriminator"])
         checkpointer = make_checkpointer(hp["save_folder"], generator, hp["discriminator"], hp["epoch_counter"])
@@ -415,7 +466,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     force = args.force or _more_epochs(number, out_dir, settings, hp["number_of_epochs"])
     if args.force:
         _set_aside_checkpoints(number, Path(hp["save_folder"]))
-    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=force)
+    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=force, ignore=NOT_TRAINING)
     if ran:
         log(number, f"checkpoints in {hp['save_folder']}")
     return 0

@@ -14,6 +14,11 @@ A folder without ``.complete`` (or whose ``.complete`` records other
 settings) is regenerated; a complete one with the same settings is reused.
 :func:`generate` prints which it did, and why it regenerates (which settings
 differ, or what is missing); :func:`regeneration_reason` tells beforehand.
+The corpus folder is shared by every experiment that reads it, so stage 0
+(:mod:`semtts.stages.check_corpus`) asks :func:`other_settings` first and
+replaces a complete corpus made with other settings only with ``--force``;
+stage 1 records :func:`generation_fingerprint` (the ``.complete`` marker), so
+its outputs are not reused after the corpus was regenerated.
 
 Example
 -------
@@ -57,6 +62,8 @@ __all__ = [
     "plan_corpus",
     "generate",
     "regeneration_reason",
+    "other_settings",
+    "generation_fingerprint",
     "check",
     "list_utterances",
 ]
@@ -326,6 +333,72 @@ def regeneration_reason(
     return _regeneration_reason(Path(data_folder), _settings(seed, n_speakers, utts_per_speaker, sentences), plan)
 
 
+def other_settings(
+    data_folder: Path,
+    seed: int = 1234,
+    n_speakers: int = 6,
+    utts_per_speaker: int = 40,
+) -> list[str]:
+    """The settings that differ between these and those a corpus in
+    ``data_folder`` was completely generated with (its ``.complete``
+    marker), without touching it.
+
+    Arguments
+    ---------
+    data_folder : Path
+        The corpus folder.
+    seed, n_speakers, utts_per_speaker : int
+        The settings :func:`generate` would be called with.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["seed 1234 -> 7"]``; empty when the folder holds no complete
+        corpus (nothing there, an unfinished generation, an unreadable
+        marker) or one generated with these settings.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / ".complete").write_text(json.dumps(_settings(1, 2, 3, load_sentences())))
+    >>> other_settings(folder, seed=7, n_speakers=2, utts_per_speaker=3)
+    ['seed 1 -> 7']
+    """
+    recorded = generation_fingerprint(data_folder)
+    if recorded is None:
+        return []
+    return _changed_settings(recorded, _settings(seed, n_speakers, utts_per_speaker, load_sentences()))
+
+
+def generation_fingerprint(data_folder: Path) -> dict | None:
+    """What the corpus in ``data_folder`` was generated with: its
+    ``.complete`` marker (settings and espeak-ng version), or None when
+    there is no readable one.
+
+    Arguments
+    ---------
+    data_folder : Path
+        The corpus folder.
+
+    Returns
+    -------
+    dict or None
+
+    Example
+    -------
+    >>> import tempfile
+    >>> generation_fingerprint(Path(tempfile.mkdtemp())) is None
+    True
+    """
+    marker = Path(data_folder) / _MARKER
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def check(data_folder: Path) -> None:
     """Raise when ``data_folder`` does not hold a complete mini corpus.
 
@@ -445,11 +518,8 @@ def _regeneration_reason(data_folder: Path, settings: dict, plan: list[dict]) ->
         if not (data_folder / "wavs").exists() and not (data_folder / _METADATA).exists():
             return _NOTHING_THERE
         return f"it is incomplete (no {_MARKER} marker: an earlier generation did not finish)"
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        recorded = None
-    if not isinstance(recorded, dict):
+    recorded = generation_fingerprint(data_folder)
+    if recorded is None:
         return f"its {_MARKER} marker is not a JSON object"
     changed = _changed_settings(recorded, settings)
     if changed:
