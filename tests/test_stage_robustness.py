@@ -59,6 +59,13 @@ def test_mini_corpus_is_not_regenerated_silently_and_stage_1_notices(tmp_path, c
     code, _, _ = _stage(prepare.main, tmp_path, capsys, "--force", "--heldout_speakers", "[spk1]")
     assert code == 0 and len(json.loads((tmp_path / "exp" / "mini" / "default" / "data" / "test_unseen.json")
                                         .read_text())) == 5
+    # a marker written before stage 1 recorded the generation still counts as done
+    marker = tmp_path / "exp" / "mini" / "default" / "data" / "done"
+    done = json.loads(marker.read_text())
+    del done["settings"]["corpus_generation"]
+    marker.write_text(json.dumps(done))
+    code, out, _ = _stage(prepare.main, tmp_path, capsys, "--mini_utts_per_speaker", 5, "--heldout_speakers", "[spk1]")
+    assert code == 0 and "skipped: already done" in out
 
     # a moved corpus: stage 1 says its manifests still hold instead of a bare "other settings"
     moved = tmp_path / "moved"

@@ -45,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         settings["corpus_generation"] = fingerprint(hp["data_folder"])
 
     marker = out_dir / DONE_NAME
+    ignore: tuple[str, ...] = ()
     if marker.is_file() and not args.force:
         recorded = read_done(marker, "stage 1")["settings"]
-        if changed_settings(recorded, comparable_settings(settings)) == ["data_folder"]:
+        if "corpus_generation" not in recorded:  # a marker from before semtts recorded it: still valid
+            ignore = ("corpus_generation",)
+        if changed_settings(recorded, comparable_settings(settings), ignore) == ["data_folder"]:
             raise ConfigError(
                 f"{marker}: the manifests were made from the corpus in {recorded['data_folder']}, not "
                 f"{settings['data_folder']}; if the corpus only moved they still hold: skip stages 1 and 3 "
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return {"kept": report.get("kept"), "dropped": report.get("dropped")}
 
-    run_stage("1 data preparation", out_dir, settings, body, force=args.force)
+    run_stage("1 data preparation", out_dir, settings, body, force=args.force, ignore=ignore)
     return 0
 
 
