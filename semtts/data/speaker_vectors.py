@@ -4,7 +4,9 @@ stage 3 (``<output_folder>/spk_emb/``).
 The ``speaker_mode`` of training decides what conditions each utterance:
 
 - ``speaker``: the mean CAM++ embedding of its speaker over the *training*
-  utterances (test audio never enters the means);
+  utterances; only a speaker with no embedded training utterance (every
+  one skipped by stage 3, or a speaker outside training) falls back to
+  stage 3's mean over all of its utterances, whatever their split;
 - ``utterance``: the utterance's own embedding (the model sees one-recording
   vectors in training, as in zero-shot use);
 - ``sid``: a speaker-id table (no vectors; not handled here).
@@ -18,7 +20,9 @@ For synthesis, :meth:`SpeakerVectors.references` conditions every speaker
 from one reference: seen speakers by their training mean (``speaker`` mode),
 others by ``synth_reference``: ``first_utterance`` (the embedding of the
 speaker's first utterance by id: in the training split for a seen speaker,
-in the synthesized split for an unseen one) or ``speaker_mean``.
+in the synthesized split for an unseen one) or ``speaker_mean`` (stage 3's
+mean over all of the speaker's utterances, the synthesized ones included: for
+an unseen speaker an oracle reference, not a zero-shot one).
 
 Example
 -------

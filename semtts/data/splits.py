@@ -1,8 +1,9 @@
 """Train / valid / test / test_unseen assignment of validated utterances.
 
-Three rules, in order: an item whose corpus layout fixes its split (a
-``"split"`` field) keeps it; an item of a held-out speaker goes to
-``test_unseen`` (speakers never seen in training); every other item is split
+Three rules, in order: an item of a held-out speaker goes to
+``test_unseen`` (speakers never seen in training), whatever split its corpus
+layout gives it; an item whose corpus layout fixes its split (a ``"split"``
+field) keeps it; every other item is split
 at random, with a seed, into ``train``, ``valid`` and ``test``. The random
 part is stratified by speaker: ``valid`` and ``test`` are drawn in turns
 across speakers, and each speaker keeps at least one utterance in ``train``,
@@ -18,6 +19,9 @@ Example
 ['a', 'b']
 >>> assign_splits(items, 1, 0, heldout_speakers=["b"], seed=0)["test_unseen"][0]["utt_id"]
 'b_0'
+>>> fixed = [{"utt_id": f"{spk}_0", "spk": spk, "split": "train"} for spk in ("a", "b")]
+>>> {name: [it["spk"] for it in part] for name, part in assign_splits(fixed, 0, 0, ["b"], seed=0).items()}
+{'train': ['a'], 'test_unseen': ['b']}
 """
 
 import logging
@@ -55,7 +59,7 @@ def assign_splits(
         speakers have fewer spare utterances than ``n_valid + n_test``,
         ``valid`` is filled first and a warning is logged.
     heldout_speakers : list of str
-        Speakers whose (non-fixed) items all go to ``test_unseen``.
+        Speakers whose items all go to ``test_unseen`` (also those with a fixed split).
     seed : int
         The random seed; the result depends only on it and on the set of
         items, not on their order.
@@ -78,10 +82,10 @@ def assign_splits(
     splits: dict[str, list[dict]] = defaultdict(list)
     by_speaker: dict[str, list[dict]] = defaultdict(list)
     for item in sorted(items, key=lambda it: it["utt_id"]):
-        if item.get("split") is not None:
-            splits[item["split"]].append(item)
-        elif item["spk"] in heldout:
+        if item["spk"] in heldout:
             splits["test_unseen"].append(item)
+        elif item.get("split") is not None:
+            splits[item["split"]].append(item)
         else:
             by_speaker[item["spk"]].append(item)
 
