@@ -2,15 +2,19 @@
 from a packed model folder (stage 10).
 
     semtts synth --model DIR --text "Hello." [--speaker ID | --speaker-wav ref.wav] -o out.wav
-    semtts synth --model DIR --text-file lines.txt -o out_dir/     # out_dir/<line number>.wav: 0001.wav, 0003.wav ...
-    semtts convert --model DIR --source in.wav (--target-wav ref.wav | --target-speaker ID) [--seed N] -o out.wav
+    semtts synth --model DIR --text-file lines.txt [--batch-size 8] -o out_dir/   # out_dir/0001.wav, 0003.wav ...
+    semtts convert --model DIR --source in.wav (--target-wav ref.wav | --target-speaker ID) [--source-speaker ID]
+        [--seed N] -o out.wav
     semtts export-onnx --model DIR [-o DIR/model.onnx] [--opset 17]   # then semtts.onnx_runtime.OnnxSynthesizer
     semtts eval --model DIR --manifest tokens/test.json --data-root CORPUS -o OUT_DIR   # stage 9's metrics
     semtts info DIR
 
 A mistake (missing folder, unreadable or unusable wav, unknown speaker, bad
-flag value such as ``--length-scale 0`` or an unavailable ``--device``, an
-unwritable output) is one line on stderr and exit status 2.
+flag value such as ``--length-scale 0``, ``--seed`` out of range or an
+unavailable ``--device``, an unwritable output, an output that is one of the
+inputs) is one line on stderr and exit status 2. Outputs are written
+atomically (:func:`semtts.audio.save_audio`), ``synth`` writes each batch's
+files as soon as it is done.
 
 Example
 -------
@@ -22,6 +26,7 @@ Example
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +67,43 @@ def _scale(name: str):
         return value
 
     return parse
+
+
+SEED_RANGE = (-2**63, 2**64 - 1)
+"""The seeds ``torch.manual_seed`` accepts."""
+
+
+def _seed(text: str) -> int:
+    """An argparse type for ``--seed``: an integer ``torch.manual_seed`` accepts (:data:`SEED_RANGE`).
+
+    Example
+    -------
+    >>> _seed("7"), _seed("-1")
+    (7, -1)
+    >>> _seed("99999999999999999999999")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be -9223372036854775808 to 18446744073709551615, got 99999999999999999999999
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    low, high = SEED_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type for a count >= 1 (``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _max_opset() -> int:
@@ -109,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--noise-scale", type=_scale("noise_scale"), default=0.667, help="prior noise (0 to 10)")
     synth.add_argument("--noise-scale-w", type=_scale("noise_scale_w"), default=0.8,
                        help="duration noise (0 to 10)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    synth.add_argument("--batch-size", type=_positive_int, default=8,
+                       help="texts synthesized together at most, those of similar length together (default 8); "
+                            "each batch's files are written as soon as it is done")
+    synth.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling")
     synth.add_argument("--device", default="cpu", help="cpu or cuda:N")
     convert = sub.add_parser("convert", help="voice conversion",
                              description="Convert a recording into another voice (VITS voice conversion).")
@@ -118,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     target = convert.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-wav", help="a recording of the target voice (embedding models)")
     target.add_argument("--target-speaker", help="a training speaker id")
+    convert.add_argument("--source-speaker",
+                         help="the training speaker who speaks in --source: required by a speaker_mode sid model "
+                              "with several speakers; for an embedding model it replaces the source recording's "
+                              "own CAM++ vector with that speaker's mean vector")
     convert.add_argument("-o", "--output", required=True, help="the output wav (or .flac, .ogg ...)")
-    convert.add_argument("--seed", type=int, default=0, help="random seed of the posterior sample")
+    convert.add_argument("--seed", type=_seed, default=0, help="random seed of the posterior sample")
     convert.add_argument("--device", default="cpu", help="cpu or cuda:N")
     onnx = sub.add_parser("export-onnx", help="export the synthesis graph to ONNX",
                           description="Export a packed model's synthesis graph (tokens and speaker to waveform) "
@@ -165,12 +214,10 @@ def _add_eval_parser(sub) -> None:
     ev.add_argument("--campplus-cache-dir", default="~/.cache/semtts/campplus", help="where CAM++ is kept")
     ev.add_argument("--max-utterances", type=int, default=0, help="the first N by id (0: all)")
     ev.add_argument("--plot-utterances", type=int, default=3, help="mel/alignment plots for the first N")
-    ev.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    ev.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling")
     ev.add_argument("--device", default="cpu", help="cpu or cuda:N")
     ev.add_argument("--allow-random-init", action="store_true",
                     help="random ASR/CAM++ weights when there are none (smoke tests: meaningless scores)")
-
-
 
 
 def _audio_file(output: Path) -> bool:
@@ -247,20 +294,43 @@ def _texts(args: argparse.Namespace) -> tuple[list[int], list[str]]:
     return numbers, texts
 
 
-def _check_writable(path: Path, what: str = "output") -> None:
-    """Fail early (one line) when ``path`` cannot be written: its nearest existing folder must take a file."""
-    if path.is_dir():
+def _check_writable(path: Path, what: str = "output", folder: bool = False) -> None:
+    """Fail early (one line) when ``path`` cannot be written: a file (``folder``: a folder) must fit
+    there, and its nearest existing folder must take a file."""
+    if folder and path.exists() and not path.is_dir():
+        raise DataError(f"{path}: is a file, not a folder for the {what}")
+    if not folder and path.is_dir():
         raise DataError(f"{path}: is a folder, not a file for the {what}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise DataError(f"{path}: cannot write the {what} ({folder} is not a folder)")
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"{path}: cannot write the {what} ({parent} is not a folder)")
     try:
-        tempfile.TemporaryFile(dir=folder, prefix=".semtts-write-test-").close()  # a probe: deleted on close
+        tempfile.TemporaryFile(dir=parent, prefix=".semtts-write-test-").close()  # a probe: deleted on close
     except OSError as err:
-        raise DataError(f"{path}: cannot write the {what} in {folder} ({err.strerror or first_line(err, 150)})") \
+        raise DataError(f"{path}: cannot write the {what} in {parent} ({err.strerror or first_line(err, 150)})") \
             from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (``os.path.samefile`` when both exist, else equal resolved paths)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a loop of links: not ours to judge here
+        return False
+
+
+def _check_not_an_input(outputs: list[Path], inputs: dict[str, str | None]) -> None:
+    """Refuse (one line) an output that is one of the input files ``{flag: path}``: it would be overwritten."""
+    for flag, value in inputs.items():
+        if value is None:
+            continue
+        for output in outputs:
+            if _same_file(output, Path(value)):
+                raise ConfigError(f"-o {output}: is the {flag} file; write the output elsewhere")
 
 
 def _write(path: Path, wav, sample_rate: int) -> None:
@@ -293,14 +363,19 @@ def _synth(args: argparse.Namespace) -> int:
 
     numbers, texts = _texts(args)
     paths = output_paths(args.output, len(texts), numbers)
+    _check_not_an_input(paths, {"--speaker-wav": args.speaker_wav, "--text-file": args.text_file})
     _check_writable(paths[0])
+    n_given = len(args.text)
+    labels = [f"--text {n}" if i < n_given else f"{args.text_file} line {n - n_given}"
+              for i, n in enumerate(numbers)]
     model = _load(args.model, args.device)
     torch.manual_seed(args.seed)
-    wavs, sr = model.synthesize(texts, speaker=args.speaker, speaker_wav=args.speaker_wav,
-                                length_scale=args.length_scale, noise_scale=args.noise_scale,
-                                noise_scale_w=args.noise_scale_w)
-    for path, wav in zip(paths, wavs):
-        _write(path, wav, sr)
+    for batch in model.synthesize_batches(texts, speaker=args.speaker, speaker_wav=args.speaker_wav,
+                                          length_scale=args.length_scale, noise_scale=args.noise_scale,
+                                          noise_scale_w=args.noise_scale_w, batch_size=args.batch_size,
+                                          labels=labels):
+        for i, wav in zip(batch.indices, batch.waveforms):  # written now: a later failure keeps them
+            _write(paths[i], wav, model.sample_rate)
     return 0
 
 
@@ -323,6 +398,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    _check_writable(Path(args.output), "evaluation output", folder=True)  # before minutes of model loading
     from semtts.evaluation.packed_eval import evaluate_packed_model
 
     table = evaluate_packed_model(
@@ -340,10 +416,12 @@ def _convert(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not _audio_file(output):
         raise ConfigError(f"convert: -o takes an audio file such as out.wav, got {output}")
+    _check_not_an_input([output], {"--source": args.source, "--target-wav": args.target_wav})
     _check_writable(output)
     model = _load(args.model, args.device)
     torch.manual_seed(args.seed)
-    wav, sr = model.convert_voice(args.source, target_wav=args.target_wav, target_speaker=args.target_speaker)
+    wav, sr = model.convert_voice(args.source, target_wav=args.target_wav, target_speaker=args.target_speaker,
+                                  source_speaker=args.source_speaker)
     _write(output, wav, sr)
     return 0
 

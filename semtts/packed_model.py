@@ -14,7 +14,9 @@ semtts.errors.DataError: no/such/dir: model folder not found
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -22,14 +24,15 @@ import numpy as np
 import torch
 
 from semtts.audio import SpectrogramConfig
+from semtts.durable import fsync_path, fsync_tree
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.extract.speaker import SpeakerEmbedder
 from semtts.inference import embed_recording
-from semtts.pack import CAMPPLUS_FILE, check_packed_sizes, read_packed_hparams
+from semtts.pack import CAMPPLUS_FILE, REPLACED, check_packed_sizes, read_packed_hparams
 from semtts.text.frontend import Frontend
 from semtts.text.tokenizer import BLANK_ID, TokenList, intersperse
 
-__all__ = ["PackedModel"]
+__all__ = ["PackedModel", "copy_into_savedir"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,92 @@ def _read_means(path: Path, n_speakers: int) -> torch.Tensor:
     if means.ndim != 2 or means.shape[0] != n_speakers or not np.isfinite(means).all():
         raise DataError(f"{path}: expected finite [{n_speakers}, D] mean embeddings, got shape {list(means.shape)}")
     return torch.from_numpy(means.astype(np.float32))
+
+
+def copy_into_savedir(source: Path, savedir: str | Path) -> Path:
+    """Copy a packed folder to ``savedir``, replacing an earlier model there as a whole.
+
+    The model is copied into a hidden folder inside ``savedir`` and flushed
+    first; then the files of an earlier model (a pack's own names,
+    :data:`semtts.pack.REPLACED`: weights, ``model.onnx``, ``spk_mean.npy``
+    ...) and any file the new model brings are moved aside, and the new
+    files moved in. ``savedir`` ends up holding exactly the new model plus
+    the user's other files; a failed copy puts everything back as it was.
+
+    Arguments
+    ---------
+    source : Path
+        The packed folder.
+    savedir : str or Path
+        Where the copy goes (created with its parents); neither folder may
+        lie inside the other.
+
+    Returns
+    -------
+    Path
+        ``savedir``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "src").mkdir(); _ = (root / "src" / "tokens.txt").write_text("a")
+    >>> (root / "dst").mkdir(); _ = (root / "dst" / "model.onnx").write_text("old")
+    >>> _ = (root / "dst" / "notes.txt").write_text("mine")
+    >>> sorted(p.name for p in copy_into_savedir(root / "src", root / "dst").iterdir())
+    ['notes.txt', 'tokens.txt']
+    """
+    savedir = Path(savedir)
+    target, origin = savedir.resolve(), source.resolve()  # a link to a folder: the folder's files are replaced
+    if target.is_relative_to(origin) or origin.is_relative_to(target):
+        raise ConfigError(f"savedir {savedir}: must not contain the model folder {source} or lie inside it")
+    if target.exists() and not target.is_dir():
+        raise DataError(f"savedir {savedir}: is a file, not a folder")
+    created = not target.exists()
+    staging = trash = None
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".semtts-new-", dir=target))
+        trash = Path(tempfile.mkdtemp(prefix=".semtts-old-", dir=target))
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        fsync_tree(staging)
+        names = sorted(p.name for p in staging.iterdir())
+        for entry in sorted(target.iterdir()):
+            if entry.name in REPLACED or entry.name in names:
+                os.rename(entry, trash / entry.name)
+                moved_out.append(entry.name)
+        for name in names:
+            os.rename(staging / name, target / name)
+            moved_in.append(name)
+        fsync_path(target)
+    except OSError as err:
+        kept = _undo_moves(target, staging, trash, moved_in, moved_out)
+        if created and not kept:
+            shutil.rmtree(target, ignore_errors=True)
+        raise DataError(f"savedir {savedir}: cannot copy the model there ({first_line(err, 150)})"
+                        + (f"; the earlier files are in {trash}" if kept else "")) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)
+    return savedir
+
+
+def _undo_moves(target: Path, staging: Path | None, trash: Path | None, moved_in: list[str],
+                moved_out: list[str]) -> bool:
+    """Put ``savedir`` back as it was after a failed :func:`copy_into_savedir`; True when ``trash`` must stay."""
+    try:
+        for name in reversed(moved_in):
+            os.rename(target / name, staging / name)
+        for name in reversed(moved_out):
+            os.rename(trash / name, target / name)
+    except OSError:
+        return True
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+    return False
 
 
 class PackedModel:
@@ -86,7 +175,7 @@ class PackedModel:
         source : str or Path
             The packed folder (stage 10's ``<output_folder>/packed``).
         savedir : str or Path, optional
-            Copy the folder there first and use the copy.
+            Copy the folder there first and use the copy (:func:`copy_into_savedir`).
 
         Returns
         -------
@@ -99,8 +188,7 @@ class PackedModel:
         folder = Path(source)
         packed = read_packed_hparams(folder)
         if savedir is not None and Path(savedir).resolve() != folder.resolve():
-            shutil.copytree(folder, savedir, dirs_exist_ok=True)
-            folder = Path(savedir)
+            folder = copy_into_savedir(folder, savedir)
         front = packed["frontend"]
         bpe = folder / "bpe.model" if front["token_type"] == "bpe" else None
         tokens = TokenList.load(folder / "tokens.txt") if bpe is None else None
@@ -202,7 +290,28 @@ class PackedModel:
         -------
         tokens, token_lengths : torch.Tensor
         """
-        ids = self.encode_texts(texts)
+        return self.pad_ids(self.encode_texts(texts))
+
+    @staticmethod
+    def pad_ids(ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id sequences (:meth:`encode_texts`) to a zero-padded CPU batch.
+
+        Arguments
+        ---------
+        ids : list of list of int
+            One non-empty sequence per text.
+
+        Returns
+        -------
+        tokens, token_lengths : torch.Tensor
+            ``[B, max length]`` and ``[B]`` (long).
+
+        Example
+        -------
+        >>> tokens, lengths = PackedModel.pad_ids([[3, 4, 5], [6]])
+        >>> tokens.tolist(), lengths.tolist()
+        ([[3, 4, 5], [6, 0, 0]], [3, 1])
+        """
         lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
         tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
         for i, x in enumerate(ids):

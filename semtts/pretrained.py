@@ -20,7 +20,9 @@ semtts.errors.ConfigError: run_opts: unknown key 'devcie' (did you mean 'device'
 """
 
 import difflib
+import logging
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import torch
 
@@ -32,7 +34,12 @@ from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
 from semtts.text.frontend import Frontend
 
-__all__ = ["SemTTS", "RUN_OPTS", "resolve_device", "check_run_opts"]
+__all__ = ["SemTTS", "SynthesizedBatch", "RUN_OPTS", "DEFAULT_BATCH_SIZE", "resolve_device", "check_run_opts"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 8
+"""Texts :meth:`SemTTS.synthesize` synthesizes together at most (``semtts synth --batch-size``)."""
 
 RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
             "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)"}
@@ -133,6 +140,25 @@ def _size_failure(err: BaseException) -> str | None:
     return None
 
 
+class SynthesizedBatch(NamedTuple):
+    """One batch of :meth:`SemTTS.synthesize_batches`."""
+
+    indices: list[int]
+    """Where its texts are in the list given."""
+    waveforms: list[torch.Tensor]
+    """``[T_i]`` float32 CPU samples per text."""
+    durations: list[torch.Tensor]
+    """``[T_text_i]`` frames per token (blanks included) per text."""
+
+
+class _TooBig(Exception):
+    """A batch whose output could not be allocated, or whose durations are not finite."""
+
+    def __init__(self, failure: str):
+        super().__init__(failure)
+        self.failure = failure
+
+
 class SemTTS(PackedModel):
     """A packed semtts model: text to speech, voice cloning and voice conversion.
 
@@ -167,7 +193,7 @@ class SemTTS(PackedModel):
         self.synthesizer = GraphedSynthesizer(generator, enabled=cuda_graphs)
         """Synthesis: replayed from CUDA graphs on a CUDA device (:mod:`semtts.graphed_inference`), else eager."""
         self.last_durations: list[torch.Tensor] | None = None
-        """``[T_text_i]`` frames per token (blanks included) of the last :meth:`synthesize` batch."""
+        """``[T_text_i]`` frames per token (blanks included) of the texts of the last :meth:`synthesize` call."""
 
     @classmethod
     def from_hparams(cls, source: str | Path, savedir: str | Path | None = None,
@@ -221,11 +247,15 @@ class SemTTS(PackedModel):
             return None
         return self.generator.speaker_condition(**{k: v.to(self.device) for k, v in inputs.items()})
 
-    @torch.inference_mode()
     def synthesize(self, texts: list[str] | str, speaker: str | None = None, speaker_wav: str | Path | None = None,
-                   length_scale: float = 1.0, noise_scale: float = 0.667,
-                   noise_scale_w: float = 0.8) -> tuple[list[torch.Tensor], int]:
-        """Synthesize a batch of texts in one voice.
+                   length_scale: float = 1.0, noise_scale: float = 0.667, noise_scale_w: float = 0.8,
+                   batch_size: int | None = DEFAULT_BATCH_SIZE) -> tuple[list[torch.Tensor], int]:
+        """Synthesize texts in one voice, ``batch_size`` texts of similar length at a time.
+
+        Memory grows with the batch, not with the number of texts; a batch
+        too big to allocate is split in halves and retried.
+        :meth:`synthesize_batches` hands each batch over as soon as it is
+        done (``semtts synth`` writes its files then).
 
         Arguments
         ---------
@@ -238,30 +268,112 @@ class SemTTS(PackedModel):
         length_scale, noise_scale, noise_scale_w : float
             Speed, prior noise and duration noise (see ``VITSSynthesizer.infer``;
             ranges: :func:`semtts.inference.check_scales`).
+        batch_size : int, optional
+            Texts synthesized together at most (None: all in one batch).
 
         Returns
         -------
         waveforms : list of torch.Tensor
-            One ``[T_i]`` float32 CPU tensor per text, ``T_i = sum(durations_i) * hop``.
+            One ``[T_i]`` float32 CPU tensor per text, in the order of ``texts``,
+            ``T_i = sum(durations_i) * hop`` (:attr:`last_durations`).
         sample_rate : int
         """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        wavs: list = [None] * len(texts)
+        durations: list = [None] * len(texts)
+        for batch in self.synthesize_batches(texts, speaker, speaker_wav, length_scale, noise_scale, noise_scale_w,
+                                             batch_size):
+            for i, wav, duration in zip(batch.indices, batch.waveforms, batch.durations):
+                wavs[i], durations[i] = wav, duration
+        self.last_durations = durations
+        return wavs, self.sample_rate
+
+    def synthesize_batches(self, texts: list[str] | str, speaker: str | None = None,
+                           speaker_wav: str | Path | None = None, length_scale: float = 1.0,
+                           noise_scale: float = 0.667, noise_scale_w: float = 0.8,
+                           batch_size: int | None = DEFAULT_BATCH_SIZE,
+                           labels: list[str] | None = None) -> Iterator[SynthesizedBatch]:
+        """Synthesize texts in one voice, yielding each batch as soon as it is done.
+
+        When they do not fit in one batch, the texts are sorted by token
+        count (longest first, so a batch pads little and a size problem shows
+        early) and cut into batches of at most ``batch_size``. A batch too big to allocate (or with non-finite
+        durations) is split in halves and retried; a single text that still
+        fails is a :class:`DataError` naming it, with the durations hint.
+
+        Arguments
+        ---------
+        texts : list of str or str
+            Raw texts.
+        speaker, speaker_wav, length_scale, noise_scale, noise_scale_w
+            As in :meth:`synthesize`.
+        batch_size : int, optional
+            Texts synthesized together at most (None: all).
+        labels : list of str, optional
+            What to call each text in the messages (default ``text <index>``).
+
+        Yields
+        ------
+        SynthesizedBatch
+            ``indices`` into ``texts``, their ``waveforms`` ``[T_i]`` and ``durations`` ``[T_text_i]``.
+
+        Example
+        -------
+        >>> model = SemTTS.from_hparams("exp/mini/default/packed")  # doctest: +SKIP
+        >>> [b.indices for b in model.synthesize_batches(["a b c.", "hi.", "a b."], batch_size=2)]  # doctest: +SKIP
+        [[0, 2], [1]]
+        """
         check_scales(length_scale, noise_scale, noise_scale_w)
-        tokens, lengths = self.token_batch(texts)
-        tokens, batch = tokens.to(self.device), len(lengths)
-        speaker_inputs = {k: v.to(self.device) for k, v in self.speaker_inputs(speaker, speaker_wav, batch).items()}
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ConfigError(f"synthesize: batch_size must be an integer >= 1 or None, got {batch_size!r}")
+        if labels is not None and len(labels) != len(texts):
+            raise ValueError(f"synthesize_batches: {len(labels)} labels for {len(texts)} texts")
+        ids = self.encode_texts(texts)
+        voice = self.speaker_inputs(speaker, speaker_wav, 1)  # a reference is embedded once
+        size = min(batch_size or len(ids), len(ids))
+        order = list(range(len(ids)))
+        if size < len(ids):  # one batch keeps the given order (and so the random draws of each text)
+            order.sort(key=lambda i: -len(ids[i]))
+        pending = [order[start:start + size] for start in range(0, len(order), size)][::-1]  # a stack
+        while pending:
+            indices = pending.pop()
+            try:
+                yield self._synthesize_ids([ids[i] for i in indices], indices, voice, length_scale, noise_scale,
+                                           noise_scale_w)
+            except _TooBig as too_big:
+                if len(indices) > 1:
+                    logger.warning("synthesize: a batch of %d texts is %s; splitting it", len(indices),
+                                   too_big.failure)
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    half = len(indices) // 2
+                    pending += [indices[half:], indices[:half]]
+                    continue
+                label = labels[indices[0]] if labels is not None else f"text {indices[0]}"
+                raise DataError(f"synthesize: {label}: the predicted durations are {too_big.failure} (length_scale "
+                                f"{length_scale}, noise_scale_w {noise_scale_w}); lower noise_scale_w or "
+                                "length_scale, or split the text") from None
+
+    @torch.inference_mode()
+    def _synthesize_ids(self, ids: list[list[int]], indices: list[int], voice: dict, length_scale: float,
+                        noise_scale: float, noise_scale_w: float) -> SynthesizedBatch:
+        """One batch of token id sequences; a size failure is :class:`_TooBig`."""
+        tokens, lengths = self.pad_ids(ids)
+        batch = len(ids)
+        speaker_inputs = {k: v.expand(batch, *v.shape[1:]).contiguous().to(self.device) for k, v in voice.items()}
         try:
-            out = self.synthesizer(tokens, lengths.to(self.device), noise_scale=noise_scale,
+            out = self.synthesizer(tokens.to(self.device), lengths.to(self.device), noise_scale=noise_scale,
                                    noise_scale_w=noise_scale_w, length_scale=length_scale, **speaker_inputs)
         except (RuntimeError, MemoryError) as err:
             failure = _size_failure(err)
             if failure is None:
                 raise
-            raise DataError(f"synthesize: the predicted durations are {failure} (length_scale {length_scale}, "
-                            f"noise_scale_w {noise_scale_w}); lower noise_scale_w or length_scale") from None
-        self.last_durations = [out.durations[i, :int(lengths[i])].cpu() for i in range(batch)]
+            raise _TooBig(failure) from None
         wav_lengths = out.wav_lengths.tolist()
-        wavs = [out.waveform[i, 0, :wav_lengths[i]].float().cpu() for i in range(batch)]
-        return wavs, self.sample_rate
+        return SynthesizedBatch(indices, [out.waveform[i, 0, :wav_lengths[i]].float().cpu() for i in range(batch)],
+                                [out.durations[i, :int(lengths[i])].cpu() for i in range(batch)])
 
     def clone_voice(self, text: str, ref_wav: str | Path, **kwargs) -> tuple[torch.Tensor, int]:
         """Synthesize ``text`` zero-shot in the voice of one recording.
@@ -289,11 +401,16 @@ class SemTTS(PackedModel):
 
     @torch.inference_mode()
     def convert_voice(self, source_wav: str | Path, target_wav: str | Path | None = None,
-                      target_speaker: str | None = None) -> tuple[torch.Tensor, int]:
-        """VITS voice conversion: the source's posterior and flow under its own
-        conditioning, the inverse flow and decoder under the target's. In the
-        embedding modes both sides come from CAM++ (zero-shot); in ``sid``
-        mode the source is assumed to be the first training speaker.
+                      target_speaker: str | None = None,
+                      source_speaker: str | None = None) -> tuple[torch.Tensor, int]:
+        """VITS voice conversion: the source's posterior and flow under the source
+        speaker's conditioning, the inverse flow and decoder under the target's.
+
+        The source conditioning: in the embedding modes, the CAM++ vector of
+        the source recording itself (zero-shot), or the mean vector of
+        training speaker ``source_speaker`` when given; in ``sid`` mode,
+        training speaker ``source_speaker``, which is required when the model
+        has more than one speaker (as the original VITS takes ``sid_src``).
 
         Arguments
         ---------
@@ -303,26 +420,42 @@ class SemTTS(PackedModel):
             A recording of the target voice (embedding modes).
         target_speaker : str, optional
             A training speaker.
+        source_speaker : str, optional
+            The training speaker who speaks in ``source_wav`` (``--source-speaker``).
 
         Returns
         -------
         waveform : torch.Tensor
             ``[T]``, as long as the source (at the model's rate).
         sample_rate : int
+
+        Example
+        -------
+        >>> model = SemTTS.from_hparams("exp/vctk/default/packed")  # doctest: +SKIP
+        >>> wav, sr = model.convert_voice("p225_001.wav", target_speaker="p226",
+        ...                               source_speaker="p225")  # doctest: +SKIP
         """
         if (target_wav is None) == (target_speaker is None):
             raise ConfigError("convert_voice: give exactly one of target_wav and target_speaker")
         if self.generator.speaker is None:
             raise ConfigError(f"{self.folder}: a single-speaker model cannot convert voices")
-        wav, sr = read_checked_audio(source_wav, "source recording")
-        if self.embedded:
-            g_src = self.generator.speaker_condition(spk_embed=self.embed_wav(source_wav, "source recording")
-                                                     [None].to(self.device))
-        else:
+        if not self.embedded:
             if target_wav is not None:
                 raise ConfigError(f"{self.folder}: speaker_mode sid converts only to a training speaker "
                                   "(--target-speaker)")
-            g_src = self.speaker_condition(None)
+            if source_speaker is None and len(self.speakers) > 1:
+                shown = ", ".join(self.speakers[:8]) + (" ..." if len(self.speakers) > 8 else "")
+                raise ConfigError(f"{self.folder}: speaker_mode sid needs the training speaker of the source "
+                                  f"recording: give --source-speaker (source_speaker=), one of: {shown}")
+        if source_speaker is not None:
+            g_src = self.speaker_condition(source_speaker, what="source speaker")
+        wav, sr = read_checked_audio(source_wav, "source recording")
+        if source_speaker is None:
+            if self.embedded:
+                g_src = self.generator.speaker_condition(spk_embed=self.embed_wav(source_wav, "source recording")
+                                                         [None].to(self.device))
+            else:
+                g_src = self.speaker_condition(None)  # the only training speaker
         g_tgt = self.speaker_condition(target_speaker, target_wav, what="target speaker")
         wav = resample(wav, sr, self.sample_rate)
         n = wav.numel()

@@ -124,7 +124,7 @@ def test_sid_and_semantic_stage(tmp_path, wavs):
     assert torch.isfinite(out[0]).all()
     with pytest.raises(ConfigError, match="voice cloning needs"):
         model.clone_voice("hi", wavs["a"])
-    assert model.convert_voice(wavs["a"], target_speaker="y")[0].numel() == 22050
+    assert model.convert_voice(wavs["a"], target_speaker="y", source_speaker="x")[0].numel() == 22050
 
     hp, tokens = tiny("speaker")
     semantic = {"use_sempred": True, "use_adapter": True, "sempred_hidden": 16, "sempred_kernel_size": 3,

@@ -16,6 +16,9 @@ Example
 torch.Size([1, 16000])
 """
 
+import contextlib
+import os
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,7 @@ import torchaudio.functional as AF
 import torchaudio.transforms as AT
 from torch import nn
 
+from semtts.durable import fsync_path
 from semtts.errors import DataError, first_line
 
 __all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info"]
@@ -115,6 +119,11 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
     """Write ``[T]`` or ``[C, T]`` float audio as 16-bit PCM (wav) or the
     format the file name implies; parent folders are created.
 
+    The file is written atomically: to a temporary file beside it (same
+    suffix, so the same format), flushed, then renamed onto ``path``. A
+    failed or interrupted write leaves an earlier file at ``path`` as it was,
+    and no temporary file behind.
+
     Arguments
     ---------
     path : str or Path
@@ -123,6 +132,14 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
         ``[T]`` or ``[C, T]`` samples in [-1, 1] (clipped).
     sample_rate : int
         The sample rate to record in the header.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> save_audio(os.path.join(folder, "b.flac"), torch.zeros(1600), 16000)
+    >>> os.listdir(folder), audio_info(os.path.join(folder, "b.flac")).frames
+    (['b.flac'], 1600)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +148,15 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
         data = data.unsqueeze(0)
     data = data.clamp(-1.0, 1.0).numpy().T
     subtype = "PCM_16" if path.suffix.lower() in (".wav", ".flac") else None
-    sf.write(str(path), data, sample_rate, subtype=subtype)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        sf.write(str(tmp), data, sample_rate, subtype=subtype)
+        fsync_path(tmp)  # the data is on disk before the rename makes it the file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:

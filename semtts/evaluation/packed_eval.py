@@ -278,6 +278,8 @@ def evaluate_packed_model(model_dir: str | Path, manifest: str | Path, out_dir: 
         The Markdown table (also in ``results.md``).
     """
     manifest, out_dir = Path(manifest), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # found before minutes of loading, not after
+        raise DataError(f"{out_dir}: is a file, not a folder for the evaluation output")
     if plot_utterances < 0:
         raise ConfigError(f"--plot-utterances must be >= 0, got {plot_utterances}")
     items = select_utterances(read_manifest(manifest), max_utterances)
