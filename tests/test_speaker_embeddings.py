@@ -261,11 +261,13 @@ def test_resume_redoes_only_missing_utterances(corpus, tmp_path, capsys):
     assert "utterances are left to other shards" in out
     folder = tmp_path / "exp" / "spk_emb"
     assert not (folder / "done").exists() and not (folder / "meta.json").exists()
-    finished = sorted(folder.glob("feats/*"))
+    finished = sorted(p for p in folder.glob("feats/*") if not p.name.endswith(".unreadable.json"))
     stamps = {p: p.stat().st_mtime_ns for p in finished}
-    assert len(finished) == 5  # 10 utterances, every second one
+    # 10 utterances, every second one; spkD_missing is not skipped for good (a rerun tries it again)
+    assert len(finished) == 4 and not feature_path(folder, "spkD_missing", ".skipped.json").exists()
+    assert feature_path(folder, "spkD_missing", ".unreadable.json").is_file()
     assert _run(yaml) == 0
-    assert "embedding 5 of 10 utterances" in capsys.readouterr().out
+    assert "embedding 6 of 10 utterances" in capsys.readouterr().out
     assert stamps == {p: p.stat().st_mtime_ns for p in finished}
     assert (folder / "done").is_file()
 
@@ -314,3 +316,114 @@ def test_feature_files_are_per_utterance(one_run):
     assert feature_path(folder, "spkC_0").is_file()
     assert np.load(feature_path(folder, "spkC_0")).dtype == np.float32
     assert json.loads(feature_path(folder, "spkD_short", ".skipped.json").read_text())["reason"]
+
+
+# ---------------------------------------------------------------------------
+# Stage 3 robustness: transient skips, corrupt files, refused settings
+# ---------------------------------------------------------------------------
+
+
+def test_missing_audio_is_retried_by_a_rerun(corpus, one_run, tmp_path, capsys):
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)
+    yaml = _experiment(data, tmp_path)
+    folder = tmp_path / "exp" / "spk_emb"
+    away = tmp_path / "spkB_1.wav"
+    (data / "spkB_1.wav").rename(away)  # a network file system hiccup
+    assert _run(yaml) == 0
+    first_report = json.loads((folder / "report.json").read_text())
+    # Still missing: a rerun tries again, changes nothing and stays done.
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert _run(yaml) == 0
+    assert "skipped: already done" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    # Back: the rerun (no --force) embeds it and merges again; nothing else is redone.
+    away.rename(data / "spkB_1.wav")
+    kept = feature_path(folder, "spkA_0")
+    mtime = kept.stat().st_mtime_ns
+    assert _run(yaml) == 0
+    utt, _, _ = load_speaker_embeddings(folder)
+    assert "spkB_1" in utt
+    reference, _, _ = load_speaker_embeddings(one_run.parent / "exp" / "spk_emb")
+    assert _close(utt["spkB_1"], reference["spkB_1"]) and kept.stat().st_mtime_ns == mtime
+    assert "can be read now" in capsys.readouterr().out
+    report = json.loads((folder / "report.json").read_text())
+    assert "spkB_1" not in report["skipped"] and json.loads((folder / "done").read_text())["summary"]["n_embedded"] == 7
+    # The first run reported it (as one a rerun retries), and did not skip it for good.
+    assert "not found" in first_report["skipped"]["spkB_1"] and "spkB_1" in first_report["retried_by_a_rerun"]
+    assert "spkD_short" not in first_report["retried_by_a_rerun"]
+    assert not feature_path(folder, "spkB_1", ".skipped.json").exists()
+
+
+def test_skip_records_of_missing_files_from_older_semtts_are_retried(tmp_path):
+    from semtts.extract.common import pending_utterances
+
+    for utt_id, reason in (("a", "audio file not found: /x/a.wav"), ("b", "unreadable audio /x/b.wav (junk)"),
+                           ("c", "too short (0.100 s < 0.3 s)")):
+        (tmp_path / "feats").mkdir(exist_ok=True)
+        feature_path(tmp_path, utt_id, ".skipped.json").write_text(json.dumps({"reason": reason}))
+    feature_path(tmp_path, "d", ".skipped.json").write_text("")  # cut short: not a skip either
+    assert pending_utterances(["a", "b", "c", "d"], tmp_path) == ["a", "b", "d"]
+    assert pending_utterances(["a", "b", "c", "d"], tmp_path, untried=True) == ["d"]
+
+
+def test_truncated_embedding_is_embedded_again_at_merge(corpus, one_run, tmp_path, capsys, caplog):
+    yaml = _experiment(corpus, tmp_path)
+    folder = tmp_path / "exp" / "spk_emb"
+    assert _run(yaml, "--shard", "1/2") == 0
+    truncated, wrong = feature_path(folder, "spkA_9"), feature_path(folder, "spkB_1")
+    truncated.write_bytes(truncated.read_bytes()[:60])  # what a crash can leave without fsync
+    np.save(wrong, np.zeros(7, dtype=np.float32))
+    with caplog.at_level("WARNING", logger="semtts.extract.common"):
+        assert _run(yaml) == 0  # the merge removes them and embeds them again in place
+    mine, theirs = _outputs(yaml), _outputs(one_run)
+    assert _close(mine[0], theirs[0]) and _close(mine[1], theirs[1]) and mine[2] == theirs[2]
+    assert str(truncated) in caplog.text and "shape (7,), expected (192,)" in caplog.text
+    assert "2 embedding file(s) could not be read" in capsys.readouterr().out
+    # Called on its own, the merge names them, removes them, and says a plain rerun redoes them.
+    from semtts.extract.speaker import CorruptEmbeddings, speaker_metadata, write_speaker_outputs
+
+    truncated.write_bytes(b"")  # an empty file (np.load: EOFError)
+    wrong.write_bytes(b"junk")
+    items = {u: {"spk": u.split("_")[0]} for u in ("spkA_0", "spkA_9", "spkB_1")}
+    with pytest.raises(CorruptEmbeddings, match="2 embedding file.*spkA_9, spkB_1.*no --force needed") as err:
+        write_speaker_outputs(items, folder, speaker_metadata("random-init-seed3", 192))
+    assert err.value.utt_ids == ["spkA_9", "spkB_1"] and not truncated.exists() and not wrong.exists()
+
+
+def test_force_shard_with_other_settings_keeps_the_done_marker(one_run, corpus, tmp_path, capsys):
+    yaml = _experiment(corpus, tmp_path)
+    marker = tmp_path / "exp" / "spk_emb" / "done"
+    assert _run(yaml) == 0
+    finished = marker.read_text()
+    assert _run(yaml, "--force", "--shard", "1/2", "--min_speaker_audio", "0.1") == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings (min_speaker_audio)" in err and "without --shard" in err and "\n" not in err
+    assert marker.read_text() == finished
+    assert _run(yaml) == 0 and "skipped: already done" in capsys.readouterr().out
+
+
+def test_save_array_atomic_flushes_before_the_rename(tmp_path, monkeypatch):
+    import os
+
+    from semtts.extract.common import save_array_atomic
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(("replace", str(src))),
+                                                         real_replace(src, dst))[1])
+    target = tmp_path / "feats" / "u.npy"
+    save_array_atomic(target, np.arange(3, dtype=np.float32))
+    assert [kind for kind, _ in events] == ["fsync", "replace"] and events[0][1] == events[1][1]
+    np.testing.assert_array_equal(np.load(target), np.arange(3))
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError):
+        save_array_atomic(target, np.zeros(3, dtype=np.float32))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["u.npy"]  # no temporary file left behind

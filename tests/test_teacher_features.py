@@ -303,3 +303,67 @@ def test_stage_shards_and_subprocess_jobs(tmp_path, capsys):
     for utt in sharded:
         np.testing.assert_array_equal(resharded[utt], sharded[utt])
     assert (out / "teacher" / "reports" / "shard_2-of-2.json").is_file()
+
+
+def test_a_shard_never_mixes_features_of_two_teachers(tmp_path, capsys):
+    # An earlier cluster run (layer -1, both shards); the user switches to layer 0, resubmits shard 1
+    # with --force and shard 2 without: neither may write, else the folder holds features of both layers.
+    yaml, _ = _experiment(tmp_path)
+    out, teacher = tmp_path / "exp", tmp_path / "exp" / "teacher"
+    for shard in ("1/2", "2/2"):
+        assert _run(str(yaml), "--shard", shard) == 0
+    before = _features(out)
+    assert _run(str(yaml), "--shard", "1/2", "--force", "--whisper_layer", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert "another teacher" in err and "(layer differ)" in err and "without --shard" in err and "\n" not in err
+    assert _run(str(yaml), "--shard", "2/2", "--whisper_layer", "0") == 2
+    assert "another teacher" in capsys.readouterr().err
+    after = _features(out)
+    assert sorted(after) == sorted(before) and all(np.array_equal(after[u], before[u]) for u in before)
+    assert read_metadata(teacher / "meta.json")["layer"] == -1
+    recorded = json.loads((teacher / "settings.json").read_text())
+    assert recorded["layer"] == -1 and recorded["manifests_sha256"]
+    # Folders of older semtts have no settings.json: their meta.json still protects them.
+    (teacher / "settings.json").unlink()
+    assert _run(str(yaml), "--shard", "2/2", "--whisper_layer", "0") == 2
+    assert "another teacher" in capsys.readouterr().err
+    # Only a run without --shard replaces them, all of them.
+    assert _run(str(yaml), "--whisper_layer", "0", "--force") == 0
+    assert json.loads((teacher / "settings.json").read_text())["layer"] == 0
+    replaced = _features(out)
+    assert sorted(replaced) == sorted(before) and not any(np.array_equal(replaced[u], before[u]) for u in before)
+
+
+def test_shard_runs_and_the_done_marker(tmp_path, capsys):
+    yaml, _ = _experiment(tmp_path)
+    marker = tmp_path / "exp" / "teacher" / "done"
+    assert _run(str(yaml)) == 0
+    finished = marker.read_text()
+    # --force --shard with other settings is refused before anything is removed: the marker stays valid.
+    assert _run(str(yaml), "--shard", "1/2", "--force", "--whisper_layer", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings (whisper_layer)" in err and "without --shard" in err and "\n" not in err
+    assert marker.read_text() == finished
+    assert _run(str(yaml)) == 0 and "skipped: already done" in capsys.readouterr().out
+    # A shard of a finished stage without --force does nothing; one that writes removes the marker.
+    assert _run(str(yaml), "--shard", "1/2") == 0 and "already done" in capsys.readouterr().out
+    assert marker.read_text() == finished
+    assert _run(str(yaml), "--shard", "1/2", "--force") == 0
+    assert not marker.exists()
+    assert _run(str(yaml)) == 0 and json.loads(marker.read_text())["summary"]["existing"] == 4
+
+
+def test_partial_outputs_of_other_manifests_are_refused(tmp_path, capsys):
+    yaml, _ = _experiment(tmp_path)
+    out = tmp_path / "exp"
+    assert _run(str(yaml), "--shard", "1/2") == 0  # an interrupted run: partial outputs, no done marker
+    manifest = out / "tokens" / "valid.json"
+    items = json.loads(manifest.read_text())
+    items[next(iter(items))]["text"] = "another text"  # stage 2 was rerun meanwhile
+    manifest.write_text(json.dumps(items))
+    for extra in ((), ("--shard", "2/2"), ("--shard", "2/2", "--force")):
+        assert _run(str(yaml), *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert "(manifests_sha256 differ)" in err and "\n" not in err
+    assert not (out / "teacher" / "done").exists()
+    assert _run(str(yaml), "--force") == 0 and (out / "teacher" / "done").is_file()

@@ -20,6 +20,7 @@ semtts.errors.ConfigError: speaker embeddings in ...meta.json: dim is 192 there 
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -41,13 +42,28 @@ __all__ = [
     "parse_shard",
     "shard_items",
     "feature_path",
+    "SKIP_SUFFIX",
+    "UNREADABLE_SUFFIX",
+    "RETRIED_REASONS",
+    "record_reason",
+    "skip_reason",
+    "unreadable_reason",
+    "pending_utterances",
     "save_array_atomic",
     "load_array",
+    "load_or_discard",
     "write_metadata",
     "read_metadata",
     "check_metadata",
     "file_sha256",
 ]
+
+logger = logging.getLogger(__name__)
+
+SKIP_SUFFIX = ".skipped.json"  # feats/<id>.skipped.json: skipped for good, with the reason
+UNREADABLE_SUFFIX = ".unreadable.json"  # the audio could not be read last time: still pending
+# Reasons that are never a skip for good (the file may be back: a network file system, a copy in progress).
+RETRIED_REASONS = ("audio file not found", "unreadable audio")
 
 
 def pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
@@ -191,8 +207,72 @@ def feature_path(root: str | Path, utt_id: str, suffix: str = ".npy") -> Path:
     return Path(root) / "feats" / (quote(utt_id, safe=" -_.") + suffix)
 
 
+def record_reason(root: str | Path, utt_id: str, suffix: str) -> str | None:
+    """The reason in an utterance's skip record or note (``feats/<id><suffix>``).
+
+    Arguments
+    ---------
+    root : str or Path
+        The stage's output folder.
+    utt_id : str
+        The utterance.
+    suffix : str
+        :data:`SKIP_SUFFIX` or :data:`UNREADABLE_SUFFIX`.
+
+    Returns
+    -------
+    str or None
+        None when there is no such file or it cannot be read.
+    """
+    try:
+        record = json.loads(feature_path(root, utt_id, suffix).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return str(record.get("reason") or "skipped") if isinstance(record, dict) else None
+
+
+def skip_reason(root: str | Path, utt_id: str) -> str | None:
+    """Why an utterance is skipped for good (too short, non-finite); None if it
+    is not. A skip record of a missing or unreadable file (older semtts wrote
+    them) does not count: a rerun tries the file again."""
+    reason = record_reason(root, utt_id, SKIP_SUFFIX)
+    return None if reason is None or reason.startswith(RETRIED_REASONS) else reason
+
+
+def unreadable_reason(root: str | Path, utt_id: str) -> str | None:
+    """Why the audio of a pending utterance could not be read when last tried;
+    None if it was not tried (or was read)."""
+    reason = record_reason(root, utt_id, UNREADABLE_SUFFIX) or record_reason(root, utt_id, SKIP_SUFFIX)
+    return reason if reason is not None and reason.startswith(RETRIED_REASONS) else None
+
+
+def pending_utterances(utt_ids: list[str], root: str | Path, untried: bool = False) -> list[str]:
+    """The ids with neither a feature file nor a skip record, sorted: a missing
+    or unreadable audio file is never skipped for good, so it stays pending and
+    a rerun tries it again.
+
+    Arguments
+    ---------
+    utt_ids : list of str
+        The utterances.
+    root : str or Path
+        The stage's output folder.
+    untried : bool
+        Leave out those whose audio could not be read when last tried (a
+        merge need not wait for them).
+
+    Returns
+    -------
+    list of str
+    """
+    pending = (u for u in utt_ids if not feature_path(root, u).is_file() and skip_reason(root, u) is None)
+    return sorted(u for u in pending if not (untried and unreadable_reason(root, u)))
+
+
 def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
-    """Save a ``.npy`` file through a temporary name and a rename.
+    """Save a ``.npy`` file through a temporary name and a rename; the data
+    are flushed to disk before the rename, so after a crash the name holds
+    the whole array or nothing (never an empty or truncated file).
 
     Arguments
     ---------
@@ -204,17 +284,55 @@ def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: no stray temporary file
+        raise
 
 
 def load_array(path: str | Path) -> np.ndarray:
     """Load a feature file; a missing or corrupt one is a :class:`DataError`."""
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # an empty file is an EOFError
         raise DataError(f"{path}: cannot read the feature file ({err}); re-extract it") from None
+
+
+def load_or_discard(path: str | Path, shape: tuple[int, ...] | None, again: str) -> np.ndarray | None:
+    """Load a per-utterance feature file; one that cannot be read, has another
+    shape than ``shape`` or holds non-finite values (e.g. cut short by a crash)
+    is removed, named in a warning, and None is returned.
+
+    Arguments
+    ---------
+    path : str or Path
+        The ``.npy`` file.
+    shape : tuple of int or None
+        The expected shape (None: any).
+    again : str
+        What makes the file again, for the warning.
+
+    Returns
+    -------
+    np.ndarray or None
+        The array, or None when the file was bad (and is gone).
+    """
+    try:
+        array = load_array(path)
+        why = "" if shape is None or array.shape == tuple(shape) else f"shape {array.shape}, expected {tuple(shape)}"
+        why = why or ("" if np.isfinite(array).all() else "non-finite values")
+    except DataError as err:
+        why = str(err).split(": ", 1)[-1].split("; re-extract")[0]
+    if not why:
+        return array
+    logger.warning("%s: %s; removed (%s)", path, why, again)
+    Path(path).unlink(missing_ok=True)
+    return None
 
 
 def write_metadata(path: str | Path, meta: dict[str, Any]) -> None:

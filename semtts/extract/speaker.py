@@ -9,12 +9,15 @@ Features follow 3D-Speaker: 16 kHz audio in [-1, 1], Kaldi fbank (80 bins,
 Stage 3 writes to ``<output_folder>/spk_emb/``:
 
 - ``feats/<utt>.npy``: one float32 ``[D]`` embedding per utterance (written
-  atomically; existing files are skipped on resume), or
-  ``feats/<utt>.skipped.json`` with the reason (unreadable or too short audio);
+  atomically and flushed; existing files are skipped on resume, a corrupt one
+  found when merging is removed and embedded again), or
+  ``feats/<utt>.skipped.json`` with the reason (too short or non-finite audio;
+  a missing or unreadable file is not recorded, so a rerun tries it again);
 - ``utt_emb.npy`` ``[N, D]`` and ``spk_mean.npy`` ``[S, D]`` (the mean of a
   speaker's utterance embeddings), with ``index.json`` giving the row order
   (``utts``, ``spks``, ``speakers``, ``n_utts``);
-- ``report.json`` (skipped utterances and why) and ``meta.json`` (model,
+- ``report.json`` (skipped utterances and why, ``retried_by_a_rerun``: those
+  whose audio could not be read) and ``meta.json`` (model,
   checkpoint sha256, dimension, sample rate, fbank settings, semtts version).
 
 Example
@@ -27,7 +30,6 @@ torch.Size([2, 192])
 'random-init-seed0'
 """
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -42,14 +44,16 @@ from semtts.audio import load_audio, resample
 from semtts.audio.kaldi_fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
 from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
-from semtts.extract.common import (feature_path, file_sha256, load_array, read_metadata,
-                                   save_array_atomic, write_metadata)
+from semtts.extract.common import (RETRIED_REASONS, SKIP_SUFFIX, UNREADABLE_SUFFIX, feature_path, file_sha256,
+                                   load_array, load_or_discard, pending_utterances, read_metadata, save_array_atomic,
+                                   skip_reason, unreadable_reason, write_metadata)
 from semtts.lobes.campplus import CAMPPlus
 
 __all__ = [
-    "SAMPLE_RATE", "FBANK", "CHECKPOINTS", "SKIP_SUFFIX", "compute_fbank", "resolve_checkpoint",
-    "checkpoint_identity", "load_campplus", "speaker_metadata", "SpeakerEmbedder",
-    "pending_utterances", "embed_utterances", "write_speaker_outputs", "load_speaker_embeddings",
+    "SAMPLE_RATE", "FBANK", "CHECKPOINTS", "SKIP_SUFFIX", "UNREADABLE_SUFFIX", "RETRIED_REASONS", "compute_fbank",
+    "resolve_checkpoint", "checkpoint_identity", "load_campplus", "speaker_metadata", "SpeakerEmbedder",
+    "CorruptEmbeddings",
+    "pending_utterances", "readable_again", "embed_utterances", "write_speaker_outputs", "load_speaker_embeddings",
     "expected_metadata",
 ]
 
@@ -60,7 +64,6 @@ CHECKPOINTS = {
     192: ("iic/speech_campplus_sv_zh-cn_16k-common", "campplus_cn_common.bin"),
     512: ("iic/speech_campplus_sv_en_voxceleb_16k", "campplus_voxceleb.bin"),
 }
-SKIP_SUFFIX = ".skipped.json"
 _NESTING_KEYS = ("state_dict", "model", "embedding_model", "model_state_dict")
 
 
@@ -333,35 +336,46 @@ class SpeakerEmbedder:
 # ---------------------------------------------------------------------------
 
 
-def _is_finished(out_dir: Path, utt_id: str) -> bool:
-    return feature_path(out_dir, utt_id).is_file() or feature_path(out_dir, utt_id, SKIP_SUFFIX).is_file()
+class CorruptEmbeddings(DataError):
+    """Embedding files that could not be read (``utt_ids``); they were removed, so a rerun embeds them again."""
+
+    def __init__(self, message: str, utt_ids: list[str]):
+        super().__init__(message)
+        self.utt_ids = utt_ids
 
 
-def pending_utterances(utt_ids: list[str], out_dir: str | Path) -> list[str]:
-    """The ids with neither an embedding file nor a skip record, sorted."""
-    return sorted(u for u in utt_ids if not _is_finished(Path(out_dir), u))
-
-
-def _load_16k(path: str, min_seconds: float) -> tuple[torch.Tensor | None, str]:
-    """Mono 16 kHz audio, or None and the reason it cannot be embedded."""
+def _load_16k(path: str, min_seconds: float) -> tuple[torch.Tensor | None, str, bool]:
+    """Mono 16 kHz audio, or None, the reason it cannot be embedded, and
+    whether a rerun should try again (a missing or unreadable file)."""
     if not Path(path).is_file():
-        return None, f"audio file not found: {path}"
+        return None, f"audio file not found: {path}", True
     try:
         wav, sr = load_audio(path, mono=True)
-    except (RuntimeError, OSError, ValueError) as err:
-        return None, f"unreadable audio {path} ({str(err).strip()[:160]})"
+    except (RuntimeError, OSError, ValueError, EOFError) as err:
+        return None, f"unreadable audio {path} ({str(err).strip()[:160]})", True
     seconds = wav.shape[-1] / sr
     if seconds < max(min_seconds, FBANK["frame_length_ms"] / 1000):
-        return None, f"too short ({seconds:.3f} s < {min_seconds} s)"
+        return None, f"too short ({seconds:.3f} s < {min_seconds} s)", False
     if not torch.isfinite(wav).all():
-        return None, "non-finite samples"
-    return resample(wav[0], sr, SAMPLE_RATE), ""
+        return None, "non-finite samples", False
+    return resample(wav[0], sr, SAMPLE_RATE), "", False
+
+
+def readable_again(items: dict[str, dict], data_root: str | Path, cache_root: str | Path,
+                   min_seconds: float) -> list[str]:
+    """The ids of ``items`` (pending utterances) whose audio can now be read or
+    is skipped for good, sorted: the ones a rerun of a finished stage does."""
+    return sorted(u for u, item in items.items() if not _load_16k(
+        resolve_audio_path(item["wav"], data_root=data_root, cache_root=cache_root), min_seconds)[2])
 
 
 def embed_utterances(embedder: SpeakerEmbedder, items: dict[str, dict], out_dir: str | Path,
                      data_root: str | Path, cache_root: str | Path, min_seconds: float,
                      desc: str = "CAM++") -> dict[str, Any]:
     """Embed ``items`` and write one file per utterance (embedding or skip record).
+
+    Too short or non-finite audio is skipped for good (a skip record); a missing
+    or unreadable file only gets a note (the utterance stays pending: a rerun tries again).
 
     Arguments
     ---------
@@ -381,11 +395,13 @@ def embed_utterances(embedder: SpeakerEmbedder, items: dict[str, dict], out_dir:
     Returns
     -------
     dict
-        ``{"embedded": int, "skipped": {utt_id: reason}}``.
+        ``{"embedded": int, "skipped": {utt_id: reason}, "unavailable": {utt_id: reason}}``:
+        skipped for good, and not readable now.
     """
     out_dir = Path(out_dir)
     todo = sorted(items, key=lambda u: (float(items[u].get("duration", 0.0)), u))
     skipped: dict[str, str] = {}
+    unavailable: dict[str, str] = {}
     embedded = 0
     batch: list[tuple[str, torch.Tensor]] = []
 
@@ -399,15 +415,20 @@ def embed_utterances(embedder: SpeakerEmbedder, items: dict[str, dict], out_dir:
                 _record_skip(out_dir, utt_id, "non-finite embedding", skipped)
                 continue
             save_array_atomic(feature_path(out_dir, utt_id), vector.numpy().astype(np.float32))
-            feature_path(out_dir, utt_id, SKIP_SUFFIX).unlink(missing_ok=True)
+            for suffix in (SKIP_SUFFIX, UNREADABLE_SUFFIX):
+                feature_path(out_dir, utt_id, suffix).unlink(missing_ok=True)
             embedded += 1
         batch.clear()
 
     with tqdm(total=len(todo), desc=desc, unit="utt", disable=None, mininterval=1.0) as bar:
         for utt_id in todo:
             path = resolve_audio_path(items[utt_id]["wav"], data_root=data_root, cache_root=cache_root)
-            wav, reason = _load_16k(path, min_seconds)
-            if wav is None:
+            wav, reason, retry = _load_16k(path, min_seconds)
+            if wav is None and retry:  # an existing embedding (same settings) is kept
+                write_json_atomic(feature_path(out_dir, utt_id, UNREADABLE_SUFFIX), {"reason": reason})
+                feature_path(out_dir, utt_id, SKIP_SUFFIX).unlink(missing_ok=True)  # an older semtts recorded it
+                unavailable[utt_id] = reason
+            elif wav is None:
                 _record_skip(out_dir, utt_id, reason, skipped)
             else:
                 batch.append((utt_id, wav))
@@ -415,12 +436,13 @@ def embed_utterances(embedder: SpeakerEmbedder, items: dict[str, dict], out_dir:
                     flush()
             bar.update(1)
         flush()
-    return {"embedded": embedded, "skipped": skipped}
+    return {"embedded": embedded, "skipped": skipped, "unavailable": unavailable}
 
 
 def _record_skip(out_dir: Path, utt_id: str, reason: str, skipped: dict[str, str]) -> None:
     write_json_atomic(feature_path(out_dir, utt_id, SKIP_SUFFIX), {"reason": reason})
     feature_path(out_dir, utt_id).unlink(missing_ok=True)
+    feature_path(out_dir, utt_id, UNREADABLE_SUFFIX).unlink(missing_ok=True)
     skipped[utt_id] = reason
 
 
@@ -431,7 +453,8 @@ def write_speaker_outputs(items: dict[str, dict], out_dir: str | Path, meta: dic
     Arguments
     ---------
     items : dict
-        All utterances (every one must be finished: embedded or skipped).
+        All utterances (every one must be finished: embedded, skipped, or
+        tried and found unreadable, which is reported as skipped).
     out_dir : str or Path
         The ``spk_emb`` folder.
     meta : dict
@@ -441,23 +464,36 @@ def write_speaker_outputs(items: dict[str, dict], out_dir: str | Path, meta: dic
     -------
     dict
         The report.
+
+    Raises
+    ------
+    CorruptEmbeddings
+        Some embedding files could not be read: they are removed (named in
+        warnings), nothing else is written, and a rerun embeds them again.
     """
     out_dir = Path(out_dir)
-    pending = pending_utterances(list(items), out_dir)
+    pending = pending_utterances(list(items), out_dir, untried=True)
     if pending:
         raise DataError(f"{out_dir}: {len(pending)} utterances not embedded yet (e.g. '{pending[0]}')")
-    utts, vectors, skipped = [], [], {}
+    utts, vectors, skipped, retried, corrupt = [], [], {}, [], []
     for utt_id in sorted(items):
         path = feature_path(out_dir, utt_id)
         if path.is_file():
-            vector = load_array(path)
-            if vector.shape != (meta["embed_dim"],):
-                raise DataError(f"{path}: shape {vector.shape}, expected ({meta['embed_dim']},); re-extract (--force)")
+            vector = load_or_discard(path, (meta["embed_dim"],), "a rerun of stage 3 embeds the utterance again")
+            if vector is None:
+                corrupt.append(utt_id)
+                continue
             utts.append(utt_id)
             vectors.append(vector.astype(np.float32))
+        elif skip_reason(out_dir, utt_id) is not None:
+            skipped[utt_id] = skip_reason(out_dir, utt_id)
         else:
-            record = feature_path(out_dir, utt_id, SKIP_SUFFIX)
-            skipped[utt_id] = json.loads(record.read_text()).get("reason", "skipped")
+            skipped[utt_id] = unreadable_reason(out_dir, utt_id)
+            retried.append(utt_id)
+    if corrupt:
+        raise CorruptEmbeddings(f"{out_dir}: {len(corrupt)} embedding file(s) could not be read and were removed "
+                                f"({', '.join(corrupt[:3])}{' ...' if len(corrupt) > 3 else ''}); rerun stage 3 "
+                                "(no --force needed) to embed them again", corrupt)
     spks = [items[u]["spk"] for u in utts]
     speakers = sorted(set(spks))
     matrix = np.stack(vectors) if vectors else np.zeros((0, meta["embed_dim"]), dtype=np.float32)
@@ -472,6 +508,7 @@ def write_speaker_outputs(items: dict[str, dict], out_dir: str | Path, meta: dic
         "n_speakers": len(speakers),
         "speakers_without_embeddings": sorted({items[u]["spk"] for u in items} - set(speakers)),
         "skipped": skipped,
+        "retried_by_a_rerun": retried,
     }
     write_json_atomic(out_dir / "report.json", report)
     if not utts:

@@ -7,14 +7,19 @@ writes ``<output_folder>/spk_emb/`` (per-utterance files, ``utt_emb.npy``,
 
     python -m semtts.stages.speaker_embeddings HPARAMS.yaml [--force] [--shard i/n] [--device cuda] [--key value]
 
-- resumable: utterances whose file exists are not redone;
+- resumable: utterances whose file exists are not redone; an embedding file
+  found corrupt when merging (e.g. after a crash) is removed and redone;
 - ``--shard i/n`` embeds every n-th utterance (Kaldi-style jobs); the run
   that finds every utterance finished (or a final call without ``--shard``)
   writes the means, the report, ``meta.json`` and the ``done`` marker;
 - ``--nj N`` (hparam ``nj``) runs N shard subprocesses and then merges;
-- unreadable or too short audio (< ``min_speaker_audio`` s) is skipped and
-  reported, never fatal;
-- ``--force`` redoes everything (with ``--shard``: the utterances of that shard).
+- too short audio (< ``min_speaker_audio`` s) is skipped for good; a missing
+  or unreadable file is skipped by this run only: reported, never fatal, and
+  tried again by a rerun (also of a finished stage, which merges again when
+  the file can be read now);
+- ``--force`` redoes everything (with ``--shard``: the utterances of that
+  shard); partial or finished outputs of other settings are refused before
+  anything is removed, unless ``--force`` is given without ``--shard``.
 
 Hparams read: ``output_folder``, ``data_folder``, ``campplus_ckpt``,
 ``campplus_embed_dim``, ``allow_random_init``, ``campplus_cache_dir``,
@@ -30,10 +35,11 @@ from pathlib import Path
 from semtts.data.manifest import write_json_atomic
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import collect_items, parse_shard, pop_option, run_shards, shard_items
-from semtts.extract.speaker import (SpeakerEmbedder, checkpoint_identity, embed_utterances,
-                                    pending_utterances, speaker_metadata, write_speaker_outputs)
+from semtts.extract.speaker import (CorruptEmbeddings, SpeakerEmbedder, checkpoint_identity, embed_utterances,
+                                    pending_utterances, readable_again, speaker_metadata, write_speaker_outputs)
 from semtts.host_memory import keep_freed_memory
-from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
+                                  parse_stage_args, read_done, run_stage)
 
 __all__ = ["STAGE", "stage_settings", "main"]
 
@@ -78,22 +84,64 @@ def stage_settings(hp: dict, identity: str, tokens_dir: Path) -> dict:
     }
 
 
-def _prepare_folder(out_dir: Path, settings: dict, force: bool, sharded: bool) -> None:
-    """Refuse partial outputs made with other settings; ``--force`` without
-    ``--shard`` starts from an empty folder."""
-    progress = out_dir / PROGRESS_NAME
+def _check_progress(out_dir: Path, settings: dict, force: bool, sharded: bool) -> None:
+    """Refuse, before anything is removed, outputs made with other settings:
+    partial ones (``settings.json``), and finished ones that ``--force
+    --shard`` would un-finish; only ``--force`` without ``--shard`` starts afresh.
+
+    Arguments
+    ---------
+    out_dir : Path
+        The ``spk_emb`` folder.
+    settings : dict
+        From :func:`stage_settings`.
+    force : bool
+        ``--force`` was given.
+    sharded : bool
+        ``--shard`` was given.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the changed settings.
+    """
+    if force and not sharded:
+        return
+    current, marker, progress = comparable_settings(settings), out_dir / DONE_NAME, out_dir / PROGRESS_NAME
+    if marker.is_file():
+        if not force:
+            return  # run_stage compares the marker
+        changed = changed_settings(read_done(marker, "stage 3")["settings"], current)
+        if changed:  # run_stage would remove a valid marker before the shard finds out
+            raise ConfigError(f"{marker}: outputs were made with other settings ({', '.join(changed)}); "
+                              "--force with --shard redoes one shard only: rerun without --shard with --force")
     if progress.is_file():
-        old = json.loads(progress.read_text())
-        current = json.loads(json.dumps(settings))
-        if old != current and not (force and not sharded):
-            changed = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
+        try:
+            old = json.loads(progress.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise ConfigError(f"{progress}: unreadable, so the settings of the partial outputs are unknown; "
+                              "rerun without --shard with --force") from None
+        changed = changed_settings(old if isinstance(old, dict) else {}, current)
+        if changed:
             raise ConfigError(f"{out_dir}: partial outputs were made with other settings ({', '.join(changed)}); "
                               f"rerun without --shard with --force, or remove {out_dir}")
+
+
+def _prepare_folder(out_dir: Path, settings: dict, force: bool, sharded: bool) -> None:
+    """Record the settings of the partial outputs; ``--force`` without
+    ``--shard`` starts from an empty folder (after :func:`_check_progress`)."""
     if force and not sharded:
         shutil.rmtree(out_dir / "feats", ignore_errors=True)
         for name in ("utt_emb.npy", "spk_mean.npy", "index.json", "report.json", "meta.json"):
             (out_dir / name).unlink(missing_ok=True)
-    write_json_atomic(progress, settings)
+    write_json_atomic(out_dir / PROGRESS_NAME, settings)
+
+
+def _finished_with(out_dir: Path, settings: dict) -> bool:
+    """Whether ``out_dir`` holds a ``done`` marker of these settings."""
+    marker = out_dir / DONE_NAME
+    return marker.is_file() and not changed_settings(read_done(marker, "stage 3")["settings"],
+                                                    comparable_settings(settings))
 
 
 @entry_point
@@ -116,6 +164,37 @@ def main(argv: list[str] | None = None) -> int:
     items = collect_items(tokens_dir)
     nj = max(1, int(hp["nj"]))
     label = f"shard {shard[0]}/{shard[1]}" if shard else "all"
+    ids = shard_items(list(items), *shard) if shard else sorted(items)
+    audio_roots = (hp["data_folder"], output / "data" / "audio_cache")
+    min_seconds = float(hp["min_speaker_audio"])
+    _check_progress(out_dir, settings, args.force, sharded=shard is not None)
+    embedders: list[SpeakerEmbedder] = []
+
+    def embed(todo: list[str], total: int) -> None:
+        if not embedders:
+            embedders.append(SpeakerEmbedder.from_checkpoint(
+                hp["campplus_ckpt"], int(hp["campplus_embed_dim"]), bool(hp["allow_random_init"]),
+                hp["campplus_cache_dir"], int(hp["seed"]), device=device))
+        weights = identity if identity.startswith("random-init") else f"sha256 {identity[:12]}"
+        log(STAGE, f"{label}: embedding {len(todo)} of {total} utterances on {device} ({weights})")
+        done = embed_utterances(embedders[0], {u: items[u] for u in todo}, out_dir, *audio_roots, min_seconds,
+                                desc=f"CAM++ {label}")
+        for what, skipped in (("skipped {} utterances", done["skipped"]),
+                              ("could not read the audio of {} utterances (a rerun tries again)", done["unavailable"])):
+            if skipped:
+                first = next(iter(skipped.items()))
+                log(STAGE, f"{label}: {what.format(len(skipped))}, e.g. {first[0]}: {first[1]}")
+
+    if not args.force and _finished_with(out_dir, settings):  # retry what could not be read, if it can be now
+        pending = pending_utterances(ids, out_dir)
+        back = readable_again({u: items[u] for u in pending}, *audio_roots, min_seconds) if pending else []
+        if back:
+            log(STAGE, f"{label}: {len(back)} of the {len(pending)} utterances whose audio could not be read "
+                       f"can be read now (e.g. {back[0]}): embedding them and merging again")
+            (out_dir / DONE_NAME).unlink()
+        elif pending:
+            log(STAGE, f"{label}: the audio of {len(pending)} utterances still cannot be read (e.g. {pending[0]}; "
+                       f"see {out_dir / 'report.json'})")
 
     def body() -> dict:
         _prepare_folder(out_dir, settings, args.force, sharded=shard is not None)
@@ -124,26 +203,21 @@ def main(argv: list[str] | None = None) -> int:
             log(STAGE, f"{len(items)} utterances in {nj} shard jobs")
             _, shard_argv = pop_option([a for a in argv if a != "--force"], "--nj")
             run_shards("semtts.stages.speaker_embeddings", shard_argv + ["--nj", "1"], nj, "speaker embeddings")
-        ids = shard_items(list(items), *shard) if shard else sorted(items)
         redo = args.force and not spawned  # the shard jobs already redid everything
         todo = ids if redo else pending_utterances(ids, out_dir)
         if todo:
-            embedder = SpeakerEmbedder.from_checkpoint(
-                hp["campplus_ckpt"], int(hp["campplus_embed_dim"]), bool(hp["allow_random_init"]),
-                hp["campplus_cache_dir"], int(hp["seed"]), device=device)
-            weights = identity if identity.startswith("random-init") else f"sha256 {identity[:12]}"
-            log(STAGE, f"{label}: embedding {len(todo)} of {len(ids)} utterances on {device} ({weights})")
-            done = embed_utterances(embedder, {u: items[u] for u in todo}, out_dir, hp["data_folder"],
-                                    output / "data" / "audio_cache", float(hp["min_speaker_audio"]),
-                                    desc=f"CAM++ {label}")
-            if done["skipped"]:
-                first = next(iter(done["skipped"].items()))
-                log(STAGE, f"{label}: skipped {len(done['skipped'])} utterances, e.g. {first[0]}: {first[1]}")
-        remaining = pending_utterances(list(items), out_dir)
+            embed(todo, len(ids))
+        remaining = pending_utterances(list(items), out_dir, untried=True)  # unreadable ones are reported
         if remaining:
             raise _NotAllDone(len(remaining))
         meta = speaker_metadata(identity, int(hp["campplus_embed_dim"]), hp["campplus_ckpt"])
-        report = write_speaker_outputs(items, out_dir, meta)
+        try:
+            report = write_speaker_outputs(items, out_dir, meta)
+        except CorruptEmbeddings as bad:  # e.g. cut short by a crash: embedded again in place
+            log(STAGE, f"{len(bad.utt_ids)} embedding file(s) could not be read and were removed "
+                       f"(e.g. {bad.utt_ids[0]}): embedding them again")
+            embed(bad.utt_ids, len(bad.utt_ids))
+            report = write_speaker_outputs(items, out_dir, meta)
         note = f"; {report['n_skipped']} skipped (see {out_dir / 'report.json'})" if report["n_skipped"] else ""
         log(STAGE, f"{report['n_embedded']} utterances, {report['n_speakers']} speakers{note}")
         return {key: report[key] for key in ("n_utterances", "n_embedded", "n_skipped", "n_speakers")}

@@ -10,6 +10,8 @@ writes, under ``<output_folder>/teacher/``:
   with :func:`semtts.extract.teacher.expected_metadata`;
 - ``report.json``: counts, and the utterances skipped with the reason
   (unreadable or too short audio);
+- ``settings.json``: what the (partial) outputs are made with: the teacher
+  metadata and the sha256 of the stage-2 manifests;
 - ``done`` when every shard has finished.
 
 The stage resumes: an utterance whose file exists is not recomputed
@@ -17,7 +19,12 @@ The stage resumes: an utterance whose file exists is not recomputed
 one interleaved shard; ``--shard i/n`` runs one shard only (a cluster job;
 no ``done`` marker, a final run without ``--shard`` finds the files and
 finishes the stage; ``--force`` with ``--shard`` recomputes that shard's
-files and takes over ``meta.json``).
+files). Outputs made with another teacher or other manifests are refused
+(one line, before anything is removed) unless ``--force`` is given without
+``--shard``: a shard never mixes its files with those of other settings. A
+shard run that writes removes the ``done`` marker (a final run without
+``--shard`` writes it again); on a finished stage, a shard without
+``--force`` does nothing.
 
     python -m semtts.stages.teacher_features HPARAMS.yaml [--force] [--shard i/n] [--device cuda]
 
@@ -42,11 +49,13 @@ from semtts.extract.common import (collect_items, feature_path, parse_shard, pop
                                    shard_items, write_metadata)
 from semtts.extract.teacher import extract_teacher_features, load_whisper_teacher
 from semtts.host_memory import keep_freed_memory
-from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
+                                  parse_stage_args, read_done, run_stage)
 
 __all__ = ["SETTINGS", "collect_audio", "main"]
 
 STAGE = "4 teacher features"
+PROGRESS_NAME = "settings.json"  # the teacher and manifests the partial outputs were made with
 # The hparams that decide this stage's outputs.
 SETTINGS = ("whisper_model", "whisper_layer", "allow_random_init", "whisper_random_dims")
 
@@ -102,20 +111,71 @@ def _load_teacher(hp: dict):
     )
 
 
-def _claim_output(out_dir: Path, meta: dict, replace: bool) -> None:
-    """Write ``meta.json``, or check that the existing one describes the same
-    features (files of another teacher must never be mixed)."""
-    meta_path = out_dir / "meta.json"
-    if meta_path.is_file() and not replace:
-        stored = read_metadata(meta_path)
-        changed = sorted(k for k in meta if stored.get(k) != meta[k])
-        if changed:
-            raise ConfigError(
-                f"{meta_path}: the features there come from another teacher ({', '.join(changed)} differ); "
-                "rerun with --force to replace them"
-            )
+def _progress_settings(teacher_meta: dict, tokens_dir: Path) -> dict:
+    """What partial outputs are made with: the teacher's metadata and the manifests' digest."""
+    return comparable_settings({**teacher_meta, "manifests_sha256": _manifest_digest(tokens_dir)})
+
+
+def _check_progress(out_dir: Path, progress: dict) -> None:
+    """Refuse partial outputs made with another teacher or other manifests
+    (``settings.json``; for folders of older semtts, the teacher in
+    ``meta.json``): files of two settings must never be mixed.
+
+    Arguments
+    ---------
+    out_dir : Path
+        The ``teacher`` folder.
+    progress : dict
+        From :func:`_progress_settings`.
+
+    Raises
+    ------
+    ConfigError
+        One line naming what differs; only a run without ``--shard`` may
+        replace the outputs (``--force``).
+    """
+    path, meta_path = out_dir / PROGRESS_NAME, out_dir / "meta.json"
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise ConfigError(f"{path}: unreadable, so the settings of the partial outputs are unknown; "
+                              "rerun without --shard with --force")
+        keys = set(recorded) | set(progress)
+    elif meta_path.is_file():  # made before settings.json existed: compare the teacher only
+        recorded, keys = read_metadata(meta_path), set(progress) - {"manifests_sha256"}
+    else:
         return
-    write_metadata(meta_path, meta)
+    changed = sorted(k for k in keys if recorded.get(k) != progress.get(k))
+    if changed:
+        raise ConfigError(f"{out_dir}: the partial outputs there come from another teacher or other manifests "
+                          f"({', '.join(changed)} differ); only a run without --shard may replace them: "
+                          f"rerun without --shard with --force, or remove {out_dir}")
+
+
+def _claim_output(out_dir: Path, progress: dict, meta: dict) -> None:
+    """Record the settings of the partial outputs and write ``meta.json``
+    (after :func:`_check_progress`; the files are written once)."""
+    if not (out_dir / PROGRESS_NAME).is_file():
+        write_json_atomic(out_dir / PROGRESS_NAME, progress)
+    if not (out_dir / "meta.json").is_file() or any(read_metadata(out_dir / "meta.json").get(k) != v
+                                                     for k, v in comparable_settings(meta).items()):
+        write_metadata(out_dir / "meta.json", meta)
+
+
+def _check_done_for_shard(marker: Path, settings: dict, force: bool) -> bool:
+    """Whether a shard run has nothing to do: the stage is done with these
+    settings (and no ``--force``). A marker of other settings is refused,
+    also with ``--force``, before anything is removed."""
+    if not marker.is_file():
+        return False
+    changed = changed_settings(read_done(marker, "stage 4")["settings"], comparable_settings(settings))
+    if changed:
+        raise ConfigError(f"{marker}: outputs were made with other settings ({', '.join(changed)}); a shard redoes "
+                          "only its own files: rerun without --shard with --force, or use another --tag")
+    return not force
 
 
 def _shard_report_path(out_dir: Path, i: int, n: int) -> Path:
@@ -164,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     shard, argv = pop_option(list(sys.argv[1:] if argv is None else argv), "--shard")
     args = parse_stage_args(argv)
     hp = load_stage_hparams(args.hparams_file, args.overrides)
-    out_dir = Path(hp["output_folder"]) / "teacher"
+    tokens_dir, out_dir = Path(hp["output_folder"]) / "tokens", Path(hp["output_folder"]) / "teacher"
     device = _device(args.run_opts)
     progress = not _run_option(args.run_opts, "noprogressbar")
     num_workers = min(4, os.cpu_count() or 1) if device.startswith("cuda") else 0
@@ -172,25 +232,35 @@ def main(argv: list[str] | None = None) -> int:
     if nj < 1:
         raise ConfigError(f"nj must be >= 1, got {nj}")
 
+    settings = {key: hp[key] for key in SETTINGS}
+    settings["seed"] = hp["seed"] if hp["allow_random_init"] else None
+    settings["manifests_sha256"] = _manifest_digest(tokens_dir)
+
     if shard is not None:  # one shard: no done marker
         i, n = parse_shard(shard)
+        if _check_done_for_shard(out_dir / DONE_NAME, settings, args.force):
+            log(STAGE, f"shard {i}/{n} skipped: the stage is already done ({out_dir / DONE_NAME}); --force redoes it")
+            return 0
         audio = collect_audio(hp)
         teacher = _load_teacher(hp)
-        _claim_output(out_dir, teacher.metadata(), replace=args.force)
+        made_with = _progress_settings(teacher.metadata(), tokens_dir)
+        _check_progress(out_dir, made_with)  # also with --force: files of two teachers are never mixed
+        (out_dir / DONE_NAME).unlink(missing_ok=True)  # this shard writes: the stage is not finished any more
+        _claim_output(out_dir, made_with, teacher.metadata())
         _extract_shard(hp, teacher, audio, out_dir, i, n, device, args.force, progress, num_workers)
         return 0
 
-    settings = {key: hp[key] for key in SETTINGS}
-    settings["seed"] = hp["seed"] if hp["allow_random_init"] else None
-    settings["manifests_sha256"] = _manifest_digest(Path(hp["output_folder"]) / "tokens")
-
     def body() -> dict:
         audio = collect_audio(hp)
+        teacher = _load_teacher(hp)  # downloads the weights once, before any subprocess
+        made_with = _progress_settings(teacher.metadata(), tokens_dir)
         if args.force:
             for stale in ("feats", "reports"):
                 shutil.rmtree(out_dir / stale, ignore_errors=True)
-        teacher = _load_teacher(hp)  # downloads the weights once, before any subprocess
-        _claim_output(out_dir, teacher.metadata(), replace=args.force)
+            for stale in (PROGRESS_NAME, "meta.json", "report.json"):
+                (out_dir / stale).unlink(missing_ok=True)
+        _check_progress(out_dir, made_with)
+        _claim_output(out_dir, made_with, teacher.metadata())
         log(STAGE, f"{len(audio)} utterances, Whisper {teacher.name} layer {teacher.layer} (D={teacher.dim}) "
                    f"on {device}, {nj} job(s)")
         shutil.rmtree(out_dir / "reports", ignore_errors=True)
