@@ -264,5 +264,6 @@ def test_cuda_training_loads_batches_into_pinned_memory():
     from semtts.stages.train import loader_kwargs
 
     hp = {"num_workers": 0, "dynamic_batching": False, "batch_size": 2}
-    assert loader_kwargs(hp, None, train=True, pin_memory=True)["pin_memory"] is True
-    assert loader_kwargs(hp, None, train=False)["pin_memory"] is False
+    for device, pinned in (("cuda", True), ("cuda:1", True), (torch.device("cuda", 0), True), ("cpu", False)):
+        for train in (True, False):
+            assert loader_kwargs(hp, None, train=train, device=device)["pin_memory"] is pinned

@@ -109,14 +109,17 @@ def test_half_precision_inputs_run_the_dp_in_fp32(backend, dtype):
     _check(v, path, x, y)
 
 
-def test_half_precision_false_ties_are_avoided():
-    # 2048 + 1 is not representable in fp16: a DP in fp16 would see a tie here.
-    v = torch.zeros(1, 3, 2, dtype=torch.float16)
-    v[0, 0, 0] = 2048.0
-    v[0, 1, 0], v[0, 1, 1] = 1.0, 2.0
-    v[0, 2, 1] = 0.0
-    path = maximum_path(v)
-    assert path[0].sum(0).tolist() == [1, 2]
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype,big", [(torch.float16, 2048.0), (torch.bfloat16, 256.0)])
+def test_half_precision_false_ties_are_avoided(backend, dtype, big):
+    # big + 1 is not representable in the half type: a DP there sees 'big' for both ways through the second
+    # frame and breaks the false tie towards [1, 2]; in fp32 the path through (1, 0) is worth one more: [2, 1]
+    v = torch.zeros(1, 3, 2, dtype=dtype)
+    v[0, 0, 0], v[0, 1, 0] = big, 1.0
+    assert (v[0, 0, 0] + v[0, 1, 0]).item() == big  # the tie a half-precision DP would see
+    path = maximum_path(v, backend=backend)
+    assert path[0].sum(0).tolist() == [2, 1]
+    _check(v.double(), path, torch.tensor([2]), torch.tensor([3]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -213,13 +216,14 @@ def test_triton_backend_on_a_cpu_needs_an_interpreter_that_runs_it(monkeypatch, 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_unvalidated_bad_lengths_never_write_out_of_bounds(backend):
-    v = torch.randn(3, 10, 6)
-    guard = torch.zeros(3 * 10 * 6 + 64)
-    out = guard[32:32 + 180].view(3, 10, 6)
+    # the path is written in place over the scores, a view into a larger buffer whose ends must stay untouched
+    guard = torch.full((3 * 10 * 6 + 64,), 7.0)
+    guard[32:32 + 180] = torch.randn(180)
+    scores = guard[32:32 + 180].view(3, 10, 6)
     x, y = torch.tensor([99, 4, 0]), torch.tensor([500, 2, 5])
-    path = maximum_path(v, x, y, backend=backend, validate=False, inplace=False)
-    out.copy_(path)
-    assert torch.all(guard[:32] == 0) and torch.all(guard[-32:] == 0)
+    path = maximum_path(scores, x, y, backend=backend, validate=False, inplace=True)
+    assert path.data_ptr() == scores.data_ptr()
+    assert torch.all(guard[:32] == 7.0) and torch.all(guard[-32:] == 7.0)
     assert path[1].sum() == 0 and path[2].sum() == 0  # no valid path: all zero
     assert path[0].sum() == 10  # clamped to the tensor: a full path
 

@@ -115,7 +115,7 @@ def test_adapter_is_a_gated_residual():
         SemPred(8, 4, kernel_size=4)
 
 
-def test_gradients_reach_the_student_and_the_gate_not_the_teacher():
+def test_gradients_reach_the_student_the_adapter_and_the_text_encoder():
     torch.manual_seed(2)
     encoder = TextEncoder(n_vocab=12, out_channels=4, hidden_channels=16, filter_channels=32, n_heads=2, n_layers=1)
     sempred = SemPred(16, 6, hidden=24)
@@ -134,4 +134,4 @@ def test_gradients_reach_the_student_and_the_gate_not_the_teacher():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in sempred.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in adapter.parameters())
     assert encoder.embedding.weight.grad.abs().sum() > 0  # the text encoder learns from the distillation
-    assert teacher.grad is None and not teacher.requires_grad
+    # that no gradient reaches the teacher features in training: tests/test_semantic_stages.py

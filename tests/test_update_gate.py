@@ -39,15 +39,22 @@ def test_skips_exactly_the_nonfinite_steps(device):
     assert not all(torch.equal(a, p) for a, p in zip(after_one, net.parameters()))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 gradient scaling needs CUDA")
-def test_fp16_scaler_skips_a_poisoned_step():
-    net, opt, gate = make("cuda", precision_scaler=True)
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+@pytest.mark.parametrize("why", ["other network skipped", "non-finite loss"])
+def test_an_enabled_scaler_skips_a_poisoned_step(device, why):
+    # an enabled (fp16) scaler skips by its own overflow check: poison() must make the gradients non-finite
+    net, opt, gate = make(device, precision_scaler=True)
     step(net, gate, 1.0)
     before = [p.detach().clone() for p in net.parameters()]
-    loss = net(torch.ones(3, 4, device="cuda")).sum()
+    state_step = float(opt.state[net.weight]["step"])
+    loss = net(torch.ones(3, 4, device=device)).sum()
     gate.scaler.scale(loss).backward()
-    ok, _ = gate.update([loss], None, also=torch.zeros((), device="cuda"))  # the other network skipped
+    if why == "other network skipped":
+        ok, _ = gate.update([loss], None, also=torch.zeros((), device=device))
+    else:
+        ok, _ = gate.update([loss * float("nan")], None)  # the gradients themselves are finite
     assert float(ok) == 0.0 and all(torch.equal(a, p) for a, p in zip(before, net.parameters()))
+    assert float(opt.state[net.weight]["step"]) == state_step
 
 
 def test_running_means_leave_out_skipped_steps():

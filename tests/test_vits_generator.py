@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils import parametrize
 from hyperpyyaml import load_hyperpyyaml
 
 from semtts.errors import ConfigError, DataError
@@ -378,7 +379,10 @@ def test_voice_conversion_and_weight_norm_removal():
     tokens, token_lengths, _, _ = batch(2)
     torch.manual_seed(3)
     before = model.infer(tokens, token_lengths, sid=torch.tensor([0, 1]))
+    assert any(parametrize.is_parametrized(m) for m in model.modules())
     model.remove_weight_norm()
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())  # folded into plain weights
+    assert not any("original0" in name or "weight_g" in name for name, _ in model.named_parameters())
     torch.manual_seed(3)
     after = model.infer(tokens, token_lengths, sid=torch.tensor([0, 1]))
     assert torch.allclose(before.waveform, after.waveform, atol=1e-5)

@@ -181,13 +181,20 @@ def training_vectors(vectors: SpeakerVectors, manifests: dict[str, Path], mode: 
     return embeds
 
 
-def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool, pin_memory: bool = False) -> dict:
+def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool, device: str | torch.device = "cpu") -> dict:
     """DataLoader options: length-bucketed dynamic batches for training when
     ``dynamic_batching`` is set, fixed ``batch_size`` otherwise; batches in
-    pinned memory for a CUDA run (``pin_memory``), so that moving them to the
-    GPU does not hold up the host."""
+    pinned memory when the run's ``device`` is a GPU, so that moving them
+    there does not hold up the host.
+
+    Example
+    -------
+    >>> hp = {"num_workers": 0, "dynamic_batching": False, "batch_size": 2}
+    >>> loader_kwargs(hp, None, train=True, device="cuda:1")["pin_memory"], loader_kwargs(hp, None, False)["pin_memory"]
+    (True, False)
+    """
     kwargs = {"num_workers": hp["num_workers"], "collate_fn": collate_readable,  # unreadable files: skipped
-              "pin_memory": pin_memory}
+              "pin_memory": torch.device(device).type == "cuda"}
     if train and hp["dynamic_batching"]:
         kwargs["batch_sampler"] = make_train_sampler(dataset, hp["max_batch_seconds"], hp["num_buckets"], hp["seed"])
     else:
@@ -453,13 +460,12 @@ def train(stage: str, argv: list[str] | None = None) -> int:
             run_opts=args.run_opts,
             checkpointer=checkpointer,
         )
-        on_cuda = torch.device(brain.device).type == "cuda"
         brain.fit(
             hp["epoch_counter"],
             datasets["train"],
             datasets["valid"],
-            train_loader_kwargs=loader_kwargs(hp, datasets["train"], train=True, pin_memory=on_cuda),
-            valid_loader_kwargs=loader_kwargs(hp, datasets["valid"], train=False, pin_memory=on_cuda),
+            train_loader_kwargs=loader_kwargs(hp, datasets["train"], train=True, device=brain.device),
+            valid_loader_kwargs=loader_kwargs(hp, datasets["valid"], train=False, device=brain.device),
         )
         return {"epochs": hp["number_of_epochs"]}
 
