@@ -87,6 +87,7 @@ def check(device, out) -> int:
 
 
 def variants(device, out) -> None:
+    info = {**machine_info(device), "triton": triton.__version__}  # on every line, as in the other benchmarks
     gen = torch.Generator().manual_seed(1)
     for t_text in (512, 2048):
         v = torch.randn(16, 4 * t_text, t_text, generator=gen, device="cpu").to(device)
@@ -96,19 +97,19 @@ def variants(device, out) -> None:
         for ring in (True, False):
             for warps in (4, 8, 16):
                 ms = median_ms(lambda: maximum_path_triton(v, path, x, y, ring=ring, num_warps=warps), device, 2, 5)
-                emit({"bench": "mas_variant", "device": str(device), "T_text": t_text, "ring": ring,
+                emit({"bench": "mas_variant", **info, "T_text": t_text, "ring": ring,
                       "num_warps": warps, "median_ms": round(ms, 4)}, out)
         for dtype in (torch.bfloat16, torch.float16):
             vd = v.to(dtype)
             ms = median_ms(lambda: maximum_path(vd, x, y, validate=False), device, 2, 5)
-            emit({"bench": "mas_dtype", "device": str(device), "T_text": t_text, "dtype": str(dtype),
+            emit({"bench": "mas_dtype", **info, "T_text": t_text, "dtype": str(dtype),
                   "median_ms": round(ms, 4)}, out)
         glow = v.transpose(1, 2).contiguous()
         ms = median_ms(lambda: maximum_path(glow, x, y, layout="glow", validate=False), device, 2, 5)
-        emit({"bench": "mas_layout", "device": str(device), "T_text": t_text, "layout": "glow",
+        emit({"bench": "mas_layout", **info, "T_text": t_text, "layout": "glow",
               "median_ms": round(ms, 4)}, out)
         ms = median_ms(lambda: maximum_path(v, x, y), device, 2, 5)
-        emit({"bench": "mas_validate", "device": str(device), "T_text": t_text, "validate": True,
+        emit({"bench": "mas_validate", **info, "T_text": t_text, "validate": True,
               "median_ms": round(ms, 4)}, out)
         del v, path, glow
 

@@ -1,93 +1,174 @@
 #!/usr/bin/env bash
-# Every GPU check and benchmark of semtts in one command, for a CUDA machine
-# that has torch, triton and numba (the Python packages semtts needs beyond
-# those can travel as wheels in .whl/, see the README's development section).
+# The GPU checks and benchmarks of semtts, for a CUDA machine that has torch, triton and numba (the lent
+# H100/H200 image). The Python packages semtts needs beyond those travel as wheels in .whl/ (ignored by
+# git; carry it) and are installed here into /tmp/semtts_site, offline, when they do not import.
 #
-#   bash bench/gpu_run.sh [OUT_DIR]                 # default OUT_DIR: bench/results/gpu
-#   SECTIONS="tests infer train" bash bench/gpu_run.sh OUT_DIR   # a subset
+#   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 6-9 minutes
+#   SECTIONS="tests mas profile" bash bench/gpu_run.sh OUT_DIR   # second call, only if budget is left: ~4 min
 #
-# Sections, in order: tests (CUDA-only tests: graphs, MAS kernel, features),
-# mas (Triton kernel check and timing), infer (eager and CUDA-graph
-# synthesis), train (train step, eager: fp32/bf16/fp16 x batch 32/64, and
-# bf16/fp16 with every 1-D convolution in NHWC),
-# profile (where a bf16 step's time goes, batch 32: host and GPU time per part
-# of the step, calls that waited for the GPU, operators, and every convolution
-# call timed alone in NCHW, NHWC and folded layouts), compile (train step with
-# --compile, bf16, new lengths every step, against eager on the same batches), compile_nhwc (the same with
-# the decoder's and discriminator's convolutions in NHWC, batch 32), campplus, whisper;
-# not by default: experiments
-# (cudnn.benchmark and NHWC period discriminators, both measured slower or
-# bigger on an H200 in bench/results/gpu_h200/).
-# Writes JSON lines per benchmark and a log. All the default sections take
-# more than one 10-minute device call: "tests compile" (about 9 minutes, most
-# of it compiling), then "compile_nhwc" (2-3 minutes on the same machine),
-# then "train profile infer mas" (about 5).
+# In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
+# the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
+#
+# Default sections, decisive first (SECTIONS="infer train_core compile"):
+#   infer       bench/infer.py: eager and CUDA-graph synthesis at 100/200/400 tokens (~10 s-1 min)
+#   train_core  bench/train_step.py vits_base, eager, batch 32 and 64, bf16 and fp32, 8 steps (~1-2 min)
+#   compile     train step with --compile, bf16, batch 32 and 64, new lengths every step, then eager on
+#               the same batches for the comparison (~5 min, most of it compiling)
+# By name only: tests (CUDA-only tests), mas (Triton kernel check against the CPU and timing), train
+# (train_core plus fp16, and bf16/fp16 with every 1-D convolution in NHWC), profile (where a bf16 batch-32
+# step's time goes, and every convolution call timed alone per layout), compile_nhwc, campplus, whisper,
+# experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on an H200 in
+# bench/results/gpu_h200/). Each section writes its own jsonl (profile a .txt), all of it is in
+# OUT_DIR/log.txt; the default call leaves 5 files, "tests mas profile" 5 (the tool returns at most 8).
+# Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 540) after the start, so
+# one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
+# passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS:-tests mas infer train profile compile compile_nhwc campplus whisper}
-mkdir -p "$out"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-status=0
-step() {
-    echo "=== $* ($(date +%H:%M:%S))"
-    "$@" || { echo "=== FAILED: $*"; status=1; }
+sections=${SECTIONS-infer train_core compile}
+deadline=$((SECONDS + ${DEADLINE_S:-540}))
+site=${SEMTTS_SITE:-/tmp/semtts_site}
+mkdir -p "$out" || exit 2
+exec > >(tee -a "$out/log.txt") 2>&1
+tee_pid=$!
+ok=() failed=() skipped=() card=""
+json_list() { local s="" x; for x in "$@"; do s+="${s:+, }\"$x\""; done; printf '[%s]' "$s"; }
+finish() {  # finish STATUS [WHY]: the one-line summary, the log completed, exit STATUS
+    local why=${2:-$( (($1)) && echo FAILED || echo ok)}
+    echo "{\"gpu_run\": \"$why\", \"card\": \"$card\", \"seconds\": $SECONDS, \"ok\": $(json_list "${ok[@]}")," \
+        "\"failed\": $(json_list "${failed[@]}"), \"skipped\": $(json_list "${skipped[@]}")}"
+    exec >&- 2>&-
+    wait "$tee_pid" 2>/dev/null
+    exit "$1"
+}
+echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-540} s ($(date +%H:%M:%S))"
+known=" tests mas infer train_core train profile compile compile_nhwc campplus whisper experiments "
+for s in $sections; do
+    [[ $known == *" $s "* ]] || { echo "gpu_run: unknown section '$s' (known:$known)"; finish 2 unknown_section; }
+done
+
+# a CUDA device first: nothing else is worth doing without one
+if ! gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1) || [[ -z $gpu ]]; then
+    echo "gpu_run: no CUDA device visible (nvidia-smi: ${gpu:-no output}); nothing run"
+    finish 2 no_cuda
+fi
+echo "$gpu"
+card=$(head -n1 <<<"$gpu" | grep -oiE '\b[A-Z]{1,2}[0-9]{2,4}[A-Z]?\b' | head -n1 | tr '[:upper:]' '[:lower:]')
+echo "gpu_run: afterwards copy $out/* to bench/results/gpu_${card:-CARD}/"
+
+# the packages beyond torch/triton/numba: offline, from .whl/, into $site (no compiling, no dependencies)
+export PYTHONPATH=$PWD:$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+pip_install() { python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$@"; }
+if ! python3 -c "import speechbrain, hyperpyyaml, soundfile" 2>/dev/null && [[ -d .whl ]]; then
+    echo "=== installing .whl/*.whl into $site ($(date +%H:%M:%S))"
+    if ! pip_install .whl/*.whl; then  # one wheel that does not fit: the others one by one
+        for w in .whl/*.whl; do pip_install "$w" || echo "gpu_run: could not install $w"; done
+    fi
+fi
+# fail fast, in one line, if anything the benchmarks import is still missing (whisper: its own section)
+if ! python3 - <<'EOF'; then finish 3 missing_packages; fi
+import importlib, sys
+missing = []
+for name in ("torch", "triton", "numba", "speechbrain", "hyperpyyaml", "soundfile", "semtts.brain"):
+    try:
+        importlib.import_module(name)
+    except Exception as err:  # noqa: BLE001 - a broken install is as missing as an absent one
+        missing.append(f"{name} ({type(err).__name__}: {err})")
+if missing:
+    sys.exit("gpu_run: missing Python packages: " + "; ".join(missing) + " (carry .whl/?)")
+import torch, triton
+print("torch", torch.__version__, "triton", triton.__version__, "python", sys.version.split()[0])
+EOF
+if ! python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    echo "gpu_run: torch sees no CUDA device (torch.cuda.is_available() is False); nothing run"
+    finish 2 no_cuda
+fi
+
+step() {  # step NAME TIMEOUT_S COMMAND...: run it with a timeout clamped to the deadline
+    local name=$1 limit=$2 rc=0 t0=$SECONDS left
+    shift 2
+    left=$((deadline - SECONDS - 10))
+    if ((left < 30)); then
+        echo "=== SKIPPED $name: ${left} s left before the deadline" >&2
+        skipped+=("$name")
+        return
+    fi
+    ((limit > left)) && limit=$left
+    echo "=== $name (timeout $limit s, $(date +%H:%M:%S)): $*" >&2
+    timeout -k 15 "$limit" "$@" || rc=$?
+    echo "=== $name: rc $rc, $((SECONDS - t0)) s$( ((rc == 124 || rc == 137)) && echo ', TIMED OUT')" >&2
+    if ((rc)); then failed+=("$name"); else ok+=("$name"); fi
 }
 want() { [[ " $sections " == *" $1 "* ]]; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-if want tests; then
-    # the compiled parts' inductor case on CUDA only (its CPU case runs in CI): a minute less
-    step python3 -m pytest -q -p no:cacheprovider tests/test_graphed_inference.py tests/test_update_gate.py \
-        tests/test_audio_features.py tests/test_vits_generator.py tests/test_compiled_parts.py \
-        -k "not (dynamic_shape_parts and cpu)"
-    step python3 -m pytest -q -p no:cacheprovider tests/test_brain.py -k nonfinite
-fi
-if want mas; then
-    step python3 bench/gpu_check_mas.py --skip-bench --out "$out/mas_check.jsonl"
-    step python3 bench/mas.py --device cuda --backends triton --out "$out/mas.jsonl"
-fi
+train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml)
+
 if want infer; then
-    step python3 bench/infer.py --device cuda --iters 20 --out "$out/infer.jsonl"
+    step infer 150 python3 bench/infer.py --device cuda --iters 20 --out "$out/infer.jsonl"
 fi
-if want train; then
-    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-        --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step.jsonl"
-    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --channels_last_conv1d \
-        --batch_sizes 32 64 --precisions bf16 fp16 --steps 12 --out "$out/train_step_channels_last_conv1d.jsonl"
-fi
-if want profile; then
-    step python3 bench/profile_train_step.py --batch_size 32 --precision bf16 > "$out/profile_b32_bf16.txt"
-    step python3 bench/conv_shapes.py --device cuda --config hparams/model/vits_base.yaml --batch_size 32 \
-        --precision bf16 --out "$out/conv_shapes_b32_bf16.jsonl"
-fi
-if want experiments; then
-    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --cudnn_benchmark \
-        --batch_sizes 32 64 --precisions bf16 fp16 fp32 --steps 12 --out "$out/train_step_cudnn_benchmark.jsonl"
-    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml --channels_last_disc \
-        --batch_sizes 32 64 --precisions bf16 fp32 --steps 12 --out "$out/train_step_channels_last_disc.jsonl"
+if want train_core || want train; then
+    step train_core 240 "${train[@]}" --batch_sizes 32 64 --precisions bf16 fp32 --steps 8 \
+        --out "$out/train_step.jsonl"
 fi
 if want compile; then
     # every part --compile takes (semtts.compiled_parts): the fixed-shape discriminator and decoder, and the
     # variable-length posterior encoder, flow and duration loss with dynamic shapes; a new batch (new lengths)
     # every step, so compiled_graphs shows whether anything compiled again
-    step timeout 390 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-        --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --vary_batches --out "$out/train_step_compile.jsonl"
+    step compile 330 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --vary_batches \
+        --out "$out/train_step_compile.jsonl"
     # the same batches eager, for the comparison on the same machine
-    step python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-        --batch_sizes 32 64 --precisions bf16 --steps 8 --vary_batches --out "$out/train_step_vary_eager.jsonl"
+    step compile_eager 150 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --vary_batches \
+        --out "$out/train_step_vary_eager.jsonl"
+fi
+if want tests; then
+    # the compiled parts' inductor case on CUDA only (its CPU case runs in CI)
+    step tests 240 python3 -m pytest -q -p no:cacheprovider tests/test_graphed_inference.py \
+        tests/test_update_gate.py tests/test_audio_features.py tests/test_vits_generator.py \
+        tests/test_compiled_parts.py -k "not (dynamic_shape_parts and cpu)"
+    step tests_nonfinite 120 python3 -m pytest -q -p no:cacheprovider tests/test_brain.py -k nonfinite
+fi
+if want mas; then
+    step mas_check 150 python3 bench/gpu_check_mas.py --skip-bench --out "$out/mas_check.jsonl"
+    step mas 120 python3 bench/mas.py --device cuda --backends triton --out "$out/mas.jsonl"
+fi
+if want profile; then
+    step profile 180 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
+        > "$out/profile_b32_bf16.txt"
+    step conv_shapes 180 python3 bench/conv_shapes.py --device cuda --config hparams/model/vits_base.yaml \
+        --batch_size 32 --precision bf16 --out "$out/conv_shapes_b32_bf16.jsonl"
+fi
+if want train; then
+    step train_fp16 120 "${train[@]}" --batch_sizes 32 64 --precisions fp16 --steps 8 --out "$out/train_step.jsonl"
+    step train_nhwc 180 "${train[@]}" --channels_last_conv1d --batch_sizes 32 64 --precisions bf16 fp16 \
+        --steps 8 --out "$out/train_step_channels_last_conv1d.jsonl"
 fi
 if want compile_nhwc; then
     # --compile with the decoder's and the discriminator's 1-D convolutions as channels-last 2-D ones
-    # (semtts.conv_layout): no cuDNN layout conversions around their bf16 kernels; batch 32 only (after the
-    # compile section, on the same machine, the variable-length parts come from inductor's cache)
-    step timeout 300 python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \
-        --batch_sizes 32 --precisions bf16 --steps 8 --compile --channels_last_conv1d --vary_batches \
-        --out "$out/train_step_compile_nhwc.jsonl"
+    # (semtts.conv_layout); batch 32 only (after compile on the same machine: inductor's cache helps)
+    step compile_nhwc 300 "${train[@]}" --batch_sizes 32 --precisions bf16 --steps 8 --compile \
+        --channels_last_conv1d --vary_batches --out "$out/train_step_compile_nhwc.jsonl"
 fi
 if want campplus; then
-    step python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"
+    step campplus 120 python3 bench/campplus.py --devices cuda --out "$out/campplus.jsonl"
 fi
 if want whisper; then
-    step timeout 240 python3 bench/whisper_features.py --out "$out/whisper_features.jsonl"
+    if ! python3 -c "import whisper" 2>/dev/null && compgen -G ".whl/openai_whisper-*.tar.gz" >/dev/null; then
+        echo "=== installing .whl/openai_whisper-*.tar.gz into $site"
+        pip_install .whl/openai_whisper-*.tar.gz || echo "gpu_run: could not install openai-whisper"
+    fi
+    if python3 -c "import whisper"; then
+        step whisper 240 python3 bench/whisper_features.py --out "$out/whisper_features.jsonl"
+    else
+        echo "gpu_run: whisper does not import; whisper section not run"
+        failed+=("whisper")
+    fi
 fi
-exit $status
+if want experiments; then
+    step cudnn_benchmark 240 "${train[@]}" --cudnn_benchmark --batch_sizes 32 64 --precisions bf16 fp16 fp32 \
+        --steps 8 --out "$out/train_step_cudnn_benchmark.jsonl"
+    step channels_last_disc 240 "${train[@]}" --channels_last_disc --batch_sizes 32 64 --precisions bf16 fp32 \
+        --steps 8 --out "$out/train_step_channels_last_disc.jsonl"
+fi
+
+status=0
+((${#failed[@]} + ${#skipped[@]})) && status=1
+finish $status

@@ -28,6 +28,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, machine_info  # noqa: E402
 from train_step import host_copies, load_hparams, make_batch  # noqa: E402
 
 
@@ -118,6 +119,8 @@ def main(argv=None) -> None:
     parser.add_argument("--min_seconds", type=float, default=2.0)
     parser.add_argument("--max_seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
+    # first line: the machine, torch version, device and settings (JSON, as the other benchmarks), then the tables
+    emit({"bench": "profile_train_step", **machine_info(torch.device(args.device)), **vars(args)})
     from semtts.brain import VITSBrain
 
     on_cuda = args.device.startswith("cuda")

@@ -147,6 +147,8 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "median_ms": round(ms, 1), "steady_ms": round(steady_ms, 1), "enqueue_ms": round(enqueue_ms, 1),
                 "audio_s_per_s": round(audio_s / (steady_ms / 1000.0), 2),
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
+                # a CPU's peak RSS cannot be reset: it covers every earlier setting of this run too
+                "peak_memory_scope": "this setting" if device.type == "cuda" else "process so far",
                 "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
                 "compile_module_keys": args.compile and args.compile_module_keys,
                 "compiled_graphs": compiled_graphs() - graphs_before, "vary_batches": args.vary_batches,
