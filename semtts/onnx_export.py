@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from semtts.durable import write_atomically
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.lobes.vits.weight_norm import remove_weight_norm
 
@@ -179,16 +180,17 @@ def export_onnx(generator: nn.Module, path: str | Path, opset: int = DEFAULT_OPS
     if graph.speaker_input:
         dynamic_axes[graph.speaker_input] = {0: "batch"}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        # the tracer warns about every Python number it freezes; the graph's
-        # dynamic parts are checked against PyTorch at other lengths instead
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph, inputs, str(tmp), input_names=graph.input_names, output_names=OUTPUT_NAMES,
-                          dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False,
-                          do_constant_folding=True)
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            # the tracer warns about every Python number it freezes; the graph's
+            # dynamic parts are checked against PyTorch at other lengths instead
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, inputs, str(tmp), input_names=graph.input_names, output_names=OUTPUT_NAMES,
+                              dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False,
+                              do_constant_folding=True)
+
+    write_atomically(path, write)
     return path
 
 

@@ -16,9 +16,6 @@ Example
 torch.Size([1, 16000])
 """
 
-import contextlib
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,7 @@ import torchaudio.functional as AF
 import torchaudio.transforms as AT
 from torch import nn
 
-from semtts.durable import fsync_path
+from semtts.durable import write_atomically
 from semtts.errors import DataError, first_line
 
 __all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info"]
@@ -119,10 +116,10 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
     """Write ``[T]`` or ``[C, T]`` float audio as 16-bit PCM (wav) or the
     format the file name implies; parent folders are created.
 
-    The file is written atomically: to a temporary file beside it (same
-    suffix, so the same format), flushed, then renamed onto ``path``. A
-    failed or interrupted write leaves an earlier file at ``path`` as it was,
-    and no temporary file behind.
+    The file is written atomically (:func:`semtts.durable.write_atomically`:
+    a temporary file beside it in the format of ``path``'s suffix, flushed,
+    then renamed onto ``path``). A failed or interrupted write leaves an
+    earlier file at ``path`` as it was, and no temporary file behind.
 
     Arguments
     ---------
@@ -141,22 +138,14 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
     >>> os.listdir(folder), audio_info(os.path.join(folder, "b.flac")).frames
     (['b.flac'], 1600)
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = audio.detach().float().cpu()
     if data.dim() == 1:
         data = data.unsqueeze(0)
     data = data.clamp(-1.0, 1.0).numpy().T
-    subtype = "PCM_16" if path.suffix.lower() in (".wav", ".flac") else None
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        sf.write(str(tmp), data, sample_rate, subtype=subtype)
-        fsync_path(tmp)  # the data is on disk before the rename makes it the file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    suffix = Path(path).suffix.lower()
+    subtype = "PCM_16" if suffix in (".wav", ".flac") else None
+    fmt = suffix[1:].upper() or None  # given, not read from the temporary file's name
+    write_atomically(path, lambda tmp: sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt))
 
 
 def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:

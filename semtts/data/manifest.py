@@ -23,10 +23,10 @@ Example
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from semtts.durable import write_atomically
 from semtts.errors import DataError
 
 __all__ = [
@@ -56,14 +56,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     obj : Any
         A JSON-serialisable object.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(obj, ensure_ascii=False, indent=1)  # a value JSON cannot hold fails before any file
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_manifest(path: str | Path, items: dict[str, dict]) -> None:

@@ -165,7 +165,7 @@ def validate_utterance(
         n_frames = _cached_frames(cached, path, sample_rate)
         if n_frames is None:
             fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
-            _save_atomic(cached, fixed, sample_rate)
+            save_audio(cached, fixed, sample_rate)  # atomic: parallel workers or a kill leave no partial file
             n_frames = fixed.shape[1]
         duration = n_frames / sample_rate
         wav = f"{CACHE_ROOT}/{relative.as_posix()}"
@@ -242,14 +242,6 @@ def _cached_frames(cached: Path, source: Path, sample_rate: int) -> int | None:
     if info.samplerate != sample_rate or info.channels != 1 or info.frames == 0:
         return None
     return int(info.frames)
-
-
-def _save_atomic(path: Path, audio: torch.Tensor, sample_rate: int) -> None:
-    """Write through a temporary file and a rename, so parallel workers or a
-    killed job never leave a half-written cache file."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.wav")
-    save_audio(tmp, audio, sample_rate)
-    os.replace(tmp, path)
 
 
 def _declared_frames(path: Path, header_frames: int) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 
 from semtts import __version__
 from semtts.data.manifest import read_manifest, write_json_atomic
+from semtts.durable import write_atomically
 from semtts.errors import ConfigError, DataError
 
 __all__ = [
@@ -281,18 +282,11 @@ def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
     array : np.ndarray
         The data.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save adds no suffix
             np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # e.g. a full disk: no stray temporary file
-        raise
+
+    write_atomically(path, write)
 
 
 def load_array(path: str | Path) -> np.ndarray:
