@@ -57,8 +57,11 @@ card=$(head -n1 <<<"$gpu" | grep -oiE '\b[A-Z]{1,2}[0-9]{2,4}[A-Z]?\b' | head -n
 echo "gpu_run: afterwards copy $out/* to bench/results/gpu_${card:-CARD}/"
 
 # the packages beyond torch/triton/numba: offline, from .whl/, into $site (no compiling, no dependencies)
-export PYTHONPATH=$PWD:$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-pip_install() { python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$@"; }
+export PYTHONPATH=$PWD:$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+pip_install() {
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$@"
+}
 if ! python3 -c "import speechbrain, hyperpyyaml, soundfile" 2>/dev/null && [[ -d .whl ]]; then
     echo "=== installing .whl/*.whl into $site ($(date +%H:%M:%S))"
     if ! pip_install .whl/*.whl; then  # one wheel that does not fit: the others one by one

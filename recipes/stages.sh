@@ -129,7 +129,12 @@ caller_path() {
     if [[ "$key" == whisper_model || "$key" == eval_asr_model ]] && [[ "$value" != *.pt && "$value" != */* ]]; then
         echo "$value"; return  # a model name (tiny, large-v3, ...)
     fi
-    echo "$PWD/${value#./}"
+    local resolved="$PWD/${value#./}"
+    if [ -e "$SEMTTS_ROOT/${value#./}" ] && [ ! -e "$resolved" ]; then  # the reading of earlier versions exists
+        echo "note: --$key $value is read from this directory ($resolved), not from the repository root" \
+             "($SEMTTS_ROOT/${value#./} exists); give an absolute path to use that one" >&2
+    fi
+    echo "$resolved"
 }
 
 # SpeechBrain's on/off run options: flags without a value (--noprogressbar, --compile, ...).

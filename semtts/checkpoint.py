@@ -6,8 +6,11 @@ uninterrupted one.
 (``.tmp+CKPT+...``, a name SpeechBrain's checkpoint listing ignores), fsyncs
 its files, and only then renames it to ``CKPT+...``: a process killed at any
 moment leaves either a complete checkpoint or a temporary folder, never a
-``CKPT+`` folder with missing files. Deletion renames first too. Leftover
-temporary folders are removed when training resumes, and a checkpoint that
+``CKPT+`` folder with missing files. Deletion renames first too. A checkpoint
+saved again under the same custom name keeps its old version aside
+(``.replaced+``) until the new one has the name; a failed rename puts it back
+at once, a kill in between on the next resume. Leftover temporary folders
+are removed when training resumes, and a checkpoint that
 cannot be loaded raises :class:`CheckpointError` naming it, instead of a
 silent restart from scratch.
 
@@ -182,7 +185,12 @@ class AtomicCheckpointer(Checkpointer):
                     shutil.rmtree(replaced)
                 os.rename(final_dir, replaced)
                 fsync_path(final_dir.parent)
-            os.rename(tmp_dir, final_dir)
+            try:
+                os.rename(tmp_dir, final_dir)
+            except BaseException:
+                if replaced.exists() and not final_dir.exists():  # the old version keeps the name
+                    os.rename(replaced, final_dir)
+                raise
             fsync_path(final_dir.parent)
             if replaced.exists():
                 shutil.rmtree(replaced)

@@ -58,7 +58,9 @@ def copy_into_savedir(source: Path, savedir: str | Path) -> Path:
     :data:`semtts.pack.REPLACED`: weights, ``model.onnx``, ``spk_mean.npy``
     ...) and any file the new model brings are moved aside, and the new
     files moved in. ``savedir`` ends up holding exactly the new model plus
-    the user's other files; a failed copy puts everything back as it was.
+    the user's other files; a failed or interrupted copy puts everything
+    back as it was. A copy killed outright (the hidden folders are left)
+    is finished by the next call, which removes those folders first.
 
     Arguments
     ---------
@@ -90,6 +92,10 @@ def copy_into_savedir(source: Path, savedir: str | Path) -> Path:
     if target.exists() and not target.is_dir():
         raise DataError(f"savedir {savedir}: is a file, not a folder")
     created = not target.exists()
+    if not created:  # the hidden folders of a copy killed outright: the copy below replaces the model anyway
+        for leftover in sorted(target.glob(".semtts-new-*")) + sorted(target.glob(".semtts-old-*")):
+            logger.warning("savedir %s: removing %s, left by an interrupted copy", savedir, leftover.name)
+            shutil.rmtree(leftover, ignore_errors=True)
     staging = trash = None
     moved_out: list[str] = []
     moved_in: list[str] = []
@@ -108,10 +114,12 @@ def copy_into_savedir(source: Path, savedir: str | Path) -> Path:
             os.rename(staging / name, target / name)
             moved_in.append(name)
         fsync_path(target)
-    except OSError as err:
+    except BaseException as err:  # an interrupt too: the earlier model is put back
         kept = _undo_moves(target, staging, trash, moved_in, moved_out)
         if created and not kept:
             shutil.rmtree(target, ignore_errors=True)
+        if not isinstance(err, OSError):
+            raise
         raise DataError(f"savedir {savedir}: cannot copy the model there ({first_line(err, 150)})"
                         + (f"; the earlier files are in {trash}" if kept else "")) from None
     finally:

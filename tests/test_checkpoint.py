@@ -16,7 +16,8 @@ import pytest
 import torch
 from speechbrain.utils.epoch_loop import EpochCounter
 
-from semtts.checkpoint import TMP_PREFIX, AtomicCheckpointer, CheckpointError, RandomState, make_checkpointer
+from semtts.checkpoint import (REPLACED_PREFIX, TMP_PREFIX, AtomicCheckpointer, CheckpointError, RandomState,
+                               make_checkpointer)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,24 +136,29 @@ def test_delete_keeps_best_and_latest_and_custom_names_are_replaced(tmp_path):
     assert [c.meta["n"] for c in ckpter.list_checkpoints() if c.path == second.path] == [2]
 
 
-def test_a_named_checkpoint_survives_a_kill_while_it_is_replaced(tmp_path, monkeypatch):
+def test_a_named_checkpoint_survives_a_failure_or_a_kill_while_it_is_replaced(tmp_path, monkeypatch):
     net = torch.nn.Linear(2, 2)
     ckpter = AtomicCheckpointer(tmp_path, {"net": net})
-    ckpter.save_checkpoint(name="final", meta={"n": 1})
+    first = ckpter.save_checkpoint(name="final", meta={"n": 1})
     real_rename = os.rename
 
-    def killed_before_the_new_one_is_named(src, dst):
+    def failing_for_the_new_one(src, dst):
         if Path(src).name.startswith(TMP_PREFIX):
-            raise KeyboardInterrupt  # the process dies between the two renames
+            raise OSError(28, "No space left on device")
         real_rename(src, dst)
 
-    monkeypatch.setattr(os, "rename", killed_before_the_new_one_is_named)
+    monkeypatch.setattr(os, "rename", failing_for_the_new_one)
     with torch.no_grad():
         net.weight.fill_(7.0)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(OSError, match="No space"):
         ckpter.save_checkpoint(name="final", meta={"n": 2})
     monkeypatch.setattr(os, "rename", real_rename)
-    assert ckpter.list_checkpoints() == []  # neither version carries the name now
+    assert [c.meta["n"] for c in ckpter.list_checkpoints()] == [1]  # the old version has its name back at once
+
+    # killed between the two renames: the old version is aside, the new one still temporary
+    os.rename(first.path, first.path.with_name(REPLACED_PREFIX + first.path.name))
+    (tmp_path / (TMP_PREFIX + first.path.name)).mkdir(exist_ok=True)  # (the failed save left one too)
+    assert ckpter.list_checkpoints() == []
     resumed = AtomicCheckpointer(tmp_path, {"net": net})
     assert resumed.recover_if_possible().meta["n"] == 1  # the old one got its name back, the new one is gone
     assert not torch.equal(net.weight, torch.full((2, 2), 7.0)) and len(names(tmp_path)) == 1

@@ -88,12 +88,56 @@ def test_padded_shapes_and_graph_limit_on_the_cpu(monkeypatch):
         GraphedSynthesizer(gen, max_graphs=1)
 
 
-def test_graphs_are_captured_on_the_inputs_device_not_the_current_one():
-    # cuda:N captures and replays on device N even while the current device is another one
-    # (no CUDA call is needed for a device with an index)
+def test_graphs_are_captured_on_the_inputs_device_not_the_current_one(monkeypatch):
+    # cuda:N captures and replays on device N even while the current device is another one; CUDA's
+    # calls are recorded (no GPU here): every one must name device 1, and none may run outside it
+    import contextlib
+
+    import semtts.graphed_inference as gi
+
     assert cuda_index(torch.device("cuda:1")) == 1 and cuda_index(torch.device("cuda:0")) == 0
     with pytest.raises(ConfigError, match="need a CUDA device, got cpu"):
         cuda_index(torch.device("cpu"))
+    current, seen = [0], []
+
+    @contextlib.contextmanager
+    def device(index):
+        current.append(index)
+        yield
+        current.pop()
+
+    class Stream:
+        def __init__(self, device=None):
+            seen.append(("stream", device, current[-1]))
+
+        def wait_stream(self, other):
+            pass
+
+    class Graph:
+        def replay(self):
+            seen.append(("replay", None, current[-1]))
+
+    @contextlib.contextmanager
+    def recorded(name, index=None):
+        seen.append((name, index, current[-1]))
+        yield
+
+    monkeypatch.setattr(gi.torch.cuda, "device", device)
+    monkeypatch.setattr(gi.torch.cuda, "Stream", Stream)
+    def current_stream(index=None):
+        seen.append(("current", index, current[-1]))
+        return Stream(index)
+
+    monkeypatch.setattr(gi.torch.cuda, "current_stream", current_stream)
+    monkeypatch.setattr(gi.torch.cuda, "stream", lambda stream: recorded("use_stream"))
+    monkeypatch.setattr(gi.torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(gi.torch.cuda, "graph", lambda graph: recorded("capture"))
+    monkeypatch.setattr(gi.torch.random, "fork_rng", lambda devices: recorded("fork_rng", devices))
+    graph = gi._Graph(lambda: (torch.ones(1),), torch.device("cuda:1"))
+    graph.replay()
+    assert {name for name, _, _ in seen} == {"stream", "current", "use_stream", "fork_rng", "capture", "replay"}
+    assert all(where == 1 for _, _, where in seen)  # all inside torch.cuda.device(1)
+    assert all(index in (None, 1, [1]) for _, index, _ in seen) and ("fork_rng", [1], 1) in seen
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")

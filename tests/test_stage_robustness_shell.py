@@ -71,6 +71,15 @@ def test_caller_path_leaves_names_urls_and_absolute_paths_alone(tmp_path):
                                   "https://h/c.bin", "null", "/abs", "3", "t"]
     at_root = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert at_root.stdout.split()[:2] == ["d", "./e"]  # from the repository root nothing changes
+    assert out.stderr == ""  # nothing by those names at the repository root: no note
+
+
+def test_caller_path_notes_a_path_that_used_to_mean_the_repository_roots(tmp_path):
+    # before, relative values were read from the repository root: say so when that reading names something
+    script = f'hparams=x; . "{ROOT}/recipes/stages.sh"; caller_path --data_folder recipes/mini'
+    out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == f"{tmp_path}/recipes/mini"
+    assert out.stderr.count("\n") == 1 and f"({ROOT}/recipes/mini exists)" in out.stderr
 
 
 @pytest.mark.parametrize("missing, status, message", [

@@ -24,7 +24,7 @@ from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import file_sha256
 from semtts.extract.speaker import resolve_checkpoint
 from semtts.pack import pack_model
-from semtts.stages.common import load_stage_hparams, log, parse_stage_args, run_stage
+from semtts.stages.common import load_stage_hparams, log, parse_stage_args, read_done, run_stage
 from semtts.stages.synthesize import load_generator
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
 from semtts.text.tokenizer import TokenList
@@ -138,7 +138,7 @@ def pack_experiment(hparams_file: str, overrides: str | dict, stage: str, which:
     trained = stage_dir(hp, stage)
     if not (trained / "done").is_file():
         raise DataError(f"{trained}: stage {stage} has not finished training")
-    done = json.loads((trained / "done").read_text())
+    done = read_done(trained / "done", f"stage {5 + 'ABC'.index(stage)} (train {stage})")
     trained_mode = done["settings"].get("speaker_mode", hp["speaker_mode"])
     if trained_mode != hp["speaker_mode"]:
         raise ConfigError(f"{trained}: stage {stage} was trained with speaker_mode {trained_mode}, but the hparams "
