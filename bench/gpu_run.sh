@@ -11,7 +11,8 @@
 #
 # Default sections, decisive first (SECTIONS="infer train_core compile"):
 #   infer       bench/infer.py: eager and CUDA-graph synthesis at 100/200/400 tokens (~10 s-1 min)
-#   train_core  bench/train_step.py vits_base, eager, batch 32 and 64, bf16 and fp32, 8 steps (~1-2 min)
+#   train_core  bench/train_step.py vits_base, eager, batch 32 and 64, bf16 and fp32, 8 steps, then bf16
+#               with batches bucketed by length as the original VITS makes them (~2 min)
 #   compile     train step with --compile, bf16, batch 32 and 64, new lengths every step, then eager on
 #               the same batches for the comparison (~5 min, most of it compiling)
 # By name only: tests (CUDA-only tests), mas (Triton kernel check against the CPU and timing), train
@@ -111,16 +112,19 @@ fi
 if want train_core || want train; then
     step train_core 240 "${train[@]}" --batch_sizes 32 64 --precisions bf16 fp32 --steps 8 \
         --out "$out/train_step.jsonl"
+    # batches of similar lengths, as the original VITS's bucket sampler makes them (its reference step)
+    step train_core_bucketed 120 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed \
+        --out "$out/train_step.jsonl"
 fi
 if want compile; then
     # every part --compile takes (semtts.compiled_parts): the fixed-shape discriminator and decoder, and the
     # variable-length posterior encoder, flow and duration loss with dynamic shapes; a new batch (new lengths)
     # every step, so compiled_graphs shows whether anything compiled again
     step compile 330 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --vary_batches \
-        --out "$out/train_step_compile.jsonl"
+        --bucketed --out "$out/train_step_compile.jsonl"
     # the same batches eager, for the comparison on the same machine
     step compile_eager 150 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --vary_batches \
-        --out "$out/train_step_vary_eager.jsonl"
+        --bucketed --out "$out/train_step_vary_eager.jsonl"
 fi
 if want tests; then
     # the compiled parts' inductor case on CUDA only (its CPU case runs in CI)

@@ -13,7 +13,9 @@ copy of the batch, as from a data loader.
 Batches are LJSpeech-like: random audio of ``--min_seconds`` to
 ``--max_seconds`` (uniform; LJSpeech spans 1-10 s) with one token per 3.2
 frames (LJSpeech's average with blanks: about 150 tokens for 6 s), random
-token ids, one speaker. Models are randomly initialised; the optimizers,
+token ids, one speaker; every batch spans the whole range (padded to about
+9.8 s), or with ``--bucketed`` lies in one of the original VITS's length
+buckets, as its sampler makes batches (about 6.3 s). ``padded_s`` reports it. Models are randomly initialised; the optimizers,
 losses and schedules are those of ``hparams/train_A.yaml``. Logging is off
 during timing. fp16 needs CUDA (SpeechBrain refuses it on a CPU): on a CPU it
 is reported as skipped.
@@ -56,12 +58,29 @@ def load_hparams(config: str, output_folder: str) -> dict:
     return hp
 
 
-def make_batch(batch_size: int, sample_rate: int, hop: int, min_s: float, max_s: float, seed: int) -> PaddedBatch:
-    """Random audio of LJSpeech-like lengths with about one token per 3.2 frames."""
+VITS_BUCKETS = (32, 300, 400, 500, 600, 700, 800, 900, 1000)
+"""The frame boundaries of the original VITS's length buckets (``DistributedBucketSampler``): each of its
+batches holds items of one bucket."""
+
+
+def make_batch(batch_size: int, sample_rate: int, hop: int, min_s: float, max_s: float, seed: int,
+               bucketed: bool = False) -> PaddedBatch:
+    """Random audio of LJSpeech-like lengths with about one token per 3.2 frames.
+
+    Lengths are uniform in ``[min_s, max_s]``; with ``bucketed``, as the original VITS batches them, every
+    item of the batch lies in the :data:`VITS_BUCKETS` bucket of one such length (less padding).
+    """
     gen = torch.Generator().manual_seed(seed)
+    low, high = min_s, max_s
+    if bucketed:
+        anchor = (min_s + (max_s - min_s) * float(torch.rand(1, generator=gen))) * sample_rate / hop  # frames
+        edges = [edge for edge in zip(VITS_BUCKETS, VITS_BUCKETS[1:]) if edge[0] <= anchor < edge[1]]
+        if edges:
+            low = max(min_s, edges[0][0] * hop / sample_rate)
+            high = min(max_s, edges[0][1] * hop / sample_rate)
     items = []
     for i in range(batch_size):
-        seconds = min_s + (max_s - min_s) * float(torch.rand(1, generator=gen))
+        seconds = low + (high - low) * float(torch.rand(1, generator=gen))
         n_samples = int(seconds * sample_rate)
         n_tokens = max(1, int(n_samples // hop / FRAMES_PER_TOKEN))
         items.append({
@@ -123,12 +142,13 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         # one batch, or with --vary_batches a new one (new lengths) for every step
         n_steps = 1 + args.warmup + 2 * args.steps
         batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
-                              args.max_seconds, seed=batch_size + 1000 * i)
+                              args.max_seconds, seed=batch_size + 1000 * i, bucketed=args.bucketed)
                    for i in range(n_steps if args.vary_batches else 1)]
         audio_s = statistics.mean(float(b.sig.lengths.sum() * b.sig.data.shape[1]) / spectrogram.sample_rate
                                   for b in batches)
         tokens_mean = round(statistics.mean(float((b.token_ids.lengths * b.token_ids.data.shape[1]).mean())
                                             for b in batches), 1)
+        padded_s = statistics.mean(b.sig.data.shape[1] / spectrogram.sample_rate for b in batches)
         fresh = (item for b in batches for item in host_copies(b, n_steps // len(batches), device))
         graphs_before = compiled_graphs()
         step = lambda: brain.fit_batch(next(fresh))  # noqa: E731
@@ -144,6 +164,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         except torch.OutOfMemoryError as err:
             return {**record, "error": f"out of memory: {str(err).splitlines()[0]}"}
         return {**record, "audio_s_per_batch": round(audio_s, 2), "tokens_mean": tokens_mean,
+                "bucketed": args.bucketed, "padded_s": round(padded_s, 2),  # the padded length of the batches
                 "median_ms": round(ms, 1), "steady_ms": round(steady_ms, 1), "enqueue_ms": round(enqueue_ms, 1),
                 "audio_s_per_s": round(audio_s / (steady_ms / 1000.0), 2),
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
@@ -205,6 +226,9 @@ def main(argv=None) -> None:
     parser.add_argument("--compile_mode", default="default", help="torch.compile mode with --compile")
     parser.add_argument("--compile_module_keys", nargs="*", default=None,
                         help="parts to compile with --compile (semtts.compiled_parts; default: all)")
+    parser.add_argument("--bucketed", action="store_true",
+                        help="batches of similar lengths, as the original VITS's bucket sampler makes them "
+                             "(default: lengths uniform over --min_seconds..--max_seconds in every batch)")
     parser.add_argument("--vary_batches", action="store_true",
                         help="a new batch (new lengths) at every step, as in training: shows recompilations")
     parser.add_argument("--channels_last_disc", action="store_true",
