@@ -15,8 +15,9 @@ Batches are LJSpeech-like: random audio of ``--min_seconds`` to
 frames (LJSpeech's average with blanks: about 150 tokens for 6 s), random
 token ids, one speaker; every batch spans the whole range (padded to about
 9.8 s), or with ``--bucketed`` lies in one of the original VITS's length
-buckets, as its sampler makes batches (about 6.3 s). ``padded_s`` reports it. Models are randomly initialised; the optimizers,
-losses and schedules are those of ``hparams/train_A.yaml``. Logging is off
+buckets, as its sampler makes batches (about 6.3 s). ``padded_s`` reports
+it. Models are randomly initialised; the optimizers, losses and schedules
+are those of ``hparams/train_A.yaml``. Logging is off
 during timing. fp16 needs CUDA (SpeechBrain refuses it on a CPU): on a CPU it
 is reported as skipped.
 
