@@ -42,6 +42,8 @@ def _as_nhwc(x: torch.Tensor) -> torch.Tensor:
 
 
 def _conv_forward(self: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if x.dim() == 2:  # unbatched [C, L], as nn.Conv1d takes it
+        return _conv_forward(self, x.unsqueeze(0), weight, bias).squeeze(0)
     y = F.conv2d(_as_nhwc(x), _as_nhwc(weight), bias, (1, self.stride[0]), (0, self.padding[0]),
                  (1, self.dilation[0]), self.groups)
     return y.squeeze(2)
@@ -49,6 +51,8 @@ def _conv_forward(self: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor, bias: 
 
 def _transposed_forward(self: nn.ConvTranspose1d, x: torch.Tensor,
                         output_size: list[int] | None = None) -> torch.Tensor:
+    if x.dim() == 2:  # unbatched [C, L], as nn.ConvTranspose1d takes it
+        return _transposed_forward(self, x.unsqueeze(0), output_size).squeeze(0)
     output_padding = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size, 1,
                                           self.dilation)
     y = F.conv_transpose2d(_as_nhwc(x), _as_nhwc(self.weight), self.bias, (1, self.stride[0]),

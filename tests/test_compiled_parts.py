@@ -66,6 +66,16 @@ def test_opaque_conv_operators_pass_opcheck(bias, padding, dilation, groups):
         torch.testing.assert_close(got, expected)
 
 
+def test_opaque_conv1d_casts_as_autocast_would(monkeypatch):
+    # inside a compile trace autocast does not reach the custom operator: conv1d casts as autocast would,
+    # the lower-precision type for float32, nothing for float64
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for dtype in (torch.float32, torch.float64):
+        x, w = torch.randn(2, 3, 8, dtype=dtype), torch.randn(5, 3, 3, dtype=dtype)
+        with torch.autocast("cpu", torch.bfloat16):
+            assert conv1d(x, w, None, 1, 1, 1).dtype == F.conv1d(x, w, padding=1).dtype
+
+
 def test_conv1d_is_f_conv1d_outside_compile_and_its_module_is_nn_conv1d():
     layer, reference = Conv1d(3, 5, 3, padding=1), nn.Conv1d(3, 5, 3, padding=1)
     reference.load_state_dict(layer.state_dict())

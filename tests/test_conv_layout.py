@@ -24,6 +24,16 @@ def test_transposed_and_weight_normed_convolutions():
     torch.testing.assert_close(switched(x), model(x), rtol=1e-5, atol=1e-6)
 
 
+def test_unbatched_inputs_as_nn_conv1d_takes_them():
+    torch.manual_seed(1)
+    for layer in (torch.nn.Conv1d(4, 6, 3, padding=1), torch.nn.ConvTranspose1d(4, 6, 4, stride=2, padding=1)):
+        x = torch.randn(4, 9)
+        expected = layer(x)
+        use_channels_last_conv1d(layer)
+        got = layer(x)
+        assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)
+
+
 def test_decoder_and_discriminator_outputs_and_gradients_match():
     torch.manual_seed(0)
     decoder = HiFiGANGenerator(in_channels=8, resblock="1", resblock_kernel_sizes=[3, 5],

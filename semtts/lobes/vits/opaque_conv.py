@@ -107,8 +107,9 @@ def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         return F.conv1d(x, weight, bias, padding=padding, dilation=dilation, groups=groups)
     if torch.is_autocast_enabled(x.device.type):  # autocast does not reach custom operators: cast as it would
         dtype = torch.get_autocast_dtype(x.device.type)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
+        cast = lambda t: t.to(dtype) if t.is_floating_point() and t.dtype != torch.float64 else t  # noqa: E731
+        x, weight = cast(x), cast(weight)  # (autocast leaves float64 alone)
+        bias = None if bias is None else cast(bias)
     return torch.ops.semtts.conv1d(x, weight, bias, padding, dilation, groups)
 
 
