@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from semtts.text.cleaners import english_cleaner
+from semtts.text.cleaners import english_cleaner, mandarin_cleaner
 from semtts.text.dates import date_to_words, expand_english_dates
 from semtts.text.numbers import (
     expand_english_numbers,
@@ -233,9 +233,38 @@ REVIEW_REGRESSIONS = [
     ("3 March", "the third of march"),
 ]
 
+# Signs, separators and fractions that the cleaner lost or misread ------------------------
+SIGNS_SEPARATORS_FRACTIONS = [
+    # the minus sign U+2212 (and NFKC's for a superscript minus): a sign, or subtraction between numbers
+    ("\u22125°C", "minus five degrees celsius"),
+    ("5 \u2212 3", "five minus three"),
+    ("\u207b2 points", "minus two points"),
+    ("5\u201210", "five to ten"),  # the figure dash is the hyphen of numbers
+    # thousands separators before a letter or after a month name
+    ("1,000km", "one thousand kilometers"),
+    ("the 1,000th time", "the one thousandth time"),
+    ("1,000s of people", "thousands of people"),
+    ("In June 10,000 people", "in june ten thousand people"),
+    ("March 3, 2021", "march third, twenty twenty one"),
+    ("1,000.5", "one thousand point five"),
+    # vulgar fractions, a digit before one a whole part
+    ("2\u00be cups", "two and three quarters cups"),
+    ("\u00bd", "one half"),
+    ("5\u00bd%", "five and one half percent"),
+    ("1 \u00bd cups and \u215e", "one and one half cups and seven eighths"),
+    # negative money and cents alone
+    ("-$5.50", "minus five dollars fifty cents"),
+    ("$-5", "minus five dollars"),
+    ("$.99", "ninety nine cents"),
+    ("\u2212$5", "minus five dollars"),
+    ("(-5\u20ac)", "minus five euros"),
+    ("-$1.5 million", "minus one point five million dollars"),
+]
+
 CLEANED = {
     "phone": PHONES, "not phone": NOT_PHONES, "date": DATES, "abbreviation": ABBREVIATIONS,
     "fraction, sign": FRACTIONS_AND_SIGNS, "unchanged": REGRESSIONS, "review": REVIEW_REGRESSIONS,
+    "sign, separator": SIGNS_SEPARATORS_FRACTIONS,
 }
 
 
@@ -245,6 +274,20 @@ CLEANED = {
 )
 def test_english_cleaner(raw, expected):
     assert english_cleaner(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("\u22125度", "负五度"),  # the minus sign U+2212
+        ("-5%", "负百分之五"),  # the sign before 百分之
+        ("\u22123.5%", "负百分之三点五"),
+        ("10000年", "一万年"),  # five digits are no year
+        ("2008年", "二零零八年"),
+    ],
+)
+def test_mandarin_signs_and_years(raw, expected):
+    assert mandarin_cleaner(raw) == expected
 
 
 # Robustness ---------------------------------------------------------------------------

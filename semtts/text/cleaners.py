@@ -78,7 +78,14 @@ _ASCII_MAP = str.maketrans({
     "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ł": "l", "Ł": "L",
     "ı": "i", "’": "'", "‘": "'", "‚": "'", "`": "'", "´": "'", "“": '"', "”": '"',
     "„": '"', "«": '"', "»": '"', "–": " - ", "—": " - ", "―": " - ", "…": "...",
+    # the minus sign (NFKC's for ⁻ and ₋ too) and the figure dash, the hyphen of "555‒1234":
+    # "-", read by the number rules ("−5" minus, "5‒10" a range); the fraction slash of NFKC's "½", "1⁄2"
+    "\u2212": "-", "\u2012": "-", "\u2044": "/",
 })
+# A minus sign between numbers subtracts ("5 − 3"), where a hyphen would make a range.
+_BINARY_MINUS_RE = re.compile(r"(?<=\d)\s*\u2212\s*(?=\d)")
+# A digit glued to a vulgar fraction is a whole part ("2¾" is "2 3/4"; NFKC would make it "23⁄4").
+_BEFORE_VULGAR_FRACTION_RE = re.compile(r"(?<=\d)(?=[\u00bc-\u00be\u2150-\u215e\u2189])")
 
 _ABBREVIATIONS = {
     "mr": "mister", "mrs": "missus", "ms": "miss", "drs": "doctors", "jr": "junior",
@@ -166,7 +173,9 @@ def _drop(pattern: re.Pattern, text: str, removed: Counter | None) -> str:
 
 
 def _english(text: str, removed: Counter | None) -> str:
-    text = _to_ascii(unicodedata.normalize("NFKC", text))
+    text = _BEFORE_VULGAR_FRACTION_RE.sub(" ", text)
+    text = _BINARY_MINUS_RE.sub(" minus ", unicodedata.normalize("NFKC", text))
+    text = _to_ascii(text)
     text = _expand_abbreviations(text)
     text = expand_english_numbers(expand_english_dates(text))
     for symbol, words in _SYMBOL_WORDS:
@@ -204,7 +213,7 @@ def english_cleaner(text: str) -> str:
 #: Character-class body matching hanzi (CJK unified ideographs, extensions, 〇).
 HANZI = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _CMN_PUNCT_MAP = str.maketrans({
-    "。": ".", "、": ",", "～": " ", "·": " ", "・": " ", "…": ".", "—": ",", "–": ",",
+    "。": ".", "、": ",", "～": " ", "·": " ", "・": " ", "…": ".", "—": ",", "–": ",", "\u2212": "-",
 })
 _CMN_DROP_RE = re.compile(r"[\"'“”‘’「」『』《》〈〉【】()\[\]{}]")
 _CMN_DISALLOWED_RE = re.compile(rf"[^{HANZI}a-z,.!?;:\- ]+")

@@ -57,7 +57,7 @@ _MONTH = (
 _SUFFIX = r"(?:st|nd|rd|th)?\b"
 _DAYS = rf"(?P<day>\d{{1,2}}){_SUFFIX}(?:\s?-\s?(?P<last>\d{{1,2}}){_SUFFIX})?"
 _YEAR = r"(?:,?\s*(?P<year>\d{4})(?![\w%]|[:.,]\d))?"
-_END = r"(?![\w%]|[:.]\d)"
+_END = r"(?![\w%]|[:.,]\d)"
 _THE_BEFORE_RE = re.compile(r"\bthe\s*$", re.I)
 _WORD_AFTER_RE = re.compile(r"\s*([A-Z][A-Za-z']*)")
 _BLANK_REST_RE = re.compile(r"\s*$")
@@ -194,7 +194,8 @@ _DATE_RULES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
     (re.compile(r"(?<![\w./-])(?P<first>\d{1,2})(?P<sep>[/-])(?P<second>\d{1,2})(?P=sep)(?P<year>\d{4})"
                 r"(?![\w/-]|[.:]\d)"), _numeric),
     (re.compile(rf"\b{_MONTH}\s*{_DAYS}{_YEAR}{_END}(?P<of>)"), lambda m: _named_month(m, day_first=False)),
-    (re.compile(rf"(?<![\w.,/-]){_DAYS}\s+(?P<of>of\s+)?{_MONTH}{_YEAR}{_END}"), lambda m: _named_month(m, day_first=True)),
+    (re.compile(rf"(?<![\w.,/-]){_DAYS}\s+(?P<of>of\s+)?{_MONTH}{_YEAR}{_END}"),
+     lambda m: _named_month(m, day_first=True)),
     (re.compile(r"\b(?P<abbr>Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?(?=\s*\d{4}\b)"),
      lambda m: _MONTH_BY_PREFIX[m.group("abbr")[:3]]),
 ]

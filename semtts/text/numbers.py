@@ -209,6 +209,7 @@ _CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro"
 
 
 def _money(match: re.Match) -> str:
+    """``$5.50``, ``-$5``, ``$-5``, ``$.99``, ``5€``: the amount in units and cents (a minus sign first)."""
     major_name, minor_name = _CURRENCIES[match.group("cur") or match.group("cur2")]
     major = match.group("major").replace(",", "").lstrip("0") or "0"
     cents = match.group("minor")
@@ -219,7 +220,8 @@ def _money(match: re.Match) -> str:
     if minor:
         minor_plural = "pence" if minor_name == "penny" else minor_name + "s"
         parts.append(f"{number_to_words(minor)} {minor_name if minor == 1 else minor_plural}")
-    return " " + " ".join(parts) + " "
+    sign = "minus " if match.group("sign") or match.group("neg") else ""
+    return " " + sign + " ".join(parts) + " "
 
 
 def _decimal_words(whole: str, fraction: str) -> str:
@@ -237,7 +239,8 @@ def _money_scaled(match: re.Match) -> str:
     whole, _, fraction = match.group("amount").replace(",", "").partition(".")
     amount = _decimal_words(whole.lstrip("0") or "0", fraction)
     scale = (match.group("word") or _MONEY_SCALES[match.group("abbr").lower()]).lower()
-    return f" {amount} {scale} {major_name}s "
+    sign = "minus " if match.group("sign") or match.group("neg") else ""
+    return f" {sign}{amount} {scale} {major_name}s "
 
 
 # units after a number, which espeak would otherwise spell letter by letter: (singular, plural);
@@ -411,18 +414,32 @@ def _degrees(match: re.Match) -> str:
     return (" degree" if one else " degrees") + unit + " "
 
 
+def _plural_number(match: re.Match) -> str:
+    """``1,000s``: the plural of the number; of a round one without its "one" ("thousands", "millions")."""
+    words = _plural(_cardinal(match.group(1).replace(",", "")))
+    return _spaced(match, words[len("one "):] if re.fullmatch(r"one [a-z]+", words) else words)
+
+
 def _decade(match: re.Match) -> str:
     digits = match.group(1)
     return _spaced(match, _plural(year_to_words(int(digits)) if len(digits) == 4 else number_to_words(int(digits))))
 
 
+# a minus sign before money, not inside a word or a number ("-$5", "(-5€)"; "5-$10" is no sign)
+_MONEY_SIGN = r"(?:(?<![\w.])(?P<sign>-))?"
+# money's whole part, perhaps a minus sign ("$-5") before it and none at all before the cents ("$.99")
+_MONEY_MAJOR = r"(?P<neg>-)?(?P<major>\d+(?:,\d{3})*|(?=\.\d))"
+
 _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
-    (re.compile(r"(?P<cur>[$£€])\s?(?P<amount>\d+(?:,\d{3})*(?:\.\d+)?)"
+    (re.compile(_MONEY_SIGN + r"(?P<cur>[$£€])\s?(?P<neg>-)?(?P<amount>(?=\.?\d)(?:\d+(?:,\d{3})*)?(?:\.\d+)?)"
                 r"(?:\s?(?P<word>(?i:thousand|million|billion|trillion))\b|(?P<abbr>(?i:k|m|mn|b|bn|tn))\b)"),
      _money_scaled),
-    (re.compile(r"(?P<cur>[$£€])\s?(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
-    (re.compile(r"(?<!\d)(?P<cur>)(?P<major>\d+(?:,\d{3})*)(?:\.(?P<minor>\d+))?\s?(?P<cur2>[$£€])"), _money),
-    (re.compile(r"\b(\d{1,3}(?:,\d{3})+)\b"), lambda m: m.group(1).replace(",", "")),
+    (re.compile(_MONEY_SIGN + r"(?P<cur>[$£€])\s?" + _MONEY_MAJOR + r"(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
+    (re.compile(_MONEY_SIGN + r"(?<!\d)(?P<cur>)(?P<neg>)(?P<major>\d+(?:,\d{3})*|(?=\.\d))(?:\.(?P<minor>\d+))?"
+                r"\s?(?P<cur2>[$£€])"), _money),
+    # thousands separators: "1,000" before a letter too ("1,000km", "1,000th"); "1,000s" a plural
+    (re.compile(r"\b(\d{1,3}(?:,\d{3})+)s\b"), _plural_number),
+    (re.compile(r"\b(\d{1,3}(?:,\d{3})+)(?!\d)"), lambda m: m.group(1).replace(",", "")),
     # emergency numbers after "call"/"dial": digit by digit ("call 911" is "call nine one one")
     (re.compile(r"(\b(?i:call(?:s|ed|ing)?|dial(?:s|l?ed|l?ing)?)\s+)(911|999|112)\b(?![.,]\d)"),
      lambda m: m.group(1) + _digits_to_words(m.group(2))),
@@ -435,7 +452,8 @@ _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(?<![\w.])-(?=\d)"), " minus "),
     (re.compile(r"(?<![\w./])(\d+(?:\.\d+)?)\s?(" + "|".join(sorted(map(re.escape, _UNITS), key=len, reverse=True))
                 + r")(?![\w/])"), _with_unit),
-    (re.compile(r"(?<![\d/.])(?:(?P<whole>\d{1,3})\s+)?(?P<num>\d+)/(?P<den>\d+)(?![\d/]|\.\d|(?i:st|nd|rd|th)\b)"), _fraction),
+    (re.compile(r"(?<![\d/.])(?:(?P<whole>\d{1,3})\s+)?(?P<num>\d+)/(?P<den>\d+)"
+                r"(?![\d/]|\.\d|(?i:st|nd|rd|th)\b)"), _fraction),
     (re.compile(r"((?<!\d)\d*|(?<=\d))\.(\d+)"), _decimal),  # scans a digit run once
     (re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.I), lambda m: _spaced(m, _ordinal(_cardinal(m.group(1))))),
     (re.compile(r"\b(\d{4}|[1-9]0)s\b"), _decade),
@@ -533,6 +551,13 @@ def _cmn_digits(digits: str) -> str:
     return "".join(_CMN_DIGITS[int(d)] for d in digits)
 
 
+def _cmn_percent(match: re.Match) -> str:
+    """``5%``: 百分之五; ``-5%``: 负百分之五 (the sign before 百分之)."""
+    number = _cmn_number(match)
+    sign = "负" if match.group(1) else ""
+    return sign + "百分之" + number[len(sign):]
+
+
 def _cmn_number(match: re.Match) -> str:
     sign, whole, frac = match.group(1), match.group(2), match.group(3)
     if len(whole) > 1 and whole.startswith("0") or len(whole) > 16:  # int() refuses > 4300 digits
@@ -546,8 +571,8 @@ def _cmn_number(match: re.Match) -> str:
 
 _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
-    (re.compile(r"(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
-    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(?<!\d)(\d+)(?:\.(\d+))?%"), lambda m: "百分之" + _cmn_number(m)),
+    (re.compile(r"(?<!\d)(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
+    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(?<!\d)(\d+)(?:\.(\d+))?%"), _cmn_percent),
     (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(\d+)(?:\.(\d+))?"), _cmn_number),
 ]
 
