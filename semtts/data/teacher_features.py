@@ -5,7 +5,11 @@
 finished (``teacher/done``) and ``teacher/meta.json`` must match what the
 hparams imply (:func:`semtts.extract.teacher.expected_metadata`: model,
 checkpoint, layer, dimension; a mismatch is a one-line error naming both
-sides). Utterances stage 4 skipped are left out of training (the caller logs
+sides), and the stage-2 manifests must be those stage 4 read (the
+``manifests_sha256`` it recorded in ``teacher/settings.json`` and ``done``,
+:func:`semtts.data.manifest_digest.manifests_sha256`; a mismatch is a
+one-line error saying to rerun stage 4; a folder of older semtts that
+recorded none is logged as unchecked). Utterances stage 4 skipped are left out of training (the caller logs
 the count); the features of the others are read lazily, one item at a time,
 by the data pipeline (:func:`semtts.data.dataset.dataio_prepare`), as float32
 ``[T_sem, D]`` tensors.
@@ -27,19 +31,87 @@ Example
 (torch.Size([5, 4]), torch.float32)
 """
 
+import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import DataError
 from semtts.extract.common import feature_path, open_extracted
 from semtts.extract.teacher import expected_metadata, load_teacher
 
-__all__ = ["TeacherFeatures"]
+__all__ = ["TeacherFeatures", "check_manifests"]
 
 _WHISPER_KEYS = ("whisper_model", "whisper_layer", "whisper_cache_dir", "allow_random_init", "whisper_random_dims",
                  "seed")
+_RECORDS = ("settings.json", "done")  # where stage 4 records the manifests' digest
+logger = logging.getLogger(__name__)
+
+
+def _recorded_digest(path: Path) -> str | None:
+    """The ``manifests_sha256`` that stage 4 recorded in ``settings.json``
+    (top level) or ``done`` (under ``settings``); None where there is none."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(record, dict) and isinstance(record.get("settings"), dict):
+        record = record["settings"]
+    return record.get("manifests_sha256") if isinstance(record, dict) else None
+
+
+def check_manifests(folder: str | Path, tokens_dir: str | Path) -> bool:
+    """Check that stage 4 extracted ``folder`` from the manifests now in
+    ``tokens_dir``, by every ``manifests_sha256`` it recorded
+    (``settings.json``, ``done``).
+
+    Arguments
+    ---------
+    folder : str or Path
+        ``<output_folder>/teacher``.
+    tokens_dir : str or Path
+        ``<output_folder>/tokens``.
+
+    Returns
+    -------
+    bool
+        True if checked; False (and logged) when stage 4 recorded no digest
+        (a folder of older semtts).
+
+    Raises
+    ------
+    DataError
+        A recorded digest differs from the manifests' (one line).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "teacher").mkdir(); (root / "tokens").mkdir()
+    >>> _ = (root / "tokens" / "train.json").write_text("{}")
+    >>> _ = (root / "teacher" / "settings.json").write_text('{"manifests_sha256": "0"}')
+    >>> check_manifests(root / "teacher", root / "tokens")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    semtts.errors.DataError: .../settings.json: the teacher features were extracted from other stage-2 manifests ...
+    """
+    folder = Path(folder)
+    current, checked = manifests_sha256(tokens_dir), False
+    for name in _RECORDS:
+        recorded = _recorded_digest(folder / name)
+        if recorded is None:
+            continue
+        if recorded != current:
+            raise DataError(f"{folder / name}: the teacher features were extracted from other stage-2 manifests "
+                            f"than those now in {tokens_dir} (manifests_sha256 differs); rerun stage 4 with --force")
+        checked = True
+    if not checked:
+        logger.warning("%s: stage 4 (older semtts) recorded no manifests_sha256, so whether the teacher features "
+                       "belong to the manifests in %s could not be checked", folder, tokens_dir)
+    return checked
 
 
 class TeacherFeatures:
@@ -84,7 +156,8 @@ class TeacherFeatures:
         Raises
         ------
         DataError
-            Stage 4 has not finished.
+            Stage 4 has not finished, or ran on other stage-2 manifests
+            (:func:`check_manifests`).
         ConfigError
             A Whisper key is missing, or the metadata disagrees with the
             hparams (the message names both values).
@@ -95,6 +168,7 @@ class TeacherFeatures:
             "stage 4 (Whisper teacher features) has not finished; stages B and C need it "
             "(run the recipe with --stage 4)",
         )
+        check_manifests(folder, Path(hp["output_folder"]) / "tokens")
         return cls(folder, meta, skipped)
 
     @property

@@ -26,13 +26,13 @@ Hparams read: ``output_folder``, ``data_folder``, ``campplus_ckpt``,
 ``min_speaker_audio``, ``nj``, ``seed``.
 """
 
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
 from semtts.data.manifest import write_json_atomic
+from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import collect_items, parse_shard, pop_option, run_shards, shard_items
 from semtts.extract.speaker import (CorruptEmbeddings, SpeakerEmbedder, checkpoint_identity, embed_utterances,
@@ -71,16 +71,12 @@ def stage_settings(hp: dict, identity: str, tokens_dir: Path) -> dict:
     -------
     dict
     """
-    digest = hashlib.sha256()
-    for path in sorted(tokens_dir.glob("*.json")):
-        if path.stem != "report":
-            digest.update(path.name.encode() + path.read_bytes())
     return {
         "ckpt_sha256": identity,
         "campplus_embed_dim": int(hp["campplus_embed_dim"]),
         "min_speaker_audio": float(hp["min_speaker_audio"]),
         "data_folder": str(Path(hp["data_folder"]).resolve()),
-        "manifests_sha256": digest.hexdigest(),
+        "manifests_sha256": manifests_sha256(tokens_dir),
     }
 
 

@@ -11,7 +11,8 @@ writes, under ``<output_folder>/teacher/``:
 - ``report.json``: counts, and the utterances skipped with the reason
   (unreadable or too short audio);
 - ``settings.json``: what the (partial) outputs are made with: the teacher
-  metadata and the sha256 of the stage-2 manifests;
+  metadata and the sha256 of the stage-2 manifests
+  (:func:`semtts.data.manifest_digest.manifests_sha256`; training checks it);
 - ``done`` when every shard has finished.
 
 The stage resumes: an utterance whose file exists is not recomputed
@@ -33,7 +34,6 @@ hparams read: ``output_folder``, ``data_folder``, ``whisper_model``,
 ``whisper_random_dims``, ``whisper_batch_size``, ``nj``, ``seed``.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
+from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import (collect_items, feature_path, parse_shard, pop_option, read_metadata, run_shards,
                                    shard_items, write_metadata)
@@ -81,14 +82,6 @@ def collect_audio(hp: dict) -> dict[str, str]:
     return dict(sorted(audio.items()))
 
 
-def _manifest_digest(tokens_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(tokens_dir.glob("*.json")):
-        if path.stem != "report":
-            digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()
-
-
 def _run_option(run_opts: Any, name: str) -> Any:
     return run_opts.get(name) if isinstance(run_opts, dict) else getattr(run_opts, name, None)
 
@@ -113,7 +106,7 @@ def _load_teacher(hp: dict):
 
 def _progress_settings(teacher_meta: dict, tokens_dir: Path) -> dict:
     """What partial outputs are made with: the teacher's metadata and the manifests' digest."""
-    return comparable_settings({**teacher_meta, "manifests_sha256": _manifest_digest(tokens_dir)})
+    return comparable_settings({**teacher_meta, "manifests_sha256": manifests_sha256(tokens_dir)})
 
 
 def _check_progress(out_dir: Path, progress: dict) -> None:
@@ -234,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = {key: hp[key] for key in SETTINGS}
     settings["seed"] = hp["seed"] if hp["allow_random_init"] else None
-    settings["manifests_sha256"] = _manifest_digest(tokens_dir)
+    settings["manifests_sha256"] = manifests_sha256(tokens_dir)
 
     if shard is not None:  # one shard: no done marker
         i, n = parse_shard(shard)

@@ -8,7 +8,9 @@ settings changed asks for ``--force`` (which trains afresh), and a raised
 ``--number_of_epochs`` continues training. Only settings that can change the
 trained weights are compared: paths, resources, logging and the settings of
 stages 8-10 (:data:`NOT_TRAINING`) are recorded but ignored, so e.g.
-``--pack_stage B`` or ``--nj 8`` does not stop a finished stage.
+``--pack_stage B`` or ``--nj 8`` does not stop a finished stage; so are the
+keys of modules a stage does not build (:func:`ignored_settings`: stage C's
+adapter and teacher forcing in stage B, the semantic keys in stage A).
 
 With ``speaker_mode`` ``speaker`` or ``utterance`` the model is conditioned
 on stage 3's CAM++ embeddings (:mod:`semtts.data.speaker_vectors`): before
@@ -19,15 +21,19 @@ items stage 3 could not embed are left out with a logged count.
 
 Stages B and C (:class:`~semtts.lobes.vits.semantic_vits.SemanticVITS`)
 distil stage 4's Whisper features into the text side: ``teacher/done`` must
-exist and ``teacher/meta.json`` match the hparams (a one-line error names
-both sides), items without teacher features are left out with a logged
-count, and batches carry ``teacher`` ``[B, T_sem, D]``. A stage starts from
-the last checkpoint of the one before (B from A, C from B:
-:func:`init_from_previous_stage`): the generator and discriminator weights
-that exist there are loaded, the new modules (SemPred in B, the adapter in C)
-start from their fresh initialisation, a parameter whose shape differs stops
-with a message naming it, and the optimizers, schedulers and counters start
-afresh. A stage that has checkpoints of its own resumes from them instead.
+exist, ``teacher/meta.json`` match the hparams (a one-line error names
+both sides) and the manifests stage 4 recorded be the current ones; items
+without teacher features are left out with a logged count, and batches
+carry ``teacher`` ``[B, T_sem, D]``. A stage starts from the last checkpoint
+of the one before (B from A, C from B: :mod:`semtts.stages.stage_chain`): the generator and discriminator weights
+are loaded from there, only the new modules (SemPred in B, the adapter in C)
+start from their fresh initialisation, a parameter missing there or of
+another shape stops with a message naming it, and the optimizers, schedulers
+and counters start afresh. A stage that has checkpoints of its own resumes
+from them instead. Which checkpoint of the previous stage a stage started
+from is recorded (``previous_stage`` in its ``done`` settings,
+``save/started_from.json``): after a retraining of the previous stage, a
+finished stage asks for ``--force`` and an unfinished one does not resume.
 
     python -m semtts.stages.train_a recipes/mini/hparams/corpus.yaml [--device cuda] [--precision bf16]
     torchrun --nproc_per_node 4 -m semtts.stages.train_a HPARAMS.yaml --distributed_launch
@@ -39,7 +45,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.seed import seed_everything
 
 from semtts.data.dataset import (build_speaker_table, check_speaker_mode, collate_readable, dataio_prepare,
@@ -51,17 +56,18 @@ from semtts.host_memory import keep_freed_memory
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
                                   parse_stage_args, read_done, run_stage)
+from semtts.stages.stage_chain import (PREVIOUS_STAGE, check_finished_stage, init_from_previous_stage,
+                                       load_matching_weights, previous_stage_fingerprint, stage_dir)
 from semtts.text.tokenizer import TokenList
 
 if TYPE_CHECKING:  # imports whisper: only when training with a teacher
     from semtts.data.teacher_features import TeacherFeatures
 
-__all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "NOT_TRAINING", "stage_dir", "training_settings", "model_sizes",
+__all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "NOT_TRAINING", "ADAPTER_ONLY", "SEMANTIC_ONLY", "ignored_settings",
+           "stage_dir", "training_settings", "model_sizes",
            "load_speaker_vectors", "training_vectors", "loader_kwargs", "with_teacher", "build_generator",
            "load_matching_weights", "init_from_previous_stage", "train"]
 
-PREVIOUS_STAGE = {"B": "A", "C": "B"}
-"""The stage each training stage starts from."""
 STAGE_FILES = {"A": "train_A_hparams", "B": "train_B_hparams", "C": "train_C_hparams"}
 """The ``corpus.yaml`` key naming each training stage's hparams file."""
 NOT_TRAINING = frozenset({
@@ -83,12 +89,38 @@ compare: they cannot change the trained weights. Every other plain hparam
 (model, objectives, optimisation, batching, data and seed) is compared, and a
 change asks for ``--force``. SpeechBrain run options (``--device``,
 ``--precision``, ``--ckpt_interval_steps``, ...) are not hparams and are never
-compared."""
+compared. A stage also ignores the keys of the modules it does not build
+(:func:`ignored_settings`)."""
+ADAPTER_ONLY = frozenset({
+    # the adapter's sizes, and what feeds it (teacher forcing, the student's gradient through it)
+    "adapter_heads", "adapter_dropout", "adapter_gate_init",
+    "p_teacher_start", "p_teacher_end", "p_teacher_steps", "detach_student",
+})
+"""Keys that act through the adapter only: stage B (``use_adapter: False``)
+records them but does not compare them, so tuning stage C leaves a finished B."""
+SEMANTIC_ONLY = ADAPTER_ONLY | frozenset({
+    "lambda_sem", "use_sempred", "use_adapter", "sempred_hidden", "sempred_kernel_size", "sempred_layers",
+    "sempred_dropout",
+})
+"""Keys of the semantic modules and their losses: stage A (plain VITS)
+records those a recipe's ``corpus.yaml`` sets but does not compare them."""
 
 
-def stage_dir(hp: dict, stage: str) -> Path:
-    """``<output_folder>/stage_<X>``: checkpoints, logs and the speaker table."""
-    return Path(hp["output_folder"]) / f"stage_{stage}"
+def ignored_settings(stage: str, settings: dict) -> frozenset[str]:
+    """The keys a finished stage records but does not compare:
+    :data:`NOT_TRAINING`, and the keys of modules the stage does not build
+    (:data:`SEMANTIC_ONLY` for A, :data:`ADAPTER_ONLY` without an adapter).
+
+    Example
+    -------
+    >>> sorted(ignored_settings("B", {"use_adapter": False}) - NOT_TRAINING)[:2]
+    ['adapter_dropout', 'adapter_gate_init']
+    >>> ignored_settings("C", {"use_adapter": True}) == NOT_TRAINING
+    True
+    """
+    if stage == "A":
+        return NOT_TRAINING | SEMANTIC_ONLY
+    return NOT_TRAINING if settings.get("use_adapter") else NOT_TRAINING | ADAPTER_ONLY
 
 
 def model_sizes(output_folder: str | Path, speaker_mode: str,
@@ -268,90 +300,6 @@ def build_generator(hp: dict, stage: str, sem_dim: int = 0) -> torch.nn.Module:
     )
 
 
-def load_matching_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Load the tensors of ``state`` into ``module``; the module's other
-    tensors keep their initialisation.
-
-    Arguments
-    ---------
-    module : torch.nn.Module
-        The new stage's network.
-    state : dict
-        A state dict from an earlier stage.
-    source : str
-        Where ``state`` comes from, for the messages.
-
-    Returns
-    -------
-    list of str
-        The names of the module's tensors that ``state`` lacks (kept fresh).
-
-    Raises
-    ------
-    ConfigError
-        A tensor of ``state`` has another shape in ``module``, or no place in it.
-
-    Example
-    -------
-    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 3))
-    >>> load_matching_weights(net, torch.nn.Sequential(torch.nn.Linear(2, 2)).state_dict(), "old.ckpt")
-    ['1.bias', '1.weight']
-    """
-    own = module.state_dict()
-    for name, tensor in state.items():
-        if name not in own:
-            raise ConfigError(f"{source}: parameter {name} has no place in this stage's model (another "
-                              "architecture?); train the earlier stage with the same model settings")
-        if tuple(own[name].shape) != tuple(tensor.shape):
-            raise ConfigError(f"{source}: parameter {name} has shape {list(tensor.shape)} there but "
-                              f"{list(own[name].shape)} in this stage's model; use the earlier stage's model settings")
-    module.load_state_dict(state, strict=False)
-    return sorted(name for name in own if name not in state)
-
-
-def init_from_previous_stage(hp: dict, stage: str, generator: torch.nn.Module,
-                             discriminator: torch.nn.Module) -> str | None:
-    """Start stage B from stage A's last checkpoint, C from B's: load the
-    generator and discriminator weights that exist there (new modules keep
-    their fresh initialisation). Nothing is loaded when the stage already has
-    checkpoints of its own (it resumes from them) or for stage A.
-
-    Arguments
-    ---------
-    hp : dict
-        The stage hparams (``output_folder``, ``save_folder``).
-    stage : str
-        ``"A"``, ``"B"`` or ``"C"``.
-    generator, discriminator : torch.nn.Module
-        The stage's networks, before training starts.
-
-    Returns
-    -------
-    str or None
-        The checkpoint loaded (``stage_<X>/save/CKPT+...``), or None.
-    """
-    if stage not in PREVIOUS_STAGE or Checkpointer(hp["save_folder"]).list_checkpoints():
-        return None
-    previous = PREVIOUS_STAGE[stage]
-    folder = stage_dir(hp, previous)
-    if not (folder / "done").is_file():
-        raise DataError(f"{folder}: stage {previous} has not finished training; stage {stage} starts from it")
-    checkpoint = Checkpointer(folder / "save").find_checkpoint()
-    if checkpoint is None:
-        raise DataError(f"{folder / 'save'}: no checkpoint of stage {previous} to start stage {stage} from")
-    fresh = {}
-    for name, module in (("generator", generator), ("discriminator", discriminator)):
-        path = checkpoint.paramfiles.get(name)
-        if path is None:
-            raise DataError(f"{checkpoint.path}: the checkpoint has no {name}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        fresh[name] = load_matching_weights(module, state, str(path))
-    new = sorted({name.split(".")[0] for name in fresh["generator"] + fresh["discriminator"]})
-    log(str(5 + "ABC".index(stage)), f"initialised from {checkpoint.path}; new (fresh): {', '.join(new) or 'none'}; "
-                                      "optimizers and schedulers start afresh")
-    return str(checkpoint.path)
-
-
 def training_settings(hp: dict, extra: dict, tokens_done: dict) -> dict:
     """What a training stage records in its ``done`` marker: every plain
     hparam (those of :data:`NOT_TRAINING` are recorded but not compared), the
@@ -380,15 +328,15 @@ def training_settings(hp: dict, extra: dict, tokens_done: dict) -> dict:
     return {**plain, **extra, "tokens_done": tokens_done}
 
 
-def _more_epochs(number: str, out_dir: Path, settings: dict, epochs: int) -> bool:
-    """True when a finished stage, same settings, trained fewer than ``epochs``:
-    it then continues from its last checkpoint."""
+def _more_epochs(number: str, out_dir: Path, settings: dict, epochs: int, ignore: frozenset[str]) -> bool:
+    """True when a finished stage, same settings (but ``ignore``), trained
+    fewer than ``epochs``: it then continues from its last checkpoint."""
     marker = out_dir / DONE_NAME
     if not marker.is_file():
         return False
     done = read_done(marker, f"stage {number}")
     trained = (done.get("summary") or {}).get("epochs")
-    if changed_settings(done["settings"], comparable_settings(settings), NOT_TRAINING) or trained is None \
+    if changed_settings(done["settings"], comparable_settings(settings), ignore) or trained is None \
             or trained >= epochs:
         return False
     log(number, f"continuing from epoch {trained} to {epochs} (number_of_epochs raised)")
@@ -437,6 +385,11 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     if teacher is not None:
         settings["sem_dim"] = teacher.dim  # stage 8 builds the model from it
         settings["teacher"] = {key: teacher.meta.get(key) for key in ("model", "sha256", "layer", "dim")}
+    ignore = ignored_settings(stage, settings)
+    if stage in PREVIOUS_STAGE:  # B, C: which checkpoint of the previous stage they start from
+        settings["previous_stage"] = previous_stage_fingerprint(hp, stage)
+        if not args.force and not check_finished_stage(out_dir / DONE_NAME, stage, settings["previous_stage"]):
+            ignore |= {"previous_stage"}  # a marker of older semtts: logged as not checked
 
     def body() -> dict:
         write_json_atomic(out_dir / "speakers.json", speakers)
@@ -469,10 +422,10 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         )
         return {"epochs": hp["number_of_epochs"]}
 
-    force = args.force or _more_epochs(number, out_dir, settings, hp["number_of_epochs"])
+    force = args.force or _more_epochs(number, out_dir, settings, hp["number_of_epochs"], ignore)
     if args.force:
         _set_aside_checkpoints(number, Path(hp["save_folder"]))
-    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=force, ignore=NOT_TRAINING)
+    ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=force, ignore=ignore)
     if ran:
         log(number, f"checkpoints in {hp['save_folder']}")
     return 0
