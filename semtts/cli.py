@@ -85,24 +85,24 @@ def _seed(text: str) -> int:
     ...
     argparse.ArgumentTypeError: must be -9223372036854775808 to 18446744073709551615, got 99999999999999999999999
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    low, high = SEED_RANGE
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"must be {low} to {high}, got {text}")
-    return value
+    return _int_in(text, *SEED_RANGE)
 
 
 def _positive_int(text: str) -> int:
     """An argparse type for a count >= 1 (``--batch-size``)."""
+    return _int_in(text, 1)
+
+
+def _int_in(text: str, low: int, high: int | None = None, why: str = "") -> int:
+    """``text`` as an integer in ``[low, high]`` (no upper bound when ``high`` is None), else argparse's
+    one-line error (``why`` says where the bounds come from)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"{low} to {high}{why}"
+        raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
     return value
 
 
@@ -120,14 +120,7 @@ def _opset(text: str) -> int:
     """An argparse type for ``--opset``: from semtts' minimum to torch's maximum."""
     from semtts.onnx_export import DEFAULT_OPSET
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not DEFAULT_OPSET <= value <= _max_opset():
-        raise argparse.ArgumentTypeError(f"must be {DEFAULT_OPSET} to {_max_opset()} (what this torch exports), "
-                                         f"got {value}")
-    return value
+    return _int_in(text, DEFAULT_OPSET, _max_opset(), " (what this torch exports)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,11 +8,9 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from semtts import cli
 from semtts.audio import load_audio, save_audio
@@ -20,35 +18,11 @@ from semtts.data.manifest import write_manifest
 from semtts.errors import ConfigError, DataError
 from semtts.pack import pack_model
 from semtts.pretrained import SemTTS
-from semtts.text.frontend import Frontend
-from semtts.text.tokenizer import TokenList
+from test_cli_robustness import SR, assert_one_line, main_status, model, packed  # noqa: F401 (fixtures)
+from test_pack_cli import FRONTEND, tiny
 
-ROOT = Path(__file__).resolve().parents[1]
-torch.set_num_threads(1)
-DIM, SR = 16, 22050
-TEXTS = ["hello there, a short test.", "the quick brown fox jumps over the lazy dog"]
-FRONTEND = {"token_type": "char", "language": "en-us", "cleaner": "english", "add_blank": True}
-CAMPPLUS = {"ckpt": None, "embed_dim": DIM, "seed": 7, "random_init": True}
 LINES = ["hi.", "the fox.", "a lazy dog jumps over.", "hello there.", "quick test here, then the brown fox.", "ok",
          "the dog.", "short test, a quick one."]
-
-
-def tiny(speaker_mode: str) -> tuple[dict, TokenList]:
-    tokens = TokenList.build(Frontend("char", "en-us", "english").symbols(TEXTS))
-    overrides = {"n_vocab": len(tokens), "p_dropout": 0.0}
-    overrides |= {"spk_embed_dim": DIM} if speaker_mode != "sid" else {"n_speakers": 2}
-    torch.manual_seed(0)
-    with open(ROOT / "hparams/model/vits_tiny.yaml") as f:
-        return load_hyperpyyaml(f, overrides), tokens
-
-
-@pytest.fixture(scope="module")
-def packed(tmp_path_factory) -> Path:
-    hp, tokens = tiny("speaker")
-    means = np.random.default_rng(0).standard_normal((2, DIM)).astype(np.float32)
-    return pack_model(tmp_path_factory.mktemp("model") / "packed", hp["generator"], hp, "A", tokens, "speaker",
-                      FRONTEND, speakers=["spk0", "spk1"], spk_means=means, campplus=CAMPPLUS,
-                      campplus_meta={"model": "campplus", "embed_dim": DIM}, corpus="unit")
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +33,11 @@ def sid_packed(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(packed) -> SemTTS:
-    return SemTTS.from_hparams(packed)
-
-
-@pytest.fixture(scope="module")
 def wav(tmp_path_factory) -> Path:
     t = torch.arange(SR) / SR
     path = tmp_path_factory.mktemp("wavs") / "a.wav"
     save_audio(path, 0.3 * torch.sin(2 * torch.pi * 180 * t) + 0.02 * torch.randn_like(t), SR)
     return path
-
-
-def main_status(capsys, *args) -> tuple[int, str]:
-    """Run ``semtts`` in this process: (exit status, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main([str(a) for a in args])
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def assert_one_line(status: int, stderr: str, expected: str) -> None:
-    assert status == 2, stderr
-    assert "Traceback" not in stderr and expected in stderr, stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 def no_model_load(monkeypatch) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from semtts.durable import write_atomically
-from semtts.errors import DataError
+from semtts.errors import ConfigError, DataError
 
 __all__ = [
     "REQUIRED_FIELDS",
@@ -37,6 +37,7 @@ __all__ = [
     "write_manifest",
     "resolve_audio_path",
     "write_json_atomic",
+    "read_record",
 ]
 
 DATA_ROOT = "{data_root}"
@@ -58,6 +59,39 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     """
     text = json.dumps(obj, ensure_ascii=False, indent=1)  # a value JSON cannot hold fails before any file
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_record(path: str | Path, remedy: str | None = None) -> dict | None:
+    """A JSON object a stage recorded (a ``done`` marker, ``settings.json``,
+    ``started_from.json``); None when it is empty, not JSON or not an object.
+
+    Arguments
+    ---------
+    path : str or Path
+        The record (it must exist).
+    remedy : str, optional
+        If given, an unreadable record is a one-line :class:`ConfigError`
+        naming it and ending with this advice, instead of None.
+
+    Returns
+    -------
+    dict or None
+
+    Example
+    -------
+    >>> import tempfile
+    >>> record = Path(tempfile.mkdtemp()) / "settings.json"
+    >>> _ = record.write_text("[1]")
+    >>> read_record(record) is None
+    True
+    """
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, dict) and remedy is not None:
+        raise ConfigError(f"{path}: unreadable, so what it records is unknown; {remedy}")
+    return value if isinstance(value, dict) else None
 
 
 def write_manifest(path: str | Path, items: dict[str, dict]) -> None:

@@ -38,7 +38,7 @@ from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 
 from semtts import __version__
-from semtts.data.manifest import write_json_atomic
+from semtts.data.manifest import read_record, write_json_atomic
 from semtts.errors import ConfigError
 
 __all__ = ["StageArgs", "parse_stage_args", "load_hparams", "load_stage_hparams", "included_files",
@@ -277,11 +277,8 @@ def read_done(marker: str | Path, rerun: str = "the stage") -> dict:
     semtts.errors.ConfigError: .../done: empty or not a done marker semtts wrote ...; rerun the stage with --force
     """
     marker = Path(marker)
-    try:
-        done = json.loads(marker.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        done = None
-    if not isinstance(done, dict) or not isinstance(done.get("settings"), dict):
+    done = read_record(marker)
+    if done is None or not isinstance(done.get("settings"), dict):
         raise ConfigError(f"{marker}: empty or not a done marker semtts wrote (e.g. made by touch), so the settings "
                           f"of its outputs are unknown; rerun {rerun} with --force")
     return done

@@ -26,12 +26,11 @@ Hparams read: ``output_folder``, ``data_folder``, ``campplus_ckpt``,
 ``min_speaker_audio``, ``nj``, ``seed``.
 """
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
-from semtts.data.manifest import write_json_atomic
+from semtts.data.manifest import read_record, write_json_atomic
 from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import collect_items, parse_shard, pop_option, run_shards, shard_items
@@ -112,12 +111,7 @@ def _check_progress(out_dir: Path, settings: dict, force: bool, sharded: bool) -
             raise ConfigError(f"{marker}: outputs were made with other settings ({', '.join(changed)}); "
                               "--force with --shard redoes one shard only: rerun without --shard with --force")
     if progress.is_file():
-        try:
-            old = json.loads(progress.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            raise ConfigError(f"{progress}: unreadable, so the settings of the partial outputs are unknown; "
-                              "rerun without --shard with --force") from None
-        changed = changed_settings(old if isinstance(old, dict) else {}, current)
+        changed = changed_settings(read_record(progress, "rerun without --shard with --force"), current)
         if changed:
             raise ConfigError(f"{out_dir}: partial outputs were made with other settings ({', '.join(changed)}); "
                               f"rerun without --shard with --force, or remove {out_dir}")

@@ -23,7 +23,6 @@ Example
 ('B', ('adapter.',))
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import if_main_process
 
-from semtts.data.manifest import write_json_atomic
+from semtts.data.manifest import read_record, write_json_atomic
 from semtts.errors import ConfigError, DataError
 from semtts.stages.common import log, read_done
 
@@ -231,13 +230,7 @@ def _check_resumed(hp: dict, stage: str, save_folder: Path) -> None:
         log(_number(stage), f"{save_folder}: no {STARTED_FROM_NAME} (checkpoints of older semtts): whether they "
                             f"started from stage {PREVIOUS_STAGE[stage]}'s current checkpoint is not checked")
         return
-    try:
-        then = json.loads(record.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        then = None
-    if not isinstance(then, dict):
-        raise ConfigError(f"{record}: unreadable, so what the checkpoints there started from is unknown; "
-                          f"rerun stage {stage} with --force")
+    then = read_record(record, f"rerun stage {stage} with --force")
     now = previous_stage_fingerprint(hp, stage)
     if then != now:
         raise _changed_since(record, stage, then, now)

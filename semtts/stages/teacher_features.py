@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from semtts.data.manifest import resolve_audio_path, write_json_atomic
+from semtts.data.manifest import read_record, resolve_audio_path, write_json_atomic
 from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import (collect_items, feature_path, parse_shard, pop_option, read_metadata, run_shards,
@@ -129,13 +129,7 @@ def _check_progress(out_dir: Path, progress: dict) -> None:
     """
     path, meta_path = out_dir / PROGRESS_NAME, out_dir / "meta.json"
     if path.is_file():
-        try:
-            recorded = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            recorded = None
-        if not isinstance(recorded, dict):
-            raise ConfigError(f"{path}: unreadable, so the settings of the partial outputs are unknown; "
-                              "rerun without --shard with --force")
+        recorded = read_record(path, "rerun without --shard with --force")
         keys = set(recorded) | set(progress)
     elif meta_path.is_file():  # made before settings.json existed: compare the teacher only
         recorded, keys = read_metadata(meta_path), set(progress) - {"manifests_sha256"}

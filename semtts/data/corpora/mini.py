@@ -37,7 +37,6 @@ mini corpus generated in ...: 1 utterances
 """
 
 import hashlib
-import json
 import logging
 import os
 import random
@@ -48,7 +47,7 @@ from pathlib import Path
 
 from semtts.audio import audio_info, load_audio, resample, save_audio
 from semtts.data.corpora import keep_first, read_listing
-from semtts.data.manifest import write_json_atomic
+from semtts.data.manifest import read_record, write_json_atomic
 from semtts.errors import ConfigError, DataError
 
 __all__ = [
@@ -361,7 +360,7 @@ def other_settings(
     -------
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / ".complete").write_text(json.dumps(_settings(1, 2, 3, load_sentences())))
+    >>> write_json_atomic(folder / ".complete", _settings(1, 2, 3, load_sentences()))
     >>> other_settings(folder, seed=7, n_speakers=2, utts_per_speaker=3)
     ['seed 1 -> 7']
     """
@@ -392,11 +391,7 @@ def generation_fingerprint(data_folder: Path) -> dict | None:
     True
     """
     marker = Path(data_folder) / _MARKER
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return recorded if isinstance(recorded, dict) else None
+    return read_record(marker) if marker.is_file() else None
 
 
 def check(data_folder: Path) -> None:
