@@ -109,6 +109,7 @@ def peak_memory_mb(device: torch.device) -> float:
 def bench_one(args, device: torch.device, precision: str, batch_size: int, info: dict) -> dict:
     """Time ``fit_batch`` for one setting; the record to emit."""
     from semtts.brain import VITSBrain
+    from semtts.compiled_parts import compiled_graph_count
     from semtts.errors import ConfigError
 
     record = {"bench": "train_step", **info, "config": args.config, "precision": precision,
@@ -151,7 +152,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                                             for b in batches), 1)
         padded_s = statistics.mean(b.sig.data.shape[1] / spectrogram.sample_rate for b in batches)
         fresh = (item for b in batches for item in host_copies(b, n_steps // len(batches), device))
-        graphs_before = compiled_graphs()
+        graphs_before = compiled_graph_count()
         step = lambda: brain.fit_batch(next(fresh))  # noqa: E731
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -173,18 +174,11 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "peak_memory_scope": "this setting" if device.type == "cuda" else "process so far",
                 "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
                 "compile_module_keys": args.compile and args.compile_module_keys,
-                "compiled_graphs": compiled_graphs() - graphs_before, "vary_batches": args.vary_batches,
+                "compiled_graphs": compiled_graph_count() - graphs_before, "vary_batches": args.vary_batches,
                 "cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last_disc": args.channels_last_disc,
                 "channels_last_conv1d": args.channels_last_conv1d,
                 "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
-
-
-def compiled_graphs() -> int:
-    """Graphs ``torch.compile`` has built in this process (recompilations included)."""
-    from torch._dynamo.utils import counters
-
-    return counters["stats"]["unique_graphs"]
 
 
 def steady_step_ms(step, device: torch.device, steps: int) -> tuple[float, float]:

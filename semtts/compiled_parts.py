@@ -33,7 +33,7 @@ from torch import nn
 
 from semtts.errors import ConfigError
 
-__all__ = ["COMPILABLE", "DYNAMIC_SHAPE_PARTS", "compile_parts"]
+__all__ = ["COMPILABLE", "DYNAMIC_SHAPE_PARTS", "compile_parts", "compiled_graph_count"]
 
 DYNAMIC_SHAPE_PARTS = ("text_encoder", "posterior_encoder", "flow", "duration_predictor")
 """The generator parts compiled with dynamic shapes (their inputs change length at every step)."""
@@ -43,7 +43,7 @@ COMPILABLE = ("discriminator", "decoder") + DYNAMIC_SHAPE_PARTS
 
 
 def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str] | None,
-                              options: dict[str, Any]) -> list[str]:
+                  options: dict[str, Any]) -> list[str]:
     """``torch.compile`` the chosen parts in place.
 
     Arguments
@@ -81,3 +81,25 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
         else:
             getattr(generator, key).compile(**dynamic)
     return keys
+
+
+def compiled_graph_count() -> int:
+    """The graphs ``torch.compile`` has built in this process so far, recompilations
+    included: a part compiled with dynamic shapes adds one, however many lengths it sees.
+
+    Returns
+    -------
+    int
+        dynamo's ``unique_graphs`` counter.
+
+    Example
+    -------
+    >>> before = compiled_graph_count()
+    >>> double = torch.compile(lambda x: 2 * x, backend="eager")
+    >>> _ = double(torch.ones(3)), double(torch.ones(3))
+    >>> compiled_graph_count() - before
+    1
+    """
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]

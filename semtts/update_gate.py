@@ -315,8 +315,8 @@ class StepOutcomes:
     Example
     -------
     >>> outcomes = StepOutcomes(patience=1)
-    >>> for step, flags in enumerate(([1.0, 1.0], [1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0]), start=1):
-    ...     outcomes.add(step, torch.tensor(flags))        # [discriminator, generator(, scaler)] updated
+    >>> for step, flags in enumerate(([1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]), start=1):
+    ...     outcomes.add(step, torch.tensor(flags))        # [discriminator, generator, scaler applied]
     >>> outcomes.settle(stop=False)                        # updated steps
     1
     >>> outcomes.total, outcomes.in_a_row, outcomes.overflows, outcomes.stop_reason[:29]
@@ -329,20 +329,22 @@ class StepOutcomes:
         self.in_a_row = 0
         self.overflows = 0  # steps an fp16 scaler skipped (finite losses, overflowing gradients)
         self.stop_reason: str | None = None  # set when the patience runs out
-        self.pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok]) not yet read back
+        self.pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok, applied]) not yet read back
 
     def add(self, step: int, flags: torch.Tensor) -> None:
-        """Keep a step's device flags ``[d_ok, g_ok(, applied)]`` (nothing read back).
+        """Keep a step's device flags ``[d_ok, g_ok, applied]`` (nothing read back).
 
         Arguments
         ---------
         step : int
             The step number.
         flags : torch.Tensor
-            ``[2]``: 1 where the discriminator / generator passed its checks; optionally a third
-            flag, 0 where an fp16 gradient scaler then skipped either update (overflow).
+            ``[3]``: 1 where the discriminator / generator passed its checks, and a third
+            flag, 0 where an fp16 gradient scaler then skipped either update (overflow), 1 otherwise.
         """
-        self.pending.append((step, flags if flags.numel() == 3 else torch.cat([flags, flags.new_ones(1)])))
+        if flags.shape != (3,):
+            raise ValueError(f"StepOutcomes.add: step {step} gave flags of shape {tuple(flags.shape)}, expected (3,)")
+        self.pending.append((step, flags))
 
     def settle(self, stop: bool = True) -> int:
         """Read back the pending outcomes (one host sync), log each skipped

@@ -96,6 +96,7 @@ def main(argv: list[str]) -> None:
     import speechbrain as sb
 
     from semtts.checkpoint import make_checkpointer
+    from semtts.compiled_parts import compiled_graph_count
 
     out_dir, run_opts, _ = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> None:
     params = {f"generator.{k}": v for k, v in hp["generator"].state_dict().items()}
     params.update({f"discriminator.{k}": v for k, v in hp["discriminator"].state_dict().items()})
     params["global_step"] = torch.tensor(brain.global_step)
-    params["compiled_graphs"] = torch.tensor(torch._dynamo.utils.counters["stats"]["unique_graphs"])  # --compile
+    params["compiled_graphs"] = torch.tensor(compiled_graph_count())  # --compile
     torch.save(params, out_dir / f"params_rank{torch.distributed.get_rank()}.pt")
 
 

@@ -361,7 +361,7 @@ def test_a_checkpoint_save_never_stops_training_by_itself(tmp_path):
     # next regular settle, which every DDP process runs at the same step
     _, _, brain = make_run(tmp_path, 0, run_opts={"nonfinite_patience": 1}, checkpoint=False)
     for step in (1, 2):
-        brain.outcomes.add(step, torch.tensor([1.0, 0.0]))
+        brain.outcomes.add(step, torch.tensor([1.0, 0.0, 1.0]))
     brain._save(tmp_path / "counters.yaml")
     assert (brain.nonfinite_total, brain.nonfinite_in_a_row, brain.optimizer_step) == (2, 2, 0)
     with pytest.raises(NonFiniteLossError, match="stopped at step 2: 2 steps in a row"):

@@ -4,7 +4,7 @@ path on the CPU, the fused-optimizer path on CUDA."""
 import pytest
 import torch
 
-from semtts.update_gate import RunningMeans, UpdateGate, build_optimizer
+from semtts.update_gate import RunningMeans, StepOutcomes, UpdateGate, build_optimizer
 
 
 def make(device: str, precision_scaler: bool = False):
@@ -64,3 +64,11 @@ def test_running_means_leave_out_skipped_steps():
     assert running.means("w") == {"a": 1.0, "b": 3.0} and running.means("w") == {}
     running.add("x", {"a": torch.tensor(float("nan"))}, weight=torch.tensor(0.0))
     assert running.means("x") == {}
+
+
+def test_step_outcomes_take_three_flags_per_step():
+    outcomes = StepOutcomes(patience=2)
+    with pytest.raises(ValueError, match="step 7 gave flags of shape \\(2,\\)"):
+        outcomes.add(7, torch.ones(2))  # the scaler's flag cannot be left out (it was read as 'applied')
+    outcomes.add(8, torch.tensor([1.0, 1.0, 0.0]))
+    assert outcomes.settle() == 0 and outcomes.overflows == 1 and outcomes.total == 0
