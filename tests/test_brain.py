@@ -146,6 +146,55 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     assert "epoch: 2" in Path(hp_a["train_log"]).read_text()
 
 
+def varied_dataset(n_items: int):
+    """Synthetic utterances of five lengths (0.19-0.37 s), with their ``duration`` for the bucketing."""
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    data = {}
+    for i in range(n_items):
+        item = synthetic_items(1, 4096 + 1024 * (i % 5), 7, seed=i)[0]
+        del item["id"]
+        data[f"utt{i}"] = {**item, "duration": item["sig"].numel() / 22050}
+    return DynamicItemDataset(data, output_keys=["id", "sig", "token_ids", "spk_id"])
+
+
+def test_resume_mid_epoch_repeats_the_uninterrupted_run_with_dynamic_batches(tmp_path):
+    from semtts.data.dataset import make_train_sampler
+
+    overrides = {"number_of_epochs": 2, "keep_checkpoints": 1}
+    opts = {"ckpt_interval_steps": 2}
+
+    def fit_bucketed(brain, hp, seen, kill_before_step=None):
+        data = varied_dataset(10)
+        sampler = make_train_sampler(data, max_batch_seconds=1.0, num_buckets=2, seed=5, max_batch_size=2)
+
+        def on_fit_batch_start(batch, should_step):
+            if brain.global_step + 1 == kill_before_step:
+                raise Killed
+            seen.append(list(batch.id))
+
+        brain.on_fit_batch_start = on_fit_batch_start
+        brain.fit(hp["epoch_counter"], data, train_loader_kwargs={"batch_sampler": sampler})
+
+    hp_a, _, brain_a = make_run(tmp_path / "a", 0, overrides, opts)
+    batches_a = []
+    fit_bucketed(brain_a, hp_a, batches_a)  # 2 epochs of 5 batches: buckets of 6 and 4, at most 2 each
+    hp_b, _, brain_b = make_run(tmp_path / "b", 0, overrides, opts)
+    batches_b = []
+    with pytest.raises(Killed):
+        fit_bucketed(brain_b, hp_b, batches_b, kill_before_step=4)  # checkpoint after step 2
+    hp_c, _, brain_c = make_run(tmp_path / "b", 123, overrides, opts)
+    fit_bucketed(brain_c, hp_c, batches_b)
+
+    assert len(batches_a) == 10 and batches_a[:5] != batches_a[5:]  # reshuffled in epoch 2
+    assert brain_b.global_step == 3
+    assert batches_b == batches_a[:3] + batches_a[2:]  # step 3 again after the restart, then the rest
+    assert brain_a.global_step == brain_c.global_step == 10
+    for a, c in zip(parameters(hp_a["generator"], hp_a["discriminator"]),
+                    parameters(hp_c["generator"], hp_c["discriminator"])):
+        assert torch.allclose(a, c, rtol=0, atol=1e-6)
+
+
 def test_resuming_after_an_epoch_without_validation_starts_the_next_epochs_count(tmp_path):
     # without a validation set the end-of-epoch checkpoint is saved in on_stage_end(TRAIN), before
     # SpeechBrain sets its step counter back to 0 for the next epoch

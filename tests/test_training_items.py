@@ -1,4 +1,5 @@
-"""Items training cannot use are skipped by the loader, and padded frames are silent."""
+"""Items training cannot use are skipped by the loader, padded frames are silent, and training
+batches hold utterances of similar lengths."""
 
 import logging
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from semtts.audio import SpectrogramConfig, linear_spectrogram, save_audio
-from semtts.data.dataset import collate_readable, dataio_prepare
+from semtts.data.dataset import collate_readable, dataio_prepare, length_buckets, make_train_sampler
 from semtts.data.manifest import write_manifest
+from semtts.errors import ConfigError
 
 CFG = SpectrogramConfig(sample_rate=16000, n_fft=512, hop_length=128, win_length=512, n_mels=40)
 
@@ -61,3 +63,29 @@ def test_loader_skips_items_too_short_or_with_more_tokens_than_frames(manifest, 
     data = dataio_prepare({"train": manifest}, "", "", 16000, True)["train"]
     data.set_output_keys(["id", "sig"])
     assert len(collate_readable([data[i] for i in range(len(data))]).id) == 3
+
+
+def test_training_batches_hold_similar_lengths_within_both_limits():
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    gen = torch.Generator().manual_seed(0)
+    durations = (1.0 + 9.0 * torch.rand(2000, generator=gen)).tolist()  # LJSpeech-like 1-10 s
+    data = DynamicItemDataset({f"u{i}": {"duration": d} for i, d in enumerate(durations)})
+    batches = list(make_train_sampler(data, max_batch_seconds=160.0, num_buckets=20, seed=1, max_batch_size=16))
+    assert sorted(i for batch in batches for i in batch) == list(range(2000))  # every utterance, once
+    spans = []
+    for batch in batches:
+        lengths = [durations[i] for i in batch]
+        assert len(batch) <= 16 and len(batch) * max(lengths) <= 160.0
+        spans.append(max(lengths) - min(lengths))
+    # one bucket per batch: about 9 s / 20 wide (SpeechBrain's own num_buckets mixed every length under 5.7 s)
+    assert max(spans) < 0.7 and len(batches) <= 2000 / 16 + 20 + 5
+
+
+def test_length_buckets_cover_the_longest_utterance_and_refuse_nothing_to_bucket():
+    assert length_buckets([0.4, 9.0, 2.5, 7.5], num_buckets=2) == [2.5, 9.0]
+    assert length_buckets([5.0], num_buckets=20) == [5.0]
+    with pytest.raises(ConfigError, match="0 durations and num_buckets 20"):
+        length_buckets([], num_buckets=20)
+    with pytest.raises(ConfigError, match="num_buckets 0"):
+        length_buckets([1.0], num_buckets=0)

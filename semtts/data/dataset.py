@@ -45,7 +45,7 @@ from semtts.errors import ConfigError, DataError
 from semtts.text.tokenizer import BLANK_ID, intersperse
 
 __all__ = ["SPEAKER_MODES", "absolute_lengths", "build_speaker_table", "check_speaker_mode", "speaker_inputs",
-           "dataio_prepare", "collate_readable", "make_train_sampler"]
+           "dataio_prepare", "collate_readable", "length_buckets", "make_train_sampler"]
 
 logger = logging.getLogger(__name__)
 
@@ -317,31 +317,84 @@ def collate_readable(items: list[dict]) -> PaddedBatch | None:
     return PaddedBatch(readable) if readable else None
 
 
+def length_buckets(durations: list[float], num_buckets: int) -> list[float]:
+    """Upper bounds of ``num_buckets`` length buckets holding about as many
+    utterances each (quantiles of the training durations); the last is the
+    longest utterance, so every utterance falls in a bucket.
+
+    SpeechBrain's own ``num_buckets`` spaces its buckets up to the batch's
+    total length (160 s for a 160 s batch), which puts every utterance
+    shorter than about 6 s into the first bucket.
+
+    Arguments
+    ---------
+    durations : list of float
+        Utterance lengths (seconds).
+    num_buckets : int
+        At most this many buckets (fewer where durations repeat).
+
+    Returns
+    -------
+    list of float
+        Ascending upper bounds.
+
+    Example
+    -------
+    >>> length_buckets([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], num_buckets=4)
+    [2.0, 4.0, 6.0, 8.0]
+    >>> length_buckets([3.0, 3.0, 3.0], num_buckets=4)
+    [3.0]
+    """
+    if not durations or num_buckets < 1:
+        raise ConfigError(f"length_buckets: {len(durations)} durations and num_buckets {num_buckets}: "
+                          "need at least one of each")
+    ordered = sorted(float(d) for d in durations)
+    bounds = {ordered[max(0, -(-len(ordered) * k // num_buckets) - 1)] for k in range(1, num_buckets + 1)}
+    return sorted(bounds)
+
+
 def make_train_sampler(
-    dataset: DynamicItemDataset, max_batch_seconds: float, num_buckets: int, seed: int
+    dataset: DynamicItemDataset, max_batch_seconds: float, num_buckets: int, seed: int,
+    max_batch_size: int | None = None,
 ) -> DynamicBatchSampler:
-    """Length-bucketed dynamic batching: batches of about ``max_batch_seconds``
-    of audio in total (frames, not utterances, bound the memory).
+    """Length-bucketed dynamic batching, as the original VITS batches: each
+    batch holds utterances of one length bucket (:func:`length_buckets`), at
+    most ``max_batch_seconds`` of padded audio and ``max_batch_size`` of them.
 
     Arguments
     ---------
     dataset : DynamicItemDataset
         The training set (items with ``duration``).
     max_batch_seconds : float
-        Total padded audio per batch.
+        Padded audio per batch: a bucket's batches hold ``max_batch_seconds``
+        over its longest length utterances (frames, not utterances, bound
+        the memory of the encoders).
     num_buckets : int
         Length buckets.
     seed : int
         Shuffling seed (SpeechBrain reseeds per epoch).
+    max_batch_size : int, optional
+        At most this many utterances per batch (the decoder and the
+        discriminators see one fixed-length slice per utterance, so their
+        memory grows with the count, not the length).
 
     Returns
     -------
     DynamicBatchSampler
+
+    Example
+    -------
+    >>> data = DynamicItemDataset({f"u{i}": {"duration": 1.0 + i} for i in range(8)})
+    >>> sampler = make_train_sampler(data, max_batch_seconds=16.0, num_buckets=2, seed=0, max_batch_size=3)
+    >>> [[data.data[data.data_ids[i]]["duration"] for i in batch] for batch in sampler]  # buckets <= 4 s, <= 8 s
+    [[5.0, 8.0], [1.0, 4.0, 3.0], [2.0], [6.0, 7.0]]
     """
+    durations = [dataset.data[utt_id]["duration"] for utt_id in dataset.data_ids]
     return DynamicBatchSampler(
         dataset,
         max_batch_length=max_batch_seconds,
-        num_buckets=num_buckets,
+        bucket_boundaries=length_buckets(durations, num_buckets),
+        max_batch_ex=max_batch_size,
         length_func=lambda item: item["duration"],
         shuffle=True,
         batch_ordering="random",

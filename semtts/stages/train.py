@@ -215,9 +215,10 @@ def training_vectors(vectors: SpeakerVectors, manifests: dict[str, Path], mode: 
 
 def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool, device: str | torch.device = "cpu") -> dict:
     """DataLoader options: length-bucketed dynamic batches for training when
-    ``dynamic_batching`` is set, fixed ``batch_size`` otherwise; batches in
-    pinned memory when the run's ``device`` is a GPU, so that moving them
-    there does not hold up the host.
+    ``dynamic_batching`` is set (at most ``batch_size`` utterances and
+    ``max_batch_seconds`` of padded audio each), fixed ``batch_size``
+    otherwise; batches in pinned memory when the run's ``device`` is a GPU,
+    so that moving them there does not hold up the host.
 
     Example
     -------
@@ -228,7 +229,8 @@ def loader_kwargs(hp: dict, dataset: DynamicItemDataset, train: bool, device: st
     kwargs = {"num_workers": hp["num_workers"], "collate_fn": collate_readable,  # unreadable files: skipped
               "pin_memory": torch.device(device).type == "cuda"}
     if train and hp["dynamic_batching"]:
-        kwargs["batch_sampler"] = make_train_sampler(dataset, hp["max_batch_seconds"], hp["num_buckets"], hp["seed"])
+        kwargs["batch_sampler"] = make_train_sampler(dataset, hp["max_batch_seconds"], hp["num_buckets"], hp["seed"],
+                                                     max_batch_size=hp["batch_size"])
     else:
         kwargs.update(batch_size=hp["batch_size"], shuffle=train)
     return kwargs
