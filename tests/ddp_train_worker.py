@@ -91,25 +91,47 @@ def build_brain(hp: dict, run_opts: dict | object, checkpointer=None):
     return VITSBrain(modules=modules, hparams=hp, run_opts=run_opts, checkpointer=checkpointer)
 
 
+def varied_dataset(n_items: int):
+    """Synthetic utterances of five lengths (0.19-0.37 s), with their ``duration`` for the bucketing."""
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    data = {}
+    for i in range(n_items):
+        item = synthetic_items(1, 4096 + 1024 * (i % 5), 7, seed=i)[0]
+        del item["id"]
+        data[f"utt{i}"] = {**item, "duration": item["sig"].numel() / SAMPLE_RATE}
+    return DynamicItemDataset(data, output_keys=["id", "sig", "token_ids", "spk_id"])
+
+
 def main(argv: list[str]) -> None:
     """Train one epoch of four batches per process (DDP) and save the parameters."""
     import speechbrain as sb
 
     from semtts.checkpoint import make_checkpointer
     from semtts.compiled_parts import compiled_graph_count
+    from semtts.data.dataset import make_train_sampler
 
-    out_dir, run_opts, _ = sb.parse_arguments(argv)
+    out_dir, run_opts, overrides = sb.parse_arguments(argv)
+    bucketed = "dynamic_batching: true" in overrides.lower()  # --dynamic_batching True
     sb.utils.distributed.ddp_init_group(run_opts)
     out_dir = Path(out_dir)
     torch.manual_seed(torch.distributed.get_rank())  # different inits: DDP must broadcast rank 0's
     hp = load_tiny_hparams(out_dir / "corpus.yaml", {"number_of_epochs": 1})
     checkpointer = make_checkpointer(hp["save_folder"], hp["generator"], hp["discriminator"], hp["epoch_counter"])
     brain = build_brain(hp, run_opts, checkpointer)
-    brain.fit(hp["epoch_counter"], synthetic_dataset(16), train_loader_kwargs={"batch_size": 2})
+    data, loader_kwargs = synthetic_dataset(16), {"batch_size": 2}
+    if bucketed:  # buckets of 10 and 6 utterances, 8 batches of 2
+        data = varied_dataset(16)
+        loader_kwargs = {"batch_sampler": make_train_sampler(data, 1.0, num_buckets=2, seed=5, max_batch_size=2)}
+    batches = []
+    brain.on_fit_batch_start = lambda batch, should_step: batches.append(batch.id)
+    brain.fit(hp["epoch_counter"], data, train_loader_kwargs=loader_kwargs)
     params = {f"generator.{k}": v for k, v in hp["generator"].state_dict().items()}
     params.update({f"discriminator.{k}": v for k, v in hp["discriminator"].state_dict().items()})
     params["global_step"] = torch.tensor(brain.global_step)
     params["compiled_graphs"] = torch.tensor(compiled_graph_count())  # --compile
+    if bucketed:
+        params["trained_items"] = torch.tensor([int(utt_id[3:]) for batch in batches for utt_id in batch])
     torch.save(params, out_dir / f"params_rank{torch.distributed.get_rank()}.pt")
 
 

@@ -11,7 +11,8 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.batch import PaddedBatch
 
-from ddp_train_worker import build_brain, load_tiny_hparams, synthetic_dataset, synthetic_items, write_corpus_yaml
+from ddp_train_worker import (build_brain, load_tiny_hparams, synthetic_dataset, synthetic_items, varied_dataset,
+                              write_corpus_yaml)
 from semtts.brain import NonFiniteLossError
 from semtts.checkpoint import TMP_PREFIX, make_checkpointer
 from semtts.errors import ConfigError
@@ -146,18 +147,6 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     assert "epoch: 2" in Path(hp_a["train_log"]).read_text()
 
 
-def varied_dataset(n_items: int):
-    """Synthetic utterances of five lengths (0.19-0.37 s), with their ``duration`` for the bucketing."""
-    from speechbrain.dataio.dataset import DynamicItemDataset
-
-    data = {}
-    for i in range(n_items):
-        item = synthetic_items(1, 4096 + 1024 * (i % 5), 7, seed=i)[0]
-        del item["id"]
-        data[f"utt{i}"] = {**item, "duration": item["sig"].numel() / 22050}
-    return DynamicItemDataset(data, output_keys=["id", "sig", "token_ids", "spk_id"])
-
-
 def test_resume_mid_epoch_repeats_the_uninterrupted_run_with_dynamic_batches(tmp_path):
     from semtts.data.dataset import make_train_sampler
 
@@ -262,9 +251,11 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path, device)
     assert "\n" not in str(err.value) and brain.nonfinite_total == 5
 
 
-@pytest.mark.parametrize("compile_opts", [[], ["--compile", "--compile_module_keys", "flow", "discriminator"]],
-                         ids=["eager", "compiled"])
+@pytest.mark.parametrize("compile_opts", [["--dynamic_batching", "True"],
+                                          ["--compile", "--compile_module_keys", "flow", "discriminator"]],
+                         ids=["eager_bucketed", "compiled"])
 def test_ddp_processes_end_with_identical_parameters(tmp_path, compile_opts):
+    # eager_bucketed: length-bucketed batches (SpeechBrain gives each process every other batch);
     # compiled: a variable-length part of the DDP-wrapped generator (dynamic shapes) and the discriminator's judge
     write_corpus_yaml(tmp_path)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -275,8 +266,10 @@ def test_ddp_processes_end_with_identical_parameters(tmp_path, compile_opts):
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1))
     graphs = [int(rank.pop("compiled_graphs")) for rank in (rank0, rank1)]
-    assert (graphs[0] > 0 and graphs[1] > 0) if compile_opts else graphs == [0, 0]
+    assert (graphs[0] > 0 and graphs[1] > 0) if "--compile" in compile_opts else graphs == [0, 0]
     assert int(rank0["global_step"]) == int(rank1["global_step"]) == 4  # 16 items / 2 ranks / batch 2
+    if "--dynamic_batching" in compile_opts:  # every utterance once in the epoch, split between the processes
+        assert sorted(int(i) for rank in (rank0, rank1) for i in rank.pop("trained_items")) == list(range(16))
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "parameters differ between ranks"
     ckpts = list((tmp_path / "exp" / "stage_A" / "save").glob("CKPT+*"))
