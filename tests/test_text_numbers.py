@@ -1,5 +1,6 @@
 """Tests of English text normalisation: phone numbers, dates, context
-abbreviations (St., Dr., Ft.), fractions, temperatures, and what must not change."""
+abbreviations (St., Dr., Ft.), fractions, temperatures, and what must not change;
+and of Mandarin numbers: signs, years, vulgar fractions, the minus sign."""
 
 import time
 
@@ -7,12 +8,8 @@ import pytest
 
 from semtts.text.cleaners import english_cleaner, mandarin_cleaner
 from semtts.text.dates import date_to_words, expand_english_dates
-from semtts.text.numbers import (
-    expand_english_numbers,
-    expand_mandarin_numbers,
-    fraction_to_words,
-    phone_number_to_words,
-)
+from semtts.text.numbers import expand_english_numbers, fraction_to_words, phone_number_to_words
+from semtts.text.numbers_cmn import VULGAR_FRACTIONS, expand_mandarin_numbers
 
 
 # Phone numbers ----------------------------------------------------------------
@@ -288,6 +285,65 @@ def test_english_cleaner(raw, expected):
 )
 def test_mandarin_signs_and_years(raw, expected):
     assert mandarin_cleaner(raw) == expected
+
+
+# Mandarin vulgar fractions and the minus sign U+2212 ------------------------------------
+MANDARIN_FRACTIONS_AND_MINUS = [
+    # vulgar fractions: 分之, a whole part before one with 又, a sign before it 负
+    ("\u00bd杯", "二分之一杯"),
+    ("2\u00bd", "二又二分之一"),
+    ("\u2154", "三分之二"),
+    ("\u2153", "三分之一"),
+    ("\u2152", "十分之一"),  # two-digit denominator
+    ("\u215e", "八分之七"),
+    ("\u2189", "三分之零"),
+    ("2 \u00be", "二又四分之三"),
+    ("1,000\u00bd", "一千又二分之一"),
+    ("-\u00bd", "负二分之一"),
+    ("\u22122\u00be", "负二又四分之三"),
+    ("5\u00bd%", "百分之五又二分之一"),
+    ("2 1\u20442", "二又二分之一"),  # NFKC's spelling, the fraction slash U+2044
+    ("1\u20442", "二分之一"),
+    # the minus sign U+2212: between numbers 减, before a number 负, like "-"
+    ("5\u22123", "五减三"),
+    ("5 \u2212 3", "五减三"),
+    ("0.5\u22120.25", "零点五减零点二五"),
+    ("5%\u22123%", "百分之五减百分之三"),
+    ("\u00bd\u2212\u2153", "二分之一减三分之一"),
+    ("\u22125", "负五"),
+    ("\u22125%", "负百分之五"),
+    # not changed: the hyphen between numbers, a slash, a minus sign inside a word
+    ("5-3", "五-三"),
+    ("3/4", "三/四"),
+    ("a\u22125", "a\u2212五"),
+]
+
+
+@pytest.mark.parametrize("raw, expected", MANDARIN_FRACTIONS_AND_MINUS)
+def test_mandarin_vulgar_fractions_and_minus_sign(raw, expected):
+    assert expand_mandarin_numbers(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("\u00bd杯水", "二分之一杯水"),
+        ("加2\u00bd杯", "加二又二分之一杯"),  # NFKC alone would make "2½" "21⁄2"
+        ("\uff12\u00be", "二又四分之三"),  # a full-width digit before the fraction
+        ("5\u22123等于2", "五减三等于二"),
+        ("\u22125度", "负五度"),
+        ("\u207b5度", "负五度"),  # NFKC makes the superscript minus U+2212
+        ("x\u2212y", "x-y"),  # a minus sign that is no number's is a hyphen, as before
+    ],
+)
+def test_mandarin_cleaner_vulgar_fractions_and_minus_sign(raw, expected):
+    assert mandarin_cleaner(raw) == expected
+
+
+def test_mandarin_and_english_read_the_same_vulgar_fractions():
+    for fraction in VULGAR_FRACTIONS:
+        assert "分之" in expand_mandarin_numbers(fraction), fraction
+        assert english_cleaner("2" + fraction).startswith("two "), fraction  # a whole part, not "twenty ..."
 
 
 # Robustness ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The text frontend: cleaners, phonemizers, token lists and BPE.
 
 - :mod:`semtts.text.cleaners`: text normalisation (``english``, ``mandarin``, ``basic``);
-- :mod:`semtts.text.numbers`: numbers in English words (phone numbers, fractions, degrees too) and hanzi numerals;
+- :mod:`semtts.text.numbers`: numbers in English words (phone numbers, fractions, degrees too);
+- :mod:`semtts.text.numbers_cmn`: numbers in hanzi numerals (percents, vulgar fractions, signs too);
 - :mod:`semtts.text.dates`: English dates (month names, ISO and slash dates) read with ordinal days;
 - :mod:`semtts.text.pinyin`: pinyin syllables, and toned pinyin in raw text;
 - :mod:`semtts.text.phonemize`: espeak-ng IPA and pinyin initials / finals;

@@ -11,7 +11,8 @@ character / BPE tokenizer) sees. Three cleaners are registered in
   fractions, temperatures, phone numbers; see :mod:`semtts.text.numbers`),
   lowercase; keeps the punctuation ``, . ! ? ; : ' -``;
 - ``"mandarin"``: NFKC, full-width punctuation to ASCII ``, . ! ? ; :``,
-  Arabic numbers read as Chinese numerals, no spaces between hanzi, Latin
+  Arabic numbers read as Chinese numerals (signs, percents, vulgar fractions,
+  the minus sign; see :mod:`semtts.text.numbers_cmn`), no spaces between hanzi, Latin
   letters kept (lowercased), toned pinyin written in the text (``"ni3
   hao3"``, see :func:`semtts.text.pinyin.find_toned_pinyin`) kept as it is;
 - ``"basic"``: NFKC, lowercase, whitespace collapse.
@@ -38,14 +39,8 @@ from typing import Callable
 
 from semtts.errors import ConfigError
 from semtts.text.dates import expand_english_dates, is_sentence_starter
-from semtts.text.numbers import (
-    expand_english_numbers,
-    expand_mandarin_numbers,
-    number_to_hanzi,
-    number_to_words,
-    ordinal_to_words,
-    year_to_words,
-)
+from semtts.text.numbers import expand_english_numbers, number_to_words, ordinal_to_words, year_to_words
+from semtts.text.numbers_cmn import VULGAR_FRACTIONS, expand_mandarin_numbers, number_to_hanzi
 from semtts.text.pinyin import find_toned_pinyin, normalize_pinyin
 
 __all__ = [
@@ -85,7 +80,7 @@ _ASCII_MAP = str.maketrans({
 # A minus sign between numbers subtracts ("5 − 3"), where a hyphen would make a range.
 _BINARY_MINUS_RE = re.compile(r"(?<=\d)\s*\u2212\s*(?=\d)")
 # A digit glued to a vulgar fraction is a whole part ("2¾" is "2 3/4"; NFKC would make it "23⁄4").
-_BEFORE_VULGAR_FRACTION_RE = re.compile(r"(?<=\d)(?=[\u00bc-\u00be\u2150-\u215e\u2189])")
+_BEFORE_VULGAR_FRACTION_RE = re.compile(rf"(?<=\d)(?=[{VULGAR_FRACTIONS}])")
 
 _ABBREVIATIONS = {
     "mr": "mister", "mrs": "missus", "ms": "miss", "drs": "doctors", "jr": "junior",
@@ -213,8 +208,11 @@ def english_cleaner(text: str) -> str:
 #: Character-class body matching hanzi (CJK unified ideographs, extensions, 〇).
 HANZI = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _CMN_PUNCT_MAP = str.maketrans({
-    "。": ".", "、": ",", "～": " ", "·": " ", "・": " ", "…": ".", "—": ",", "–": ",", "\u2212": "-",
+    "。": ".", "、": ",", "～": " ", "·": " ", "・": " ", "…": ".", "—": ",", "–": ",",
 })
+# Vulgar fractions are kept from NFKC, which glues a whole part to the numerator ("2½" "21⁄2"), for the
+# numbers reader; so is the minus sign U+2212 (a sign 负, or 减 between numbers), "-" where it is no number's.
+_CMN_VULGAR_FRACTION_RE = re.compile(f"([{VULGAR_FRACTIONS}])")
 _CMN_DROP_RE = re.compile(r"[\"'“”‘’「」『』《》〈〉【】()\[\]{}]")
 _CMN_DISALLOWED_RE = re.compile(rf"[^{HANZI}a-z,.!?;:\- ]+")
 _CMN_HANZI_SPACE_RE = re.compile(rf"(?<=[{HANZI}]) +(?=[{HANZI}])")
@@ -222,14 +220,19 @@ _CMN_PUNCT_SPACE_RE = re.compile(r" *([,.!?;:]) *")
 _CMN_REPEATED_STOP_RE = re.compile(r"([,.!?;:])[,.]+")
 
 
+def _nfkc_keeping_fractions(text: str) -> str:
+    pieces = _CMN_VULGAR_FRACTION_RE.split(text)  # the fractions at odd indices
+    return "".join(piece if i % 2 else unicodedata.normalize("NFKC", piece) for i, piece in enumerate(pieces))
+
+
 def _mandarin(text: str, removed: Counter | None) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_CMN_PUNCT_MAP)
+    text = _nfkc_keeping_fractions(text).translate(_CMN_PUNCT_MAP)
     text = _CMN_DROP_RE.sub("", text)
     # Toned pinyin written in the text ("ni3 hao3") is kept as it is (ü as
     # v); everything else has its numbers read and its other characters dropped.
     pieces, start = [], 0
     for begin, end in find_toned_pinyin(text) + [(len(text), len(text))]:
-        rest = expand_mandarin_numbers(text[start:begin])
+        rest = expand_mandarin_numbers(text[start:begin]).replace("\u2212", "-")
         pieces += [_drop(_CMN_DISALLOWED_RE, rest.lower(), removed), normalize_pinyin(text[begin:end])]
         start = end
     text = _collapse_whitespace("".join(pieces))

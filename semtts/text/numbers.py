@@ -1,9 +1,9 @@
-"""Numbers read out in words: English (cardinals, ordinals, years, money,
-decimals, times, percents, fractions, temperatures, phone numbers) and
-Mandarin (hanzi numerals).
+"""English numbers read out in words: cardinals, ordinals, years, money,
+decimals, times, percents, fractions, temperatures, phone numbers.
 
-The cleaners of :mod:`semtts.text.cleaners` run :func:`expand_english_numbers`
-and :func:`expand_mandarin_numbers`. A spoken number that touches a letter is
+The English cleaner of :mod:`semtts.text.cleaners` runs
+:func:`expand_english_numbers`; Mandarin numbers (hanzi numerals) are read by
+:mod:`semtts.text.numbers_cmn`. A spoken number that touches a letter is
 set off by spaces (``"10am"`` is ``"ten am"``, ``"H2O"`` is ``"H two O"``), so
 that it is not read as one word with its neighbours. Dates are read by
 :mod:`semtts.text.dates`, which the English cleaner runs first.
@@ -36,8 +36,6 @@ Example
 'COVID nineteen at ten am on the third, in the nineteen nineties:  five point five  percent '
 >>> expand_english_numbers("Call 555-1234 for 1 1/2 cups at -5°C")
 'Call five five five, one two three four for one and one half cups at  minus five degrees Celsius '
->>> expand_mandarin_numbers("共10001人, 增长3.5%")
-'共一万零一人, 增长百分之三点五'
 """
 
 import re
@@ -50,14 +48,8 @@ __all__ = [
     "fraction_to_words",
     "phone_number_to_words",
     "expand_english_numbers",
-    "number_to_hanzi",
-    "expand_mandarin_numbers",
 ]
 
-
-# ---------------------------------------------------------------------------
-# English
-# ---------------------------------------------------------------------------
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen "
     "fourteen fifteen sixteen seventeen eighteen nineteen"
@@ -483,120 +475,5 @@ def expand_english_numbers(text: str) -> str:
     'mp three, four G and No five'
     """
     for pattern, replacement in _NUMBER_RULES:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-# ---------------------------------------------------------------------------
-# Mandarin
-# ---------------------------------------------------------------------------
-_CMN_DIGITS = "零一二三四五六七八九"
-_CMN_SECTION_UNITS = ("", "万", "亿", "万亿")
-
-
-def _cmn_section(n: int) -> str:
-    out, pending_zero = "", False
-    for value, unit in ((1000, "千"), (100, "百"), (10, "十"), (1, "")):
-        digit = n // value % 10
-        if digit == 0:
-            pending_zero = pending_zero or bool(out)
-            continue
-        if pending_zero:
-            out += "零"
-            pending_zero = False
-        out += _CMN_DIGITS[digit] + unit
-    return out
-
-
-def number_to_hanzi(n: int) -> str:
-    """Read a non-negative integer as Chinese numerals (with 万 / 亿 grouping).
-
-    Arguments
-    ---------
-    n : int
-        The number; from 10**16 up it is read digit by digit.
-
-    Returns
-    -------
-    str
-        The numeral in hanzi.
-
-    Example
-    -------
-    >>> [number_to_hanzi(k) for k in (0, 15, 105, 10001, 110000, 300000000)]
-    ['零', '十五', '一百零五', '一万零一', '十一万', '三亿']
-    """
-    if n == 0:
-        return _CMN_DIGITS[0]
-    if n >= 10**16:
-        return "".join(_CMN_DIGITS[int(d)] for d in str(n))
-    sections = []
-    while n:
-        n, section = divmod(n, 10000)
-        sections.append(section)
-    out, pending_zero = "", False
-    for index in reversed(range(len(sections))):
-        section = sections[index]
-        if section == 0:
-            pending_zero = pending_zero or bool(out)
-            continue
-        if out and (pending_zero or section < 1000):
-            out += "零"
-        out += _cmn_section(section) + _CMN_SECTION_UNITS[index]
-        pending_zero = False
-    return out[1:] if out.startswith("一十") else out
-
-
-def _cmn_digits(digits: str) -> str:
-    return "".join(_CMN_DIGITS[int(d)] for d in digits)
-
-
-def _cmn_percent(match: re.Match) -> str:
-    """``5%``: 百分之五; ``-5%``: 负百分之五 (the sign before 百分之)."""
-    number = _cmn_number(match)
-    sign = "负" if match.group(1) else ""
-    return sign + "百分之" + number[len(sign):]
-
-
-def _cmn_number(match: re.Match) -> str:
-    sign, whole, frac = match.group(1), match.group(2), match.group(3)
-    if len(whole) > 1 and whole.startswith("0") or len(whole) > 16:  # int() refuses > 4300 digits
-        spoken = _cmn_digits(whole)
-    else:
-        spoken = number_to_hanzi(int(whole))
-    if frac:
-        spoken += "点" + _cmn_digits(frac)
-    return ("负" if sign else "") + spoken
-
-
-_CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
-    (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
-    (re.compile(r"(?<!\d)(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
-    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(?<!\d)(\d+)(?:\.(\d+))?%"), _cmn_percent),
-    (re.compile(r"(?:(?<![0-9a-zA-Z.])(-))?(\d+)(?:\.(\d+))?"), _cmn_number),
-]
-
-
-def expand_mandarin_numbers(text: str) -> str:
-    """Read the Arabic numbers of a Mandarin text as hanzi numerals.
-
-    Thousands separators are dropped, a four-digit year before 年 is read
-    digit by digit, ``%`` becomes 百分之, a minus sign not inside a word 负.
-
-    Arguments
-    ---------
-    text : str
-        NFKC text.
-
-    Returns
-    -------
-    str
-
-    Example
-    -------
-    >>> expand_mandarin_numbers("2008年, -5, 1,000")
-    '二零零八年, 负五, 一千'
-    """
-    for pattern, replacement in _CMN_NUMBER_RULES:
         text = pattern.sub(replacement, text)
     return text
