@@ -8,11 +8,12 @@ its files, and only then renames it to ``CKPT+...``: a process killed at any
 moment leaves either a complete checkpoint or a temporary folder, never a
 ``CKPT+`` folder with missing files. Deletion renames first too. A checkpoint
 saved again under the same custom name keeps its old version aside
-(``.replaced+``) until the new one has the name; a failed rename puts it back
-at once, a kill in between on the next resume. Leftover temporary folders
-are removed when training resumes, and a checkpoint that
-cannot be loaded raises :class:`CheckpointError` naming it, instead of a
-silent restart from scratch.
+(``.replaced+``, :func:`semtts.durable.replace_folder`) until the new one
+has the name; a failed rename puts it back at once, a kill in between on
+the next resume. Leftover temporary folders are removed when training
+resumes, and a checkpoint that cannot be loaded raises
+:class:`CheckpointError` naming it, instead of a silent restart from
+scratch.
 
 :class:`RandomState` saves and restores the torch (CPU and CUDA), Python and
 NumPy generators of every process; :func:`make_checkpointer` builds the
@@ -62,7 +63,7 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
-from semtts.durable import fsync_path, fsync_tree
+from semtts.durable import ASIDE_PREFIX, fsync_path, recover_replaced_folder, replace_folder
 from semtts.errors import SemttsError
 
 __all__ = ["CheckpointError", "AtomicCheckpointer", "RandomState", "make_checkpointer"]
@@ -73,8 +74,9 @@ TMP_PREFIX = ".tmp+"
 """Prefix of a checkpoint folder being written (not a ``CKPT+`` name: never listed)."""
 TRASH_PREFIX = ".trash+"
 """Prefix of a checkpoint folder being deleted."""
-REPLACED_PREFIX = ".replaced+"
-"""Prefix of a named checkpoint while its new version takes its name (restored if that never happened)."""
+REPLACED_PREFIX = ASIDE_PREFIX
+"""Prefix of a named checkpoint while its new version takes its name (restored if that never happened;
+:func:`semtts.durable.replace_folder`)."""
 
 
 class CheckpointError(SemttsError):
@@ -178,22 +180,7 @@ class AtomicCheckpointer(Checkpointer):
             with open(tmp_dir / METAFNAME, "w", encoding="utf-8") as handle:
                 handle.write("# yamllint disable\n")
                 handle.write(yaml.dump(saved_meta))
-            fsync_tree(tmp_dir)
-            replaced = final_dir.with_name(REPLACED_PREFIX + final_dir.name)
-            if final_dir.exists():  # a custom name saved again: the old one stays until the new one has its name
-                if replaced.exists():
-                    shutil.rmtree(replaced)
-                os.rename(final_dir, replaced)
-                fsync_path(final_dir.parent)
-            try:
-                os.rename(tmp_dir, final_dir)
-            except BaseException:
-                if replaced.exists() and not final_dir.exists():  # the old version keeps the name
-                    os.rename(replaced, final_dir)
-                raise
-            fsync_path(final_dir.parent)
-            if replaced.exists():
-                shutil.rmtree(replaced)
+            replace_folder(final_dir, tmp_dir)  # a custom name saved again: the old one stays aside till then
             kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
             logger.log(verbosity, f"Saved an {kind} checkpoint in {final_dir}")
         ddp_barrier()
@@ -270,14 +257,18 @@ class AtomicCheckpointer(Checkpointer):
         removed = []
         if if_main_process() and self.checkpoints_dir.is_dir():
             for entry in sorted(self.checkpoints_dir.iterdir()):
-                original = entry.with_name(entry.name[len(REPLACED_PREFIX):])
-                if entry.is_dir() and entry.name.startswith(REPLACED_PREFIX) and not original.exists():
-                    os.rename(entry, original)
-                    logger.warning(f"Restored the checkpoint {original} (its replacement was interrupted)")
-                elif entry.is_dir() and entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, REPLACED_PREFIX)):
+                gone = []
+                if entry.is_dir() and entry.name.startswith(REPLACED_PREFIX):
+                    original = entry.with_name(entry.name[len(REPLACED_PREFIX):])
+                    restored, gone = recover_replaced_folder(original)
+                    if restored is not None:
+                        logger.warning(f"Restored the checkpoint {original} (its replacement was interrupted)")
+                elif entry.is_dir() and entry.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
                     shutil.rmtree(entry)
-                    removed.append(entry)
-                    logger.warning(f"Removed the unfinished checkpoint folder {entry}")
+                    gone = [entry]
+                for folder in gone:
+                    removed.append(folder)
+                    logger.warning(f"Removed the unfinished checkpoint folder {folder}")
         ddp_barrier()
         return removed
 

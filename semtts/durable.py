@@ -1,11 +1,15 @@
-"""Writes that survive a crash: files written whole or not at all, and
-flushing files and folder entries to stable storage (atomic checkpoints,
-packed models, manifests, features, audio).
+"""Writes that survive a crash: files written whole or not at all, folders
+replaced whole or not at all, and flushing files and folder entries to
+stable storage (atomic checkpoints, packed models, manifests, features,
+audio).
 
 A rename is atomic, but it is only durable once the folder holding it is
 flushed, and the renamed files' data once they are: :func:`fsync_tree` before
 a rename, :func:`fsync_path` of the parent folder after it.
-:func:`write_atomically` does both for one file.
+:func:`write_atomically` does both for one file, :func:`replace_folder` for
+a folder built whole beside the one it replaces (the old one moved aside
+until the new one has the name); :func:`recover_replaced_folder` undoes what
+a swap killed half-way left.
 
 Example
 -------
@@ -24,13 +28,21 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["fsync_path", "fsync_tree", "write_atomically"]
+__all__ = ["ASIDE_PREFIX", "fsync_path", "fsync_tree", "write_atomically", "aside_folders", "replace_folder",
+           "recover_replaced_folder"]
 
 _UNFLUSHABLE_FOLDER = (errno.EINVAL, errno.ENOTSUP, errno.EBADF)
 """What a file system that cannot flush folders answers (an I/O error is never ignored)."""
+ASIDE_PREFIX = ".replaced+"
+"""Prefix of a folder moved aside by :func:`replace_folder` until its new version has the name (a hidden
+name, which no ``<name>*`` pattern, such as SpeechBrain's ``CKPT+*`` checkpoint listing, matches)."""
+_EARLIER_ASIDE = ".old-"
+"""``<name>.old-<pid>``: where :mod:`semtts.pack` moved a packed folder aside before it used
+:func:`replace_folder`; still recognised, so that folders an earlier version left are recovered."""
 
 
 def fsync_path(path: str | Path) -> None:
@@ -93,3 +105,125 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def aside_folders(target: str | Path) -> list[Path]:
+    """The folders an interrupted :func:`replace_folder` of ``target`` left
+    aside (``.replaced+<name>``, or ``<name>.old-<pid>`` of earlier
+    versions), oldest first.
+
+    Arguments
+    ---------
+    target : str or Path
+        The folder that was being replaced.
+
+    Returns
+    -------
+    list of Path
+        Sibling folders of ``target``, by modification time.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / ".replaced+model").mkdir()
+    >>> [p.name for p in aside_folders(folder / "model")]
+    ['.replaced+model']
+    """
+    target = Path(target)
+    if not target.name or not target.parent.is_dir():
+        return []
+    earlier = f"{target.name}{_EARLIER_ASIDE}"
+
+    def is_aside(name: str) -> bool:
+        return name == ASIDE_PREFIX + target.name or (name.startswith(earlier) and name[len(earlier):].isdigit())
+
+    found = [p for p in target.parent.iterdir() if is_aside(p.name) and p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def recover_replaced_folder(target: str | Path) -> tuple[Path | None, list[Path]]:
+    """Undo what a :func:`replace_folder` of ``target`` killed half-way
+    left: when ``target`` is missing, the newest folder left aside gets its
+    name back (it is whole: it was moved aside in one rename); the other
+    folders left aside are removed (``target`` is their new version).
+
+    Arguments
+    ---------
+    target : str or Path
+        The folder whose replacement was interrupted (given back its old
+        version if it is missing).
+
+    Returns
+    -------
+    restored : Path or None
+        The folder renamed back to ``target`` (None: none was).
+    removed : list of Path
+        The folders left aside that were removed.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / ".replaced+model").mkdir()         # killed before the new folder had the name
+    >>> restored, removed = recover_replaced_folder(folder / "model")
+    >>> restored.name, removed, [p.name for p in folder.iterdir()]
+    ('.replaced+model', [], ['model'])
+    """
+    target = Path(target)
+    asides = aside_folders(target)
+    restored = None
+    if asides and not target.exists() and not target.is_symlink():
+        restored = asides.pop()
+        os.rename(restored, target)
+        fsync_path(target.parent)
+    for aside in asides:
+        shutil.rmtree(aside, ignore_errors=True)
+    return restored, [aside for aside in asides if not aside.exists()]
+
+
+def replace_folder(target: str | Path, new: str | Path) -> None:
+    """Put the complete folder ``new`` at ``target`` by renames, so that a
+    kill at any moment leaves the old folder or the new one there, or the
+    old one aside (which :func:`recover_replaced_folder` gives its name
+    back): ``new``'s files are flushed, the old folder is renamed to
+    ``.replaced+<name>``, ``new`` to ``target``, the parent folder is flushed
+    and the old folder removed. A failed rename of ``new`` puts the old
+    folder back at once (``new`` stays: the caller removes it). Folders an
+    earlier interrupted swap left aside are dealt with first. ``new`` must
+    lie in ``target``'s parent folder (a rename does not cross file systems).
+
+    Arguments
+    ---------
+    target : str or Path
+        The folder to replace (or create).
+    new : str or Path
+        The complete new version, a sibling of ``target``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "model").mkdir(); (folder / "new").mkdir()
+    >>> _ = (folder / "new" / "weights.pt").write_text("new")
+    >>> replace_folder(folder / "model", folder / "new")
+    >>> [p.name for p in folder.iterdir()], [p.name for p in (folder / "model").iterdir()]
+    (['model'], ['weights.pt'])
+    """
+    target, new = Path(target), Path(new)
+    recover_replaced_folder(target)
+    fsync_tree(new)  # the data is on disk before the rename makes it the folder
+    aside = target.with_name(ASIDE_PREFIX + target.name)
+    moved = target.exists() or target.is_symlink()
+    if moved:
+        os.rename(target, aside)
+        fsync_path(target.parent)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        if moved and not target.exists():  # the old version keeps the name
+            os.rename(aside, target)
+        raise
+    fsync_path(target.parent)
+    if moved:
+        shutil.rmtree(aside, ignore_errors=True)

@@ -20,10 +20,11 @@ A packed folder holds
 - ``MODEL_CARD.md``.
 
 The folder is written whole in a sibling ``<name>.tmp-<pid>`` and swapped in
-by renames (the old folder moved aside to ``<name>.old-<pid>``, then
-deleted), so a killed repack leaves the complete old folder or the complete
-new one; :func:`recover_interrupted_pack` (run by :func:`pack_model` first)
-restores an old folder left aside and removes leftovers.
+by renames (:func:`semtts.durable.replace_folder`: the old folder moved aside
+to ``.replaced+<name>``, then deleted), so a killed repack leaves the
+complete old folder or the complete new one; :func:`recover_interrupted_pack`
+(run by :func:`pack_model` first) restores an old folder left aside and
+removes leftovers.
 
 Nothing here imports training code: :mod:`semtts.pretrained` rebuilds the
 generator with :func:`build_packed_generator` and :func:`load_weights`.
@@ -62,7 +63,7 @@ import torch
 import yaml
 
 from semtts.data.manifest import write_json_atomic
-from semtts.durable import fsync_path, fsync_tree
+from semtts.durable import aside_folders, recover_replaced_folder, replace_folder
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.lobes.vits.synthesizer import VITSSynthesizer
@@ -202,7 +203,7 @@ def read_packed_hparams(folder: str | Path) -> dict:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        aside = _leftovers(folder, "old")
+        aside = aside_folders(folder)
         hint = f" (an interrupted repack left {aside[-1]}: run stage 10 again to restore it)" if aside else ""
         raise DataError(f"{folder}: model folder not found{hint}")
     path = folder / HPARAMS_NAME
@@ -276,22 +277,23 @@ def check_packed_sizes(packed: dict, n_tokens: int, spk_dim: int | None = None,
                         f"{n_speakers}")
 
 
-def _leftovers(out: Path, kind: str) -> list[Path]:
-    """``<out>.tmp-<pid>`` (``kind`` ``tmp``) or ``<out>.old-<pid>`` (``old``) siblings, oldest first."""
-    prefix = f"{out.name}.{kind}-"
+def _partial_builds(out: Path) -> list[Path]:
+    """The ``<out>.tmp-<pid>`` siblings: folders :func:`pack_model` was building when it was killed."""
+    prefix = f"{out.name}.tmp-"
     if not out.name or not out.parent.is_dir():
         return []
-    found = [p for p in out.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+    return [p for p in out.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
 
 
 def recover_interrupted_pack(out_dir: str | Path) -> bool:
     """Undo what a killed :func:`pack_model` left next to ``out_dir``: when
-    the folder is missing but the old one was moved aside
-    (``<name>.old-<pid>``; always whole, as it was renamed in one step),
-    rename it back; then delete the leftover ``<name>.tmp-<pid>`` (partial
-    builds) and ``<name>.old-<pid>`` (replaced folders). Two packs into one
-    folder at the same time are not supported.
+    the folder is missing but the old one was moved aside (``.replaced+<name>``,
+    or ``<name>.old-<pid>`` of earlier versions; always whole, as it was
+    renamed in one step), rename it back
+    (:func:`semtts.durable.recover_replaced_folder`); then delete the leftover
+    ``<name>.tmp-<pid>`` (partial builds) and the other folders left aside
+    (replaced folders). Two packs into one folder at the same time are not
+    supported.
 
     Arguments
     ---------
@@ -304,37 +306,12 @@ def recover_interrupted_pack(out_dir: str | Path) -> bool:
         True if an old folder was restored.
     """
     out = Path(out_dir)
-    restored = False
-    if not out.exists() and not out.is_symlink():
-        aside = _leftovers(out, "old")
-        if aside:
-            os.rename(aside[-1], out)
-            fsync_path(out.parent)
-            logger.warning("%s: restored from %s, left aside by an interrupted repack", out, aside[-1].name)
-            restored = True
-    for leftover in _leftovers(out, "tmp") + _leftovers(out, "old"):
+    restored, _ = recover_replaced_folder(out)
+    if restored is not None:
+        logger.warning("%s: restored from %s, left aside by an interrupted repack", out, restored.name)
+    for leftover in _partial_builds(out):
         shutil.rmtree(leftover, ignore_errors=True)
-    return restored
-
-
-def _swap_in(new: Path, out: Path) -> None:
-    """Put the complete folder ``new`` at ``out`` by renames: the old folder is moved aside, ``new`` renamed in,
-    the old one deleted; a failure in between puts the old one back."""
-    fsync_tree(new)
-    aside = out.with_name(f"{out.name}.old-{os.getpid()}")
-    moved = False
-    if out.exists():
-        os.rename(out, aside)
-        moved = True
-    try:
-        os.rename(new, out)
-    except BaseException:
-        if moved and not out.exists():
-            os.rename(aside, out)
-        raise
-    fsync_path(out.parent)
-    if moved:
-        shutil.rmtree(aside, ignore_errors=True)
+    return restored is not None
 
 
 def _carry_over(old: Path, new: Path) -> None:
@@ -499,7 +476,7 @@ def pack_model(
         (new / "MODEL_CARD.md").write_text(_model_card(packed, n_params, packed["training"]), encoding="utf-8")
         _carry_over(out, new)
         (new / HPARAMS_NAME).write_text(yaml.safe_dump(packed, sort_keys=False), encoding="utf-8")  # last
-        _swap_in(new, out)
+        replace_folder(out, new)
     finally:
         shutil.rmtree(new, ignore_errors=True)  # gone already when it was swapped in
     return out
