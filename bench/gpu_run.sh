@@ -10,7 +10,7 @@
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
 # Default sections, decisive first (SECTIONS="infer train_core compile"):
-#   infer       bench/infer.py: eager and CUDA-graph synthesis at 100/200/400 tokens (~10 s-1 min)
+#   infer       bench/infer.py: eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder (~1 min)
 #   train_core  bench/train_step.py vits_base, eager, batch 32 and 64, bf16 and fp32, 8 steps, then bf16
 #               with batches bucketed by length as the original VITS makes them (~2 min)
 #   compile     train step with --compile, bf16, batch 32 and 64, new lengths every step, then eager on
@@ -107,7 +107,7 @@ want() { [[ " $sections " == *" $1 "* ]]; }
 train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml)
 
 if want infer; then
-    step infer 150 python3 bench/infer.py --device cuda --iters 20 --out "$out/infer.jsonl"
+    step infer 150 python3 bench/infer.py --device cuda --iters 20 --precisions fp32 fp16 bf16 --out "$out/infer.jsonl"
 fi
 if want train_core || want train; then
     step train_core 240 "${train[@]}" --batch_sizes 32 64 --precisions bf16 fp32 --steps 8 \

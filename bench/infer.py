@@ -13,6 +13,10 @@ replaced. Everything else runs as in synthesis.
     python bench/infer.py --config hparams/model/vits_base.yaml --threads 2
     python bench/infer.py --device cuda --out bench/results/infer_cuda.jsonl
     python bench/infer.py --threads 2 --onnx      # also ONNX Runtime (CPU) on the same graph
+    python bench/infer.py --device cuda --precisions fp32 fp16 bf16   # the flow and decoder in half precision
+
+Every line gives ``precision``; those other than eager float32 also give how far their waveform
+lies from eager float32's (noise off): ``max_abs_diff_vs_eager`` and ``rel_l2_vs_eager``.
 
 With ``--onnx`` the same generator is exported (:func:`semtts.onnx_export.export_onnx`)
 and ONNX Runtime's CPU time is reported next to PyTorch's, with the same
@@ -67,6 +71,8 @@ def main(argv=None) -> None:
     parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime on the CPU")
     parser.add_argument("--no_cuda_graphs", action="store_true",
                         help="on CUDA, time only eager PyTorch (default: also semtts.graphed_inference)")
+    parser.add_argument("--precisions", nargs="*", default=["fp32"], choices=["fp32", "fp16", "bf16"],
+                        help="the flow and decoder's precision (GraphedSynthesizer's precision; default fp32)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -75,24 +81,28 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     generator, sample_rate = build_generator(args.config, device, args.frames_per_token)
     info = {**machine_info(device), **host_memory_as_commands()}
-    runners = {"pytorch": generator.infer}
-    if device.type == "cuda" and not args.no_cuda_graphs:
-        from semtts.graphed_inference import GraphedSynthesizer
+    from semtts.graphed_inference import GraphedSynthesizer
 
-        runners["pytorch+cuda_graphs"] = GraphedSynthesizer(generator)
+    runners = {}  # (backend, precision): synthesis
+    for precision in args.precisions:
+        runners["pytorch", precision] = GraphedSynthesizer(generator, enabled=False, precision=precision)
+        if device.type == "cuda" and not args.no_cuda_graphs:
+            runners["pytorch+cuda_graphs", precision] = GraphedSynthesizer(generator, precision=precision)
     for n_tokens in args.tokens:
         tokens = torch.randint(3, 178, (1, n_tokens), device=device)
         lengths = torch.tensor([n_tokens], device=device)
-        for backend, run in runners.items():
+        with torch.inference_mode():
+            reference = generator.infer(tokens, lengths, noise_scale=0.0, noise_scale_w=0.0).waveform
+        for (backend, precision), run in runners.items():
             with torch.inference_mode():
                 out = run(tokens, lengths)
                 seconds_audio = out.waveform.shape[-1] / sample_rate
                 ms = median_ms(lambda: run(tokens, lengths), device, warmup=2, iters=args.iters)
-                record = {}
-                if backend != "pytorch":  # same result as eager, with the noise off
-                    eager = generator.infer(tokens, lengths, noise_scale=0.0, noise_scale_w=0.0)
-                    graphed = run(tokens, lengths, noise_scale=0.0, noise_scale_w=0.0)
-                    record["max_abs_diff_vs_eager"] = float((eager.waveform - graphed.waveform).abs().max())
+                record = {"precision": precision}
+                if (backend, precision) != ("pytorch", "fp32"):  # against eager fp32, with the noise off
+                    waveform = run(tokens, lengths, noise_scale=0.0, noise_scale_w=0.0).waveform
+                    record["max_abs_diff_vs_eager"] = float((reference - waveform).abs().max())
+                    record["rel_l2_vs_eager"] = float((reference - waveform).norm() / reference.norm())
             emit({"bench": "infer", **info, "config": args.config, "threads": torch.get_num_threads(),
                   "tokens": n_tokens, "audio_s": round(seconds_audio, 3), "median_ms": round(ms, 2),
                   "rtf": round(ms / 1000.0 / seconds_audio, 4), "backend": backend, **record}, args.out)

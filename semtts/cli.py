@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "each batch's files are written as soon as it is done")
     synth.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling")
     synth.add_argument("--device", default="cpu", help="cpu or cuda:N")
+    synth.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                       help="the flow and the decoder in this precision (GPUs; the durations stay fp32)")
     convert = sub.add_parser("convert", help="voice conversion",
                              description="Convert a recording into another voice (VITS voice conversion).")
     convert.add_argument("--model", required=True, help="the packed model folder (stage 10)")
@@ -338,10 +340,10 @@ def _write(path: Path, wav, sample_rate: int) -> None:
     print(f"{path}\t{wav.numel() / sample_rate:.2f} s")
 
 
-def _load(model: str, device: str):
+def _load(model: str, device: str, precision: str = "fp32"):
     from semtts.pretrained import SemTTS
 
-    return SemTTS.from_hparams(source=model, run_opts={"device": device})
+    return SemTTS.from_hparams(source=model, run_opts={"device": device, "precision": precision})
 
 
 def _check_device(device: str) -> None:
@@ -361,7 +363,7 @@ def _synth(args: argparse.Namespace) -> int:
     n_given = len(args.text)
     labels = [f"--text {n}" if i < n_given else f"{args.text_file} line {n - n_given}"
               for i, n in enumerate(numbers)]
-    model = _load(args.model, args.device)
+    model = _load(args.model, args.device, args.precision)
     torch.manual_seed(args.seed)
     for batch in model.synthesize_batches(texts, speaker=args.speaker, speaker_wav=args.speaker_wav,
                                           length_scale=args.length_scale, noise_scale=args.noise_scale,

@@ -48,7 +48,10 @@ from semtts.lobes.vits.input_checks import check_tokens, int64_on
 from semtts.lobes.vits.synthesizer import VITSInference
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
 
-__all__ = ["GraphedSynthesizer", "cuda_index"]
+__all__ = ["DECODE_DTYPES", "GraphedSynthesizer", "cuda_index"]
+
+DECODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""The precisions synthesis can decode in (SpeechBrain's ``--precision`` names)."""
 
 
 def _round_up(value: int, step: int) -> int:
@@ -121,11 +124,20 @@ class GraphedSynthesizer(nn.Module):
         Graphs kept at most (each holds its own memory pool); past it, the
         least recently used are released, a first-half graph with the
         decoder graphs that read its outputs.
+    precision : str
+        ``fp32``, ``fp16`` or ``bf16``: the flow and the decoder, where a
+        synthesis's arithmetic and memory traffic lie, run under autocast to
+        this precision (meant for GPUs); the text encoder and the duration
+        predictor stay float32, so the durations do not change.
     """
 
     def __init__(self, generator: nn.Module, token_bucket: int = 32, frame_bucket: int = 128,
-                 enabled: bool = True, max_graphs: int = 64):
+                 enabled: bool = True, max_graphs: int = 64, precision: str = "fp32"):
         super().__init__()
+        if precision not in DECODE_DTYPES:
+            raise ConfigError(f"graphed synthesis: precision must be one of {', '.join(DECODE_DTYPES)}, "
+                              f"got {precision!r}")
+        self.precision, self.decode_dtype = precision, DECODE_DTYPES[precision]
         if token_bucket < 1 or frame_bucket < 1:
             raise ConfigError(f"graphed synthesis: buckets must be >= 1, got {token_bucket}, {frame_bucket}")
         if max_graphs < 2:
@@ -188,20 +200,48 @@ class GraphedSynthesizer(nn.Module):
         Returns
         -------
         VITSInference
-            Waveform ``[B, 1, max(spec_lengths) * hop]`` and the rest, cut to the true sizes.
+            Waveform ``[B, 1, max(spec_lengths) * hop]`` (float32) and the rest, cut to the true sizes.
         """
         gen = self.generator
-        if not self._use_graphs(tokens.device):
-            return gen.infer(tokens, token_lengths, sid=sid, spk_embed=spk_embed, noise_scale=noise_scale,
-                             length_scale=length_scale, noise_scale_w=noise_scale_w)
         check_tokens(tokens, token_lengths)
         token_lengths = int64_on(token_lengths, tokens.device)
         g = gen.speaker_condition(sid, spk_embed)
+        if self._use_graphs(tokens.device):
+            static, (hidden, m_p, logs_p, token_mask, durations) = self._predict_graphed(
+                tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
+        else:
+            text, durations = gen.predict_durations(tokens, token_lengths, g, noise_scale_w=noise_scale_w,
+                                                    length_scale=length_scale)
+            token_mask = text.mask
+        spec_lengths = durations.sum(1).long()
+        n_frames, n_tokens = int(spec_lengths.max()), tokens.size(1)  # the one read-back: it sizes the output
+        if self._use_graphs(tokens.device):
+            waveform, path, spec_mask = self._decode_graphed(
+                static, (hidden, m_p, logs_p, token_mask, durations), _round_up(n_frames, self.frame_bucket))
+        else:
+            with self._decoding(tokens.device):
+                waveform, _, path, spec_mask = gen.decode_durations(text, durations, g, noise_scale=noise_scale)
+        hop = gen.hop_length
+        return VITSInference(
+            waveform[:, :, :n_frames * hop].float(), spec_lengths * hop, durations[:, :n_tokens].long(),
+            spec_lengths, path[:, :n_frames, :n_tokens].clone(), token_mask[:, :, :n_tokens].clone(),
+            spec_mask[:, :, :n_frames].clone(),
+        )
+
+    def _decoding(self, device: torch.device):
+        """Autocast to :attr:`precision` for the flow and the decoder (nothing for fp32)."""
+        return torch.autocast(device.type, dtype=self.decode_dtype, enabled=self.decode_dtype != torch.float32)
+
+    def _predict_graphed(self, tokens: torch.Tensor, token_lengths: torch.Tensor, g: torch.Tensor | None,
+                         noise_scale: float, length_scale: float, noise_scale_w: float):
+        """Replay (captured first at a new shape) the durations graph of the padded token count: its static
+        inputs and its outputs (hidden, m_p, logs_p, token mask, durations)."""
+        gen = self.generator
         batch, n_tokens = tokens.shape
-        padded_tokens = _round_up(n_tokens, self.token_bucket)
-        key = (batch, padded_tokens, None if g is None else tuple(g.shape), tokens.device)
+        key = (batch, _round_up(n_tokens, self.token_bucket), None if g is None else tuple(g.shape), tokens.device)
         if key not in self._durations:
-            static = {"tokens": torch.zeros(batch, padded_tokens, dtype=torch.long, device=tokens.device),
+            static = {"key": key,
+                      "tokens": torch.zeros(batch, key[1], dtype=torch.long, device=tokens.device),
                       "lengths": torch.ones(batch, dtype=torch.long, device=tokens.device),
                       "scales": torch.zeros(3, device=tokens.device)}
             if g is not None:
@@ -217,28 +257,24 @@ class GraphedSynthesizer(nn.Module):
         self._used(key)
         static, graph = self._durations[key]
         self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
-        hidden, m_p, logs_p, token_mask, durations = graph.replay()
-        spec_lengths = durations.sum(1).long()
-        n_frames = int(spec_lengths.max())  # the one read-back: it sizes the output
-        padded_frames = _round_up(n_frames, self.frame_bucket)
-        decode_key = (*key, padded_frames)
+        return static, graph.replay()
+
+    def _decode_graphed(self, static: dict, outputs: tuple[torch.Tensor, ...], padded_frames: int):
+        """Replay (captured first at a new frame count) the decoder graph that reads ``outputs`` of the
+        durations graph of ``static``: waveform, path and frame mask, padded."""
+        decode_key = (*static["key"], padded_frames)
         if decode_key not in self._decoders:
-            def decode_fn(s=static, outputs=(hidden, m_p, logs_p, token_mask, durations), frames=padded_frames):
+            def decode_fn(s=static, outputs=outputs, frames=padded_frames):
                 text = TextEncoderOutput(*outputs[:4])
-                waveform, _, path, spec_mask = gen.decode_durations(text, outputs[4], s.get("g"),
-                                                                    noise_scale=s["scales"][0], n_frames=frames)
+                with self._decoding(s["tokens"].device):
+                    waveform, _, path, spec_mask = self.generator.decode_durations(
+                        text, outputs[4], s.get("g"), noise_scale=s["scales"][0], n_frames=frames)
                 return waveform, path, spec_mask
 
             # reads, never writes, the first half's outputs
-            self._decoders[decode_key] = _Graph(decode_fn, tokens.device)
+            self._decoders[decode_key] = _Graph(decode_fn, static["tokens"].device)
         self._used(decode_key)
-        waveform, path, spec_mask = self._decoders[decode_key].replay()
-        hop = gen.hop_length
-        return VITSInference(
-            waveform[:, :, :n_frames * hop].clone(), spec_lengths * hop, durations[:, :n_tokens].long(),
-            spec_lengths, path[:, :n_frames, :n_tokens].clone(), token_mask[:, :, :n_tokens].clone(),
-            spec_mask[:, :, :n_frames].clone(),
-        )
+        return self._decoders[decode_key].replay()
 
     @staticmethod
     def _fill(static: dict[str, torch.Tensor], tokens: torch.Tensor, token_lengths: torch.Tensor,

@@ -13,10 +13,10 @@ Example
 >>> wavs, sr = model.synthesize(["Hello there."], speaker="spk0")  # doctest: +SKIP
 >>> wavs[0].shape  # [T] samples  # doctest: +SKIP
 torch.Size([30720])
->>> SemTTS.from_hparams("exp/mini/default/packed", run_opts={"devcie": "cpu"})
+>>> SemTTS.from_hparams("exp/mini/default/packed", run_opts={"devcie": "cpu"})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-semtts.errors.ConfigError: run_opts: unknown key 'devcie' (did you mean 'device'?); valid keys: cuda_graphs, device
+semtts.errors.ConfigError: run_opts: unknown key 'devcie' (did you mean 'device'?); valid keys: cuda_graphs, ...
 """
 
 import difflib
@@ -28,7 +28,7 @@ import torch
 
 from semtts.audio import read_checked_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
-from semtts.graphed_inference import GraphedSynthesizer
+from semtts.graphed_inference import DECODE_DTYPES, GraphedSynthesizer
 from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
@@ -42,7 +42,8 @@ DEFAULT_BATCH_SIZE = 8
 """Texts :meth:`SemTTS.synthesize` synthesizes together at most (``semtts synth --batch-size``)."""
 
 RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
-            "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)"}
+            "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)",
+            "precision": "fp32 | fp16 | bf16: the flow and the decoder under autocast (GPUs; default fp32)"}
 """The ``run_opts`` keys :meth:`SemTTS.from_hparams` understands."""
 
 
@@ -105,12 +106,12 @@ def check_run_opts(run_opts: dict | None) -> dict:
     Returns
     -------
     dict
-        ``device`` (a :class:`torch.device`) and ``cuda_graphs`` (bool).
+        ``device`` (a :class:`torch.device`), ``cuda_graphs`` (bool) and ``precision``.
 
     Example
     -------
     >>> check_run_opts({"cuda_graphs": False})
-    {'device': device(type='cpu'), 'cuda_graphs': False}
+    {'device': device(type='cpu'), 'cuda_graphs': False, 'precision': 'fp32'}
     """
     if run_opts is None:
         run_opts = {}
@@ -126,7 +127,10 @@ def check_run_opts(run_opts: dict | None) -> dict:
     cuda_graphs = run_opts.get("cuda_graphs", True)
     if not isinstance(cuda_graphs, bool):
         raise ConfigError(f"run_opts: cuda_graphs must be True or False, got {cuda_graphs!r}")
-    return {"device": resolve_device(run_opts.get("device")), "cuda_graphs": cuda_graphs}
+    precision = run_opts.get("precision", "fp32")
+    if precision not in DECODE_DTYPES:
+        raise ConfigError(f"run_opts: precision must be one of {', '.join(DECODE_DTYPES)}, got {precision!r}")
+    return {"device": resolve_device(run_opts.get("device")), "cuda_graphs": cuda_graphs, "precision": precision}
 
 
 def _size_failure(err: BaseException) -> str | None:
@@ -177,6 +181,9 @@ class SemTTS(PackedModel):
     cuda_graphs : bool
         On a CUDA device, replay synthesis from CUDA graphs (one capture per
         padded shape; no effect on the CPU).
+    precision : str
+        ``fp32``, ``fp16`` or ``bf16`` for the flow and the decoder
+        (:class:`~semtts.graphed_inference.GraphedSynthesizer`).
 
     Example
     -------
@@ -187,10 +194,10 @@ class SemTTS(PackedModel):
     """
 
     def __init__(self, folder: Path, packed: dict, generator: torch.nn.Module, frontend: Frontend,
-                 device: torch.device, cuda_graphs: bool = True):
+                 device: torch.device, cuda_graphs: bool = True, precision: str = "fp32"):
         super().__init__(folder, packed, frontend, device)
         self.generator = generator
-        self.synthesizer = GraphedSynthesizer(generator, enabled=cuda_graphs)
+        self.synthesizer = GraphedSynthesizer(generator, enabled=cuda_graphs, precision=precision)
         """Synthesis: replayed from CUDA graphs on a CUDA device (:mod:`semtts.graphed_inference`), else eager."""
         self.last_durations: list[torch.Tensor] | None = None
         """``[T_text_i]`` frames per token (blanks included) of the texts of the last :meth:`synthesize` call."""
@@ -208,8 +215,10 @@ class SemTTS(PackedModel):
             Copy the folder there first and load the copy.
         run_opts : dict, optional
             ``{"device": "cuda:0"}`` (default CPU); ``{"cuda_graphs": False}``
-            synthesizes eagerly on CUDA too. Another key, or a device this
-            machine lacks, is a :class:`ConfigError` (:func:`check_run_opts`).
+            synthesizes eagerly on CUDA too; ``{"precision": "fp16"}`` runs
+            the flow and the decoder in half precision (the durations stay
+            float32). Another key, or a device this machine lacks, is a
+            :class:`ConfigError` (:func:`check_run_opts`).
 
         Returns
         -------
@@ -223,7 +232,8 @@ class SemTTS(PackedModel):
             generator.load_state_dict(load_weights(folder), strict=True)
         except RuntimeError as err:
             raise DataError(f"{folder}: the weights do not fit hyperparams.yaml ({first_line(err)})") from None
-        return cls(folder, packed, generator.to(device).eval(), frontend, device, cuda_graphs=opts["cuda_graphs"])
+        return cls(folder, packed, generator.to(device).eval(), frontend, device, cuda_graphs=opts["cuda_graphs"],
+                   precision=opts["precision"])
 
     def speaker_condition(self, speaker: str | None = None, speaker_wav: str | Path | None = None,
                           what: str = "speaker") -> torch.Tensor | None:

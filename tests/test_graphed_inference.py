@@ -6,9 +6,9 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from semtts.errors import ConfigError
-from semtts.graphed_inference import GraphedSynthesizer, cuda_index
+from semtts.graphed_inference import DECODE_DTYPES, GraphedSynthesizer, cuda_index
 from semtts.lobes.vits.semantic_vits import SemanticVITS
-from semtts.pretrained import SemTTS
+from semtts.pretrained import SemTTS, check_run_opts
 from test_pack_cli import ROOT, packed  # noqa: F401 (fixture)
 
 SEMANTIC = {"use_sempred": True, "use_adapter": True, "sempred_hidden": 16, "sempred_kernel_size": 3,
@@ -41,6 +41,47 @@ def test_cpu_runs_eagerly():
     ref = gen.infer(tokens, lengths, sid=torch.tensor([0, 2]))
     assert fast.graphs == 0 and torch.equal(ours.waveform, ref.waveform)
     assert torch.equal(ours.durations, ref.durations)
+
+
+@pytest.mark.parametrize("graphed", [False, True], ids=["eager", "graph_path"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_decodes_in_it_and_keeps_the_durations(monkeypatch, precision, graphed):
+    import semtts.graphed_inference as module
+
+    if graphed:  # the graph path's autocast, run eagerly on the CPU
+        monkeypatch.setattr(module, "_Graph", EagerGraph)
+        monkeypatch.setattr(GraphedSynthesizer, "_use_graphs", lambda self, device: True)
+    gen = generator()
+    seen = {}
+    for name in ("text_encoder", "duration_predictor.pre", "flow.flows.0.post", "decoder"):  # computing layers
+        gen.get_submodule(name).register_forward_hook(
+            lambda module, inputs, output, name=name: seen.setdefault(name, set()).add(
+                (output[0] if isinstance(output, tuple) else output).dtype))
+    tokens, lengths = batch([9, 4], "cpu")
+    sid = torch.tensor([0, 2])
+    quiet = {"sid": sid, "noise_scale": 0.0, "noise_scale_w": 0.0}  # (a graph's capture draws too)
+    ref = gen.infer(tokens, lengths, **quiet)
+    seen.clear()
+    ours = GraphedSynthesizer(gen, token_bucket=8, frame_bucket=16, precision=precision)(tokens, lengths, **quiet)
+    low = DECODE_DTYPES[precision]
+    assert seen == {"text_encoder": {torch.float32}, "duration_predictor.pre": {torch.float32},
+                    "flow.flows.0.post": {low}, "decoder": {low}}
+    assert torch.equal(ours.durations, ref.durations) and ours.waveform.dtype == torch.float32
+    assert ours.waveform.shape == ref.waveform.shape
+    error = float((ours.waveform - ref.waveform).norm() / ref.waveform.norm())
+    assert 0 < error < 0.05, error
+
+
+def test_precision_is_checked_where_it_is_given():
+    with pytest.raises(ConfigError, match="precision must be one of fp32, fp16, bf16, got 'half'"):
+        GraphedSynthesizer(generator(), precision="half")
+    with pytest.raises(ConfigError, match="run_opts: precision must be one of fp32, fp16, bf16, got 'fp64'"):
+        check_run_opts({"precision": "fp64"})
+    from semtts.cli import build_parser
+
+    synth = build_parser()._subparsers._group_actions[0].choices["synth"]
+    choices = next(a.choices for a in synth._actions if a.dest == "precision")
+    assert tuple(choices) == tuple(DECODE_DTYPES)
 
 
 class EagerGraph:
@@ -162,6 +203,20 @@ def test_cuda_graphs_match_eager(semantic):
     assert fast.graphs >= graphs and torch.isfinite(first.waveform).all()
     # the random draws live in the graphs and advance on every replay
     assert first.waveform.shape != second.waveform.shape or not torch.equal(first.waveform, second.waveform)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_graphs_match_eager_in_reduced_precision(precision):
+    gen = generator().cuda()
+    sid = torch.tensor([1, 2], device="cuda")
+    tokens, token_lengths = batch([13, 6], "cuda")
+    runs = [GraphedSynthesizer(gen, token_bucket=8, frame_bucket=32, precision=precision, enabled=enabled)(
+        tokens, token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0) for enabled in (True, False)]
+    ref = gen.infer(tokens, token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0)
+    assert torch.equal(runs[0].durations, ref.durations) and torch.equal(runs[1].durations, ref.durations)
+    assert (runs[0].waveform - runs[1].waveform).abs().max() < 1e-2
+    assert float((runs[0].waveform - ref.waveform).norm() / ref.waveform.norm()) < 0.05
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
