@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=_seed, default=0, help="random seed of the sampling")
     synth.add_argument("--device", default="cpu", help="cpu or cuda:N")
     synth.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                       help="the flow and the decoder in this precision (GPUs; the durations stay fp32)")
+                       help="the flow and the decoder in this precision (fp16: CUDA only; bf16 also speeds up a "
+                            "CPU; the durations stay fp32)")
     convert = sub.add_parser("convert", help="voice conversion",
                              description="Convert a recording into another voice (VITS voice conversion).")
     convert.add_argument("--model", required=True, help="the packed model folder (stage 10)")

@@ -28,7 +28,7 @@ import torch
 
 from semtts.audio import read_checked_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
-from semtts.graphed_inference import DECODE_DTYPES, GraphedSynthesizer
+from semtts.graphed_inference import GraphedSynthesizer, check_precision
 from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
@@ -43,7 +43,7 @@ DEFAULT_BATCH_SIZE = 8
 
 RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
             "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)",
-            "precision": "fp32 | fp16 | bf16: the flow and the decoder under autocast (GPUs; default fp32)"}
+            "precision": "fp32 | fp16 | bf16: the flow and the decoder under autocast (fp16: CUDA; default fp32)"}
 """The ``run_opts`` keys :meth:`SemTTS.from_hparams` understands."""
 
 
@@ -127,10 +127,9 @@ def check_run_opts(run_opts: dict | None) -> dict:
     cuda_graphs = run_opts.get("cuda_graphs", True)
     if not isinstance(cuda_graphs, bool):
         raise ConfigError(f"run_opts: cuda_graphs must be True or False, got {cuda_graphs!r}")
-    precision = run_opts.get("precision", "fp32")
-    if precision not in DECODE_DTYPES:
-        raise ConfigError(f"run_opts: precision must be one of {', '.join(DECODE_DTYPES)}, got {precision!r}")
-    return {"device": resolve_device(run_opts.get("device")), "cuda_graphs": cuda_graphs, "precision": precision}
+    device, precision = resolve_device(run_opts.get("device")), run_opts.get("precision", "fp32")
+    check_precision(precision, device, "run_opts")
+    return {"device": device, "cuda_graphs": cuda_graphs, "precision": precision}
 
 
 def _size_failure(err: BaseException) -> str | None:

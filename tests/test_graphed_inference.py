@@ -44,7 +44,7 @@ def test_cpu_runs_eagerly():
 
 
 @pytest.mark.parametrize("graphed", [False, True], ids=["eager", "graph_path"])
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["bf16"] + (["fp16"] if torch.cuda.is_available() else []))
 def test_reduced_precision_decodes_in_it_and_keeps_the_durations(monkeypatch, precision, graphed):
     import semtts.graphed_inference as module
 
@@ -57,8 +57,10 @@ def test_reduced_precision_decodes_in_it_and_keeps_the_durations(monkeypatch, pr
         gen.get_submodule(name).register_forward_hook(
             lambda module, inputs, output, name=name: seen.setdefault(name, set()).add(
                 (output[0] if isinstance(output, tuple) else output).dtype))
-    tokens, lengths = batch([9, 4], "cpu")
-    sid = torch.tensor([0, 2])
+    device = "cuda" if precision == "fp16" else "cpu"  # fp16 is refused off a GPU
+    gen = gen.to(device)
+    tokens, lengths = batch([9, 4], device)
+    sid = torch.tensor([0, 2], device=device)
     quiet = {"sid": sid, "noise_scale": 0.0, "noise_scale_w": 0.0}  # (a graph's capture draws too)
     ref = gen.infer(tokens, lengths, **quiet)
     seen.clear()
@@ -77,6 +79,11 @@ def test_precision_is_checked_where_it_is_given():
         GraphedSynthesizer(generator(), precision="half")
     with pytest.raises(ConfigError, match="run_opts: precision must be one of fp32, fp16, bf16, got 'fp64'"):
         check_run_opts({"precision": "fp64"})
+    with pytest.raises(ConfigError, match=r"run_opts: precision fp16 needs a CUDA device \(on cpu: bf16 or fp32\)"):
+        check_run_opts({"precision": "fp16"})
+    fast = GraphedSynthesizer(generator(), precision="fp16")  # a CUDA model moved to the CPU: refused at the call
+    with pytest.raises(ConfigError, match="graphed synthesis: precision fp16 needs a CUDA device"):
+        fast(*batch([5], "cpu"), sid=torch.tensor([0]))
     from semtts.cli import build_parser
 
     synth = build_parser()._subparsers._group_actions[0].choices["synth"]
