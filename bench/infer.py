@@ -78,11 +78,13 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    from semtts.graphed_inference import GraphedSynthesizer, check_precision
+
+    for precision in args.precisions:  # before anything is timed or written
+        check_precision(precision, device, "--precisions")
     torch.manual_seed(0)
     generator, sample_rate = build_generator(args.config, device, args.frames_per_token)
     info = {**machine_info(device), **host_memory_as_commands()}
-    from semtts.graphed_inference import GraphedSynthesizer
-
     runners = {}  # (backend, precision): synthesis
     for precision in args.precisions:
         runners["pytorch", precision] = GraphedSynthesizer(generator, enabled=False, precision=precision)

@@ -38,7 +38,6 @@ Example
 """
 
 import logging
-import os
 import pathlib
 import random
 import shutil
@@ -63,7 +62,7 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
-from semtts.durable import ASIDE_PREFIX, fsync_path, recover_replaced_folder, replace_folder
+from semtts.durable import ASIDE_PREFIX, TRASH_PREFIX, recover_replaced_folder, remove_folder, replace_folder
 from semtts.errors import SemttsError
 
 __all__ = ["CheckpointError", "AtomicCheckpointer", "RandomState", "make_checkpointer"]
@@ -72,8 +71,6 @@ logger = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp+"
 """Prefix of a checkpoint folder being written (not a ``CKPT+`` name: never listed)."""
-TRASH_PREFIX = ".trash+"
-"""Prefix of a checkpoint folder being deleted."""
 REPLACED_PREFIX = ASIDE_PREFIX
 """Prefix of a named checkpoint while its new version takes its name (restored if that never happened;
 :func:`semtts.durable.replace_folder`)."""
@@ -239,10 +236,7 @@ class AtomicCheckpointer(Checkpointer):
 
     def _retire(self, folder: pathlib.Path) -> None:
         """Rename a checkpoint out of the listing, then remove it."""
-        trash = folder.with_name(f"{TRASH_PREFIX}{folder.name}+{time.time_ns()}")
-        os.rename(folder, trash)
-        fsync_path(folder.parent)
-        shutil.rmtree(trash)
+        remove_folder(folder)
 
     def clean_leftovers(self) -> list[pathlib.Path]:
         """Remove the temporary and half-deleted folders of interrupted runs

@@ -29,17 +29,22 @@ import errno
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["ASIDE_PREFIX", "fsync_path", "fsync_tree", "write_atomically", "aside_folders", "replace_folder",
-           "recover_replaced_folder"]
+from semtts.errors import ConfigError
+
+__all__ = ["ASIDE_PREFIX", "TRASH_PREFIX", "fsync_path", "fsync_tree", "write_atomically", "aside_folders",
+           "remove_folder", "replace_folder", "recover_replaced_folder"]
 
 _UNFLUSHABLE_FOLDER = (errno.EINVAL, errno.ENOTSUP, errno.EBADF)
 """What a file system that cannot flush folders answers (an I/O error is never ignored)."""
 ASIDE_PREFIX = ".replaced+"
 """Prefix of a folder moved aside by :func:`replace_folder` until its new version has the name (a hidden
 name, which no ``<name>*`` pattern, such as SpeechBrain's ``CKPT+*`` checkpoint listing, matches)."""
+TRASH_PREFIX = ".trash+"
+"""Prefix of a folder being deleted (:func:`remove_folder`): out of every listing before its files go."""
 _EARLIER_ASIDE = ".old-"
 """``<name>.old-<pid>``: where :mod:`semtts.pack` moved a packed folder aside before it used
 :func:`replace_folder`; still recognised, so that folders an earlier version left are recovered."""
@@ -107,15 +112,18 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
         raise
 
 
-def aside_folders(target: str | Path) -> list[Path]:
+def aside_folders(target: str | Path, legacy: bool = False) -> list[Path]:
     """The folders an interrupted :func:`replace_folder` of ``target`` left
-    aside (``.replaced+<name>``, or ``<name>.old-<pid>`` of earlier
-    versions), oldest first.
+    aside (``.replaced+<name>``; with ``legacy``, also the
+    ``<name>.old-<pid>`` of earlier versions of :mod:`semtts.pack`), oldest
+    first.
 
     Arguments
     ---------
     target : str or Path
         The folder that was being replaced.
+    legacy : bool
+        Also the earlier packed-folder names.
 
     Returns
     -------
@@ -136,23 +144,59 @@ def aside_folders(target: str | Path) -> list[Path]:
     earlier = f"{target.name}{_EARLIER_ASIDE}"
 
     def is_aside(name: str) -> bool:
-        return name == ASIDE_PREFIX + target.name or (name.startswith(earlier) and name[len(earlier):].isdigit())
+        return name == ASIDE_PREFIX + target.name or (
+            legacy and name.startswith(earlier) and name[len(earlier):].isdigit())
 
-    found = [p for p in target.parent.iterdir() if is_aside(p.name) and p.is_dir()]
+    found = [p for p in target.parent.iterdir() if is_aside(p.name) and p.is_dir() and not p.is_symlink()]
     return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
-def recover_replaced_folder(target: str | Path) -> tuple[Path | None, list[Path]]:
+def remove_folder(folder: str | Path) -> None:
+    """Delete a folder so that a kill half-way never leaves a partial folder
+    under a name anything reads: it is renamed to ``.trash+<name>+<ns>``
+    first (flushed), then deleted; :func:`recover_replaced_folder` (and the
+    checkpointer's clean-up) delete trash an interrupted deletion left.
+
+    Arguments
+    ---------
+    folder : str or Path
+        The folder (a symbolic link is unlinked, never followed).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "old").mkdir(); _ = (folder / "old" / "weights.pt").write_text("old")
+    >>> remove_folder(folder / "old")
+    >>> list(folder.iterdir())
+    []
+    """
+    folder = Path(folder)
+    trash = folder.with_name(f"{TRASH_PREFIX}{folder.name}+{time.time_ns()}")
+    os.rename(folder, trash)
+    fsync_path(folder.parent)
+    if trash.is_symlink():
+        trash.unlink()
+    else:
+        shutil.rmtree(trash)
+
+
+def recover_replaced_folder(target: str | Path, legacy: bool = False) -> tuple[Path | None, list[Path]]:
     """Undo what a :func:`replace_folder` of ``target`` killed half-way
     left: when ``target`` is missing, the newest folder left aside gets its
-    name back (it is whole: it was moved aside in one rename); the other
-    folders left aside are removed (``target`` is their new version).
+    name back (it is whole: it was moved aside in one rename, and is renamed
+    to trash before it is deleted); when ``target`` is a folder (the new
+    version), the folders left aside are removed. Trash an interrupted
+    :func:`remove_folder` of ``target`` left is deleted.
 
     Arguments
     ---------
     target : str or Path
         The folder whose replacement was interrupted (given back its old
         version if it is missing).
+    legacy : bool
+        Also recognise the ``<name>.old-<pid>`` folders of earlier versions
+        of :mod:`semtts.pack` (:func:`aside_folders`).
 
     Returns
     -------
@@ -171,15 +215,22 @@ def recover_replaced_folder(target: str | Path) -> tuple[Path | None, list[Path]
     ('.replaced+model', [], ['model'])
     """
     target = Path(target)
-    asides = aside_folders(target)
+    if target.name and target.parent.is_dir():
+        for trash in target.parent.glob(f"{TRASH_PREFIX}{target.name}+*"):
+            if trash.name[len(TRASH_PREFIX) + len(target.name) + 1:].isdigit():
+                trash.unlink() if trash.is_symlink() else shutil.rmtree(trash, ignore_errors=True)
+    asides = aside_folders(target, legacy)
     restored = None
     if asides and not target.exists() and not target.is_symlink():
         restored = asides.pop()
         os.rename(restored, target)
         fsync_path(target.parent)
-    for aside in asides:
-        shutil.rmtree(aside, ignore_errors=True)
-    return restored, [aside for aside in asides if not aside.exists()]
+    removed = []
+    if target.is_dir() and not target.is_symlink():  # the new (or restored) version has the name
+        for aside in asides:
+            remove_folder(aside)
+            removed.append(aside)
+    return restored, removed
 
 
 def replace_folder(target: str | Path, new: str | Path) -> None:
@@ -188,10 +239,12 @@ def replace_folder(target: str | Path, new: str | Path) -> None:
     old one aside (which :func:`recover_replaced_folder` gives its name
     back): ``new``'s files are flushed, the old folder is renamed to
     ``.replaced+<name>``, ``new`` to ``target``, the parent folder is flushed
-    and the old folder removed. A failed rename of ``new`` puts the old
-    folder back at once (``new`` stays: the caller removes it). Folders an
-    earlier interrupted swap left aside are dealt with first. ``new`` must
-    lie in ``target``'s parent folder (a rename does not cross file systems).
+    and the old folder removed (:func:`remove_folder`). A failed rename of
+    ``new`` puts the old folder back at once (``new`` stays: the caller
+    removes it). Folders an earlier interrupted swap left aside are dealt
+    with first. ``new`` must lie in ``target``'s parent folder (a rename does
+    not cross file systems), and ``target`` must not be a symbolic link
+    (replace the folder it points to).
 
     Arguments
     ---------
@@ -211,10 +264,12 @@ def replace_folder(target: str | Path, new: str | Path) -> None:
     (['model'], ['weights.pt'])
     """
     target, new = Path(target), Path(new)
+    if target.is_symlink():
+        raise ConfigError(f"{target}: a symbolic link; replace the folder it points to ({target.resolve()})")
     recover_replaced_folder(target)
     fsync_tree(new)  # the data is on disk before the rename makes it the folder
     aside = target.with_name(ASIDE_PREFIX + target.name)
-    moved = target.exists() or target.is_symlink()
+    moved = target.exists()
     if moved:
         os.rename(target, aside)
         fsync_path(target.parent)
@@ -226,4 +281,4 @@ def replace_folder(target: str | Path, new: str | Path) -> None:
         raise
     fsync_path(target.parent)
     if moved:
-        shutil.rmtree(aside, ignore_errors=True)
+        remove_folder(aside)

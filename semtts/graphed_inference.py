@@ -238,8 +238,9 @@ class GraphedSynthesizer(nn.Module):
             static, (hidden, m_p, logs_p, token_mask, durations) = self._predict_graphed(
                 tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
         else:
-            text, durations = gen.predict_durations(tokens, token_lengths, g, noise_scale_w=noise_scale_w,
-                                                    length_scale=length_scale)
+            with torch.autocast(tokens.device.type, enabled=False):  # float32 also under a caller's autocast
+                text, durations = gen.predict_durations(tokens, token_lengths, g, noise_scale_w=noise_scale_w,
+                                                        length_scale=length_scale)
             token_mask = text.mask
         spec_lengths = durations.sum(1).long()
         n_frames, n_tokens = int(spec_lengths.max()), tokens.size(1)  # the one read-back: it sizes the output
@@ -257,8 +258,10 @@ class GraphedSynthesizer(nn.Module):
         )
 
     def _decoding(self, device: torch.device):
-        """Autocast to :attr:`precision` for the flow and the decoder (nothing for fp32)."""
-        return torch.autocast(device.type, dtype=self.decode_dtype, enabled=self.decode_dtype != torch.float32)
+        """Autocast to :attr:`precision` for the flow and the decoder (float32: autocast off, also a
+        caller's). No cast is cached: every weight is used about once, and a graph replays its casts."""
+        return torch.autocast(device.type, dtype=self.decode_dtype, enabled=self.decode_dtype != torch.float32,
+                              cache_enabled=False)
 
     def _predict_graphed(self, tokens: torch.Tensor, token_lengths: torch.Tensor, g: torch.Tensor | None,
                          noise_scale: float, length_scale: float, noise_scale_w: float):
@@ -276,8 +279,10 @@ class GraphedSynthesizer(nn.Module):
                 static["g"] = torch.zeros_like(g)
 
             def durations_fn(s=static):
-                text, durations = gen.predict_durations(s["tokens"], s["lengths"], s.get("g"),
-                                                        noise_scale_w=s["scales"][2], length_scale=s["scales"][1])
+                with torch.autocast(s["tokens"].device.type, enabled=False):
+                    text, durations = gen.predict_durations(s["tokens"], s["lengths"], s.get("g"),
+                                                            noise_scale_w=s["scales"][2],
+                                                            length_scale=s["scales"][1])
                 return text.hidden, text.m_p, text.logs_p, text.mask, durations
 
             # captured on placeholder inputs, on the tokens' device

@@ -283,8 +283,9 @@ def export_packed_model(folder: str | Path, path: str | Path | None = None, opse
             raise DataError(f"{path}: not written: ONNX Runtime cannot run the opset {opset} graph "
                             f"({first_line(err, 150)}); try a lower --opset (17 is the default)") from None
         if not result["lengths_equal"] or result["max_abs_diff"] > MATCH_TOLERANCE:
+            lengths = "equal" if result["lengths_equal"] else "differ"
             raise DataError(f"{path}: not written: the ONNX graph does not match PyTorch (max abs difference "
-                            f"{result['max_abs_diff']:.2e}, lengths {'equal' if result['lengths_equal'] else 'differ'})")
+                            f"{result['max_abs_diff']:.2e}, lengths {lengths})")
         unchecked.replace(path)
     finally:
         unchecked.unlink(missing_ok=True)

@@ -203,7 +203,7 @@ def read_packed_hparams(folder: str | Path) -> dict:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        aside = aside_folders(folder)
+        aside = aside_folders(folder, legacy=True)
         hint = f" (an interrupted repack left {aside[-1]}: run stage 10 again to restore it)" if aside else ""
         raise DataError(f"{folder}: model folder not found{hint}")
     path = folder / HPARAMS_NAME
@@ -306,7 +306,7 @@ def recover_interrupted_pack(out_dir: str | Path) -> bool:
         True if an old folder was restored.
     """
     out = Path(out_dir)
-    restored, _ = recover_replaced_folder(out)
+    restored, _ = recover_replaced_folder(out, legacy=True)
     if restored is not None:
         logger.warning("%s: restored from %s, left aside by an interrupted repack", out, restored.name)
     for leftover in _partial_builds(out):

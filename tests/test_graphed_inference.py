@@ -64,7 +64,9 @@ def test_reduced_precision_decodes_in_it_and_keeps_the_durations(monkeypatch, pr
     quiet = {"sid": sid, "noise_scale": 0.0, "noise_scale_w": 0.0}  # (a graph's capture draws too)
     ref = gen.infer(tokens, lengths, **quiet)
     seen.clear()
-    ours = GraphedSynthesizer(gen, token_bucket=8, frame_bucket=16, precision=precision)(tokens, lengths, **quiet)
+    with torch.autocast(device, dtype=torch.bfloat16):  # a caller's autocast changes nothing
+        ours = GraphedSynthesizer(gen, token_bucket=8, frame_bucket=16, precision=precision)(tokens, lengths,
+                                                                                          **quiet)
     low = DECODE_DTYPES[precision]
     assert seen == {"text_encoder": {torch.float32}, "duration_predictor.pre": {torch.float32},
                     "flow.flows.0.post": {low}, "decoder": {low}}

@@ -85,6 +85,13 @@ def test_training_batches_hold_similar_lengths_within_both_limits():
 def test_length_buckets_cover_the_longest_utterance_and_refuse_nothing_to_bucket():
     assert length_buckets([0.4, 9.0, 2.5, 7.5], num_buckets=2) == [2.5, 9.0]
     assert length_buckets([5.0], num_buckets=20) == [5.0]
+    # utterances listed as 0 s long (min_duration 0): a positive first bound, so that SpeechBrain's
+    # batch size per bucket (max_batch_seconds / bound) is defined; the loader then skips them
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    data = DynamicItemDataset({f"u{i}": {"duration": float(i > 2)} for i in range(6)})
+    batches = list(make_train_sampler(data, max_batch_seconds=4.0, num_buckets=2, seed=0, max_batch_size=3))
+    assert sorted(len(b) for b in batches) == [3, 3]
     with pytest.raises(ConfigError, match="0 durations and num_buckets 20"):
         length_buckets([], num_buckets=20)
     with pytest.raises(ConfigError, match="num_buckets 0"):

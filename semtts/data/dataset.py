@@ -317,6 +317,10 @@ def collate_readable(items: list[dict]) -> PaddedBatch | None:
     return PaddedBatch(readable) if readable else None
 
 
+MIN_BUCKET_SECONDS = 0.01
+"""The smallest bucket bound (utterances listed as 0 s long share it; the loader skips them)."""
+
+
 def length_buckets(durations: list[float], num_buckets: int) -> list[float]:
     """Upper bounds of ``num_buckets`` length buckets holding about as many
     utterances each (quantiles of the training durations); the last is the
@@ -344,11 +348,13 @@ def length_buckets(durations: list[float], num_buckets: int) -> list[float]:
     [2.0, 4.0, 6.0, 8.0]
     >>> length_buckets([3.0, 3.0, 3.0], num_buckets=4)
     [3.0]
+    >>> length_buckets([0.0, 0.0, 2.0], num_buckets=2)
+    [0.01, 2.0]
     """
     if not durations or num_buckets < 1:
         raise ConfigError(f"length_buckets: {len(durations)} durations and num_buckets {num_buckets}: "
                           "need at least one of each")
-    ordered = sorted(float(d) for d in durations)
+    ordered = sorted(max(float(d), MIN_BUCKET_SECONDS) for d in durations)  # a 0 s bound: 160 s / 0
     bounds = {ordered[max(0, -(-len(ordered) * k // num_buckets) - 1)] for k in range(1, num_buckets + 1)}
     return sorted(bounds)
 
