@@ -4,7 +4,8 @@
 #
 # Options: --stage N (default 0), --stop_stage M (default: the last stage this
 # version of semtts provides; not before --stage), --force (redo finished
-# stages), --help; --key=value works as --key value. Any other --key value is a
+# stages), --ngpu N (train stages 5-7 in N processes under torchrun: DDP),
+# --help; --key=value works as --key value. Any other --key value is a
 # HyperPyYAML override or a SpeechBrain run option, passed to every Python
 # stage; an unknown key, or a value of another type than the key's value in the
 # hparams files (a list is written [a, b], a mapping {key: value}), fails before
@@ -77,6 +78,8 @@ Options:
   --stage N        first stage to run (default 0)
   --stop_stage M   last stage to run (default $(last_stage))
   --force          redo stages even if they are done
+  --ngpu N         train stages 5-7 in N processes, one per GPU (torchrun, SpeechBrain's
+                   DDP; batch_size is per process); the other stages run in one
   --help           this text
   --key value      override any key of $hparams (e.g. --tag run2 --nj 4),
                    or set a SpeechBrain run option (--device cuda:0, --precision bf16);
@@ -143,7 +146,7 @@ RUN_SWITCHES=" test_only debug debug_persistently data_parallel_backend distribu
  skip_nonfinite_grads noprogressbar tqdm_colored_bar remove_vector_weight_decay profile_training "
 
 run_stages() {
-    local stage=0 stop_stage force="" overrides=()
+    local stage=0 stop_stage force="" ngpu=1 overrides=()
     stop_stage=$(last_stage)
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -154,6 +157,8 @@ run_stages() {
                           stop_stage=$2; shift 2 ;;
             --stop_stage=*) stop_stage=${1#*=}; shift ;;
             --force) force=--force; shift ;;
+            --ngpu) [ $# -ge 2 ] || { echo "error: --ngpu needs a value" >&2; return 2; }; ngpu=$2; shift 2 ;;
+            --ngpu=*) ngpu=${1#*=}; shift ;;
             --*=*) overrides+=("${1%%=*}" "$(caller_path "${1%%=*}" "${1#*=}")"); shift ;;
             --*) if [[ "$RUN_SWITCHES" == *" ${1#--} "* ]]; then overrides+=("$1"); shift; continue; fi
                  [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; return 2; }
@@ -165,6 +170,8 @@ run_stages() {
         [[ "$value" =~ ^([0-9]|10)$ ]] || {
             echo "error: --stage and --stop_stage take a stage number from 0 to 10, got '$value'" >&2; return 2; }
     done
+    [[ "$ngpu" =~ ^[1-9][0-9]*$ ]] || {
+        echo "error: --ngpu takes a number of processes (GPUs) of 1 or more, got '$ngpu'" >&2; return 2; }
     if [ "$stage" -gt "$stop_stage" ]; then
         echo "error: --stage $stage is after --stop_stage $stop_stage: nothing to run" \
              "(--stop_stage must be >= --stage)" >&2
@@ -184,8 +191,15 @@ run_stages() {
             log "stage $s (${STAGE_NAMES[$s]}): not in this version of semtts yet (skipped)"
             continue
         fi
-        log "stage $s: ${STAGE_NAMES[$s]}"
-        if ! "$python" -m "semtts.stages.${STAGE_MODULES[$s]}" "$hparams" $force "${overrides[@]}"; then
+        local launch=("$python")
+        if [ "$ngpu" -gt 1 ] && [[ "${STAGE_MODULES[$s]}" == train_* ]]; then
+            # one process per GPU (SpeechBrain's DDP); the other stages run in one process
+            launch=("$python" -m torch.distributed.run --standalone --nproc_per_node "$ngpu")
+            log "stage $s: ${STAGE_NAMES[$s]} ($ngpu processes)"
+        else
+            log "stage $s: ${STAGE_NAMES[$s]}"
+        fi
+        if ! "${launch[@]}" -m "semtts.stages.${STAGE_MODULES[$s]}" "$hparams" $force "${overrides[@]}"; then
             log "stage $s (${STAGE_NAMES[$s]}) failed; fix the error above and rerun with --stage $s"
             return 1
         fi

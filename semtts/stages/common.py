@@ -36,6 +36,7 @@ from typing import Any, Callable, Collection
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
+from speechbrain.utils.distributed import if_main_process
 
 from semtts import __version__
 from semtts.data.manifest import read_record, write_json_atomic
@@ -224,8 +225,9 @@ def load_stage_hparams(
 
 
 def log(stage: str, message: str) -> None:
-    """Print a timestamped line, as ``run.sh`` does."""
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} (stage {stage}) {message}", flush=True)
+    """Print a timestamped line, as ``run.sh`` does (the main process of a multi-GPU stage only)."""
+    if if_main_process():
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} (stage {stage}) {message}", flush=True)
 
 
 def comparable_settings(settings: dict) -> dict:
@@ -333,13 +335,13 @@ def run_stage(
             f"{marker}: outputs were made with other settings ({', '.join(changed)}); "
             "rerun the stage with --force, or use another --tag"
         )
-    if marker.exists():
-        marker.unlink()
+    marker.unlink(missing_ok=True)  # (every process of a multi-GPU stage)
     log(stage, f"started, writing to {out_dir}")
     start = time.time()
     summary = body() or {}
-    write_json_atomic(marker, {"settings": settings, "summary": summary, "semtts": __version__,
-                               "seconds": round(time.time() - start, 2)})
+    if if_main_process():
+        write_json_atomic(marker, {"settings": settings, "summary": summary, "semtts": __version__,
+                                   "seconds": round(time.time() - start, 2)})
     log(stage, f"finished in {time.time() - start:.1f} s")
     return True
 

@@ -36,7 +36,7 @@ from is recorded (``previous_stage`` in its ``done`` settings,
 finished stage asks for ``--force`` and an unfinished one does not resume.
 
     python -m semtts.stages.train_a recipes/mini/hparams/corpus.yaml [--device cuda] [--precision bf16]
-    torchrun --nproc_per_node 4 -m semtts.stages.train_a HPARAMS.yaml --distributed_launch
+    torchrun --standalone --nproc_per_node 4 -m semtts.stages.train_a HPARAMS.yaml   # or: run.sh --ngpu 4
 """
 
 import time
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process
 from speechbrain.utils.seed import seed_everything
 
 from semtts.data.dataset import (build_speaker_table, check_speaker_mode, collate_readable, dataio_prepare,
@@ -346,12 +347,13 @@ def _more_epochs(number: str, out_dir: Path, settings: dict, epochs: int, ignore
 
 
 def _set_aside_checkpoints(number: str, save_folder: Path) -> None:
-    """``--force``: train afresh, the previous checkpoints kept in a dated folder beside them."""
-    if not save_folder.is_dir() or not any(save_folder.iterdir()):
-        return
-    aside = save_folder.with_name(f"{save_folder.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
-    save_folder.rename(aside)
-    log(number, f"--force: training starts afresh; the previous checkpoints are kept in {aside}")
+    """``--force``: train afresh, the previous checkpoints kept in a dated folder beside them (by
+    the main process; the others wait for it)."""
+    if if_main_process() and save_folder.is_dir() and any(save_folder.iterdir()):
+        aside = save_folder.with_name(f"{save_folder.name}.before-{time.strftime('%Y%m%d-%H%M%S')}")
+        save_folder.rename(aside)
+        log(number, f"--force: training starts afresh; the previous checkpoints are kept in {aside}")
+    ddp_barrier()
 
 
 def train(stage: str, argv: list[str] | None = None) -> int:
@@ -364,6 +366,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         raise ConfigError(f"training stage must be A, B or C, got {stage!r}")
     number = str(5 + "ABC".index(stage))
     args = parse_stage_args(argv)
+    ddp_init_group(args.run_opts)  # under torchrun (run.sh --ngpu N): one process per GPU; else nothing
     include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
     vectors = load_speaker_vectors(probe)  # start-up check of spk_emb/meta.json, before anything is built
@@ -394,7 +397,8 @@ def train(stage: str, argv: list[str] | None = None) -> int:
             ignore |= {"previous_stage"}  # a marker of older semtts: logged as not checked
 
     def body() -> dict:
-        write_json_atomic(out_dir / "speakers.json", speakers)
+        if if_main_process():
+            write_json_atomic(out_dir / "speakers.json", speakers)
         datasets = dataio_prepare(
             manifests,
             data_root=hp["data_folder"],
