@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process
+from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, get_local_rank, if_main_process
 from speechbrain.utils.seed import seed_everything
 
 from semtts.data.dataset import (build_speaker_table, check_speaker_mode, collate_readable, dataio_prepare,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # imports whisper: only when training with a teacher
     from semtts.data.teacher_features import TeacherFeatures
 
 __all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "NOT_TRAINING", "ADAPTER_ONLY", "SEMANTIC_ONLY", "ignored_settings",
-           "stage_dir", "training_settings", "model_sizes",
+           "device_per_process", "stage_dir", "training_settings", "model_sizes",
            "load_speaker_vectors", "training_vectors", "loader_kwargs", "with_teacher", "build_generator",
            "load_matching_weights", "init_from_previous_stage", "train"]
 
@@ -356,6 +356,37 @@ def _set_aside_checkpoints(number: str, save_folder: Path) -> None:
     ddp_barrier()
 
 
+def device_per_process(device: str | None) -> str | None:
+    """Under torchrun, the GPU of this process's local rank: a ``--device
+    cuda:N`` meant for one process would put every process on GPU N
+    (SpeechBrain infers ``cuda:<local rank>`` only without ``--device``).
+
+    Arguments
+    ---------
+    device : str or None
+        ``--device`` (None: not given).
+
+    Returns
+    -------
+    str or None
+        ``cuda:<local rank>`` for a CUDA device under torchrun, else ``device``.
+
+    Example
+    -------
+    >>> import os
+    >>> os.environ["LOCAL_RANK"] = "1"
+    >>> device_per_process("cuda:0"), device_per_process("cpu"), device_per_process(None)
+    ('cuda:1', 'cpu', None)
+    >>> del os.environ["LOCAL_RANK"]
+    """
+    local_rank = get_local_rank()
+    if local_rank is None or not device or not str(device).startswith("cuda"):
+        return device
+    if str(device) not in ("cuda", f"cuda:{local_rank}") and local_rank == 0:
+        log("train", f"--device {device} with several processes: process i uses cuda:i (its local rank)")
+    return f"cuda:{local_rank}"
+
+
 def train(stage: str, argv: list[str] | None = None) -> int:
     """Train stage ``stage`` (``"A"``, ``"B"`` or ``"C"``) from a command line."""
     keep_freed_memory()
@@ -366,6 +397,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         raise ConfigError(f"training stage must be A, B or C, got {stage!r}")
     number = str(5 + "ABC".index(stage))
     args = parse_stage_args(argv)
+    args.run_opts.device = device_per_process(args.run_opts.device)
     ddp_init_group(args.run_opts)  # under torchrun (run.sh --ngpu N): one process per GPU; else nothing
     include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
