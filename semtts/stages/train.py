@@ -39,6 +39,7 @@ finished stage asks for ``--force`` and an unfinished one does not resume.
     torchrun --standalone --nproc_per_node 4 -m semtts.stages.train_a HPARAMS.yaml   # or: run.sh --ngpu 4
 """
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +62,10 @@ from semtts.stages.stage_chain import (PREVIOUS_STAGE, check_finished_stage, ini
                                        load_matching_weights, previous_stage_fingerprint, stage_dir)
 from semtts.text.tokenizer import TokenList
 
-if TYPE_CHECKING:  # imports whisper: only when training with a teacher
-    from semtts.data.teacher_features import TeacherFeatures
+if TYPE_CHECKING:
+    from speechbrain.utils.run_opts import RunOptions
+
+    from semtts.data.teacher_features import TeacherFeatures  # imports whisper: only when training with a teacher
 
 __all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "NOT_TRAINING", "ADAPTER_ONLY", "SEMANTIC_ONLY", "ignored_settings",
            "device_per_process", "stage_dir", "training_settings", "model_sizes",
@@ -356,35 +359,43 @@ def _set_aside_checkpoints(number: str, save_folder: Path) -> None:
     ddp_barrier()
 
 
-def device_per_process(device: str | None) -> str | None:
-    """Under torchrun, the GPU of this process's local rank: a ``--device
-    cuda:N`` meant for one process would put every process on GPU N
-    (SpeechBrain infers ``cuda:<local rank>`` only without ``--device``).
+def device_per_process(run_opts: "RunOptions") -> "RunOptions":
+    """Under torchrun, the run options with the GPU of this process's local
+    rank: a ``--device cuda:N`` meant for one process would put every
+    process on GPU N (SpeechBrain infers ``cuda:<local rank>`` only without
+    ``--device``).
 
     Arguments
     ---------
-    device : str or None
-        ``--device`` (None: not given).
+    run_opts : RunOptions or dict
+        SpeechBrain's run options (a changed copy is returned).
 
     Returns
     -------
-    str or None
-        ``cuda:<local rank>`` for a CUDA device under torchrun, else ``device``.
+    RunOptions
+        ``run_opts``, with ``device`` ``cuda:<local rank>`` for a CUDA device under torchrun.
 
     Example
     -------
     >>> import os
+    >>> import speechbrain as sb
+    >>> opts = sb.parse_arguments(["hparams.yaml", "--device", "cuda:0"])[1]
     >>> os.environ["LOCAL_RANK"] = "1"
-    >>> device_per_process("cuda:0"), device_per_process("cpu"), device_per_process(None)
-    ('cuda:1', 'cpu', None)
+    >>> device_per_process(opts)["device"], opts["device"]
+    ('cuda:1', 'cuda:0')
     >>> del os.environ["LOCAL_RANK"]
+    >>> device_per_process(opts) is opts
+    True
     """
-    local_rank = get_local_rank()
+    local_rank, device = get_local_rank(), run_opts["device"]
     if local_rank is None or not device or not str(device).startswith("cuda"):
-        return device
+        return run_opts
     if str(device) not in ("cuda", f"cuda:{local_rank}") and local_rank == 0:
         log("train", f"--device {device} with several processes: process i uses cuda:i (its local rank)")
-    return f"cuda:{local_rank}"
+    device = f"cuda:{local_rank}"
+    if dataclasses.is_dataclass(run_opts):  # SpeechBrain >= 1.1: frozen RunOptions
+        return dataclasses.replace(run_opts, device=device)
+    return {**run_opts, "device": device}  # SpeechBrain 1.0: a dict
 
 
 def train(stage: str, argv: list[str] | None = None) -> int:
@@ -397,8 +408,8 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         raise ConfigError(f"training stage must be A, B or C, got {stage!r}")
     number = str(5 + "ABC".index(stage))
     args = parse_stage_args(argv)
-    args.run_opts.device = device_per_process(args.run_opts.device)
-    ddp_init_group(args.run_opts)  # under torchrun (run.sh --ngpu N): one process per GPU; else nothing
+    run_opts = device_per_process(args.run_opts)
+    ddp_init_group(run_opts)  # under torchrun (run.sh --ngpu N): one process per GPU; else nothing
     include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
     vectors = load_speaker_vectors(probe)  # start-up check of spk_emb/meta.json, before anything is built
@@ -448,7 +459,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         brain = VITSBrain(
             modules={"generator": generator, "discriminator": hp["discriminator"]},
             hparams=hp,
-            run_opts=args.run_opts,
+            run_opts=run_opts,
             checkpointer=checkpointer,
         )
         brain.fit(
