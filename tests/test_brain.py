@@ -93,6 +93,17 @@ def test_precision_flag_sets_the_compute_dtype(tmp_path):
         make_run(tmp_path / "fp16", 0, run_opts={"precision": "fp16"}, checkpoint=False)
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("grad_accumulation_factor", 4, "--grad_accumulation_factor 4: not supported by the VITS Brain; both networks"),
+    ("data_parallel_backend", True, "--data_parallel_backend True: not supported .*run.sh --ngpu N"),
+    ("jit", True, "--jit True: not supported by the VITS Brain; use --compile"),
+])
+def test_run_options_the_gan_steps_cannot_honour_are_refused(tmp_path, option, value, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        make_run(tmp_path, 0, run_opts={option: value}, checkpoint=False)
+    assert "\n" not in str(err.value)
+
+
 class Killed(Exception):
     """Stands for the process being killed."""
 
