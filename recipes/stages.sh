@@ -60,7 +60,7 @@ last_stage() {
 
 stage_help() {
     cat <<HELP
-Usage: bash $0 [--stage N] [--stop_stage M] [--force] [--key value ...]
+Usage: bash $0 [--stage N] [--stop_stage M] [--force] [--ngpu N] [--key value ...]
 
 Stages:
 HELP
@@ -79,7 +79,7 @@ Options:
   --stop_stage M   last stage to run (default $(last_stage))
   --force          redo stages even if they are done
   --ngpu N         train stages 5-7 in N processes, one per GPU (torchrun, SpeechBrain's
-                   DDP; batch_size is per process); the other stages run in one
+                   DDP; batch_size is per process); the other stages run in one process
   --help           this text
   --key value      override any key of $hparams (e.g. --tag run2 --nj 4),
                    or set a SpeechBrain run option (--device cuda:0, --precision bf16);
@@ -170,8 +170,8 @@ run_stages() {
         [[ "$value" =~ ^([0-9]|10)$ ]] || {
             echo "error: --stage and --stop_stage take a stage number from 0 to 10, got '$value'" >&2; return 2; }
     done
-    [[ "$ngpu" =~ ^[1-9][0-9]*$ ]] || {
-        echo "error: --ngpu takes a number of processes (GPUs) of 1 or more, got '$ngpu'" >&2; return 2; }
+    [[ "$ngpu" =~ ^[1-9][0-9]{0,2}$ ]] || {
+        echo "error: --ngpu takes a number of processes (GPUs) from 1 to 999, got '$ngpu'" >&2; return 2; }
     if [ "$stage" -gt "$stop_stage" ]; then
         echo "error: --stage $stage is after --stop_stage $stop_stage: nothing to run" \
              "(--stop_stage must be >= --stage)" >&2
@@ -184,7 +184,7 @@ run_stages() {
     if [ ${#overrides[@]} -gt 0 ]; then
         "$python" -m semtts.stages.flags "$hparams" --check "${overrides[@]}" || return 2
     fi
-    log "stages $stage to $stop_stage with $hparams ${overrides[*]}"
+    log "stages $stage to $stop_stage with $hparams ${overrides[*]}$([ "$ngpu" -gt 1 ] && echo " (training on $ngpu GPUs)")"
     local s
     for ((s = stage; s <= stop_stage; s++)); do
         if [ -z "${STAGE_MODULES[$s]}" ]; then

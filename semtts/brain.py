@@ -49,6 +49,7 @@ from semtts.brain_checkpoints import CheckpointedTraining
 from semtts.compiled_parts import compile_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
+from semtts.run_options import check_run_options
 from semtts.lobes.vits.input_checks import int64_on
 from semtts.lobes.vits.segments import slice_segments
 from semtts.lobes.vits.synthesizer import VITSOutput
@@ -68,15 +69,6 @@ EPOCH_STATS = ("loss_g", "loss_d", "mel", "kl", "dur", "adv", "fm", "spk", "sem"
 """Training terms written to the epoch log (TensorBoard gets them all)."""
 RUN_OPTIONS_LOGGED = ("precision", "max_grad_norm", "nonfinite_patience", "ckpt_interval_steps",
                       "ckpt_interval_minutes")
-UNSUPPORTED_RUN_OPTIONS = {
-    "grad_accumulation_factor": (1, "both networks are updated at every batch, as in VITS (ESPnet's GAN "
-                                    "trainer refuses it too); raise --batch_size or train on more GPUs (--ngpu N)"),
-    "data_parallel_backend": (False, "train on several GPUs with DDP instead (run.sh --ngpu N)"),
-    "jit": (False, "use --compile"),
-}
-"""SpeechBrain run options this Brain's own steps cannot honour: refused rather than silently ignored."""
-
-
 class VITSForward(NamedTuple):
     """What :meth:`VITSBrain.compute_forward` returns."""
 
@@ -170,10 +162,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         if missing:
             raise ConfigError(f"VITSBrain: hparams lack {', '.join(missing)} (see hparams/train_A.yaml)")
         check_speaker_mode(hparams["speaker_mode"])
-        for key, (default, instead) in UNSUPPORTED_RUN_OPTIONS.items():  # before SpeechBrain acts on them
-            value = (run_opts or {}).get(key, hparams.get(key, default))
-            if value != default:
-                raise ConfigError(f"--{key} {value}: not supported by the VITS Brain; {instead}")
+        check_run_options(run_opts, hparams)  # before SpeechBrain acts on them
         try:
             super().__init__(modules, None, hparams, run_opts, checkpointer)
         except ValueError as err:

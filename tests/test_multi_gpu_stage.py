@@ -1,6 +1,6 @@
 """run.sh --ngpu N: a training stage in N processes under torchrun (SpeechBrain's
-DDP), here two CPU processes over gloo, on a tiny mini corpus; and --ngpu's
-checks."""
+DDP), here two CPU processes (over gloo, which a CPU device gets) on a tiny
+mini corpus; and --ngpu's checks."""
 
 import json
 
@@ -9,7 +9,7 @@ import pytest
 from tests.test_recipe_driver import _flags, run
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1000"])
 def test_ngpu_takes_a_positive_count(value):
     out = run("--stage", 5, "--stop_stage", 5, "--ngpu", value)
     assert out.returncode == 2 and out.stderr.startswith("error: --ngpu takes a number of processes")
@@ -22,7 +22,7 @@ def test_stage_a_in_two_processes_then_forced_again(tmp_path, monkeypatch):
               number_of_epochs=1, batch_size=2, nj=1, speaker_mode="sid")
     prep = run("--stage", 0, "--stop_stage", 2, *_flags(**hp))
     assert prep.returncode == 0, prep.stderr[-2000:]
-    ddp = ["--ngpu", 2, "--distributed_backend", "gloo", "--device", "cpu", "--noprogressbar"]
+    ddp = ["--ngpu", 2, "--device", "cpu", "--noprogressbar"]  # (gloo, not NCCL, for a CPU device)
     exp = tmp_path / "exp" / "mini" / "t" / "stage_A"
     for attempt in ("first", "forced"):
         out = run("--stage", 5, "--stop_stage", 5, *ddp, *_flags(**hp), *(["--force"] if attempt == "forced" else []))
@@ -32,6 +32,7 @@ def test_stage_a_in_two_processes_then_forced_again(tmp_path, monkeypatch):
         assert out.stdout.count("(stage 5 train A) started") == 1, out.stdout
         done = json.loads((exp / "done").read_text())
         assert done["summary"] == {"epochs": 1} and done["settings"]["speaker_mode"] == "sid"
+        assert done["settings"]["processes"] == 2  # batch_size is per process
         assert len(list((exp / "save").glob("CKPT+*"))) == 1
     assert len(list(exp.glob("save.before-*"))) == 1
     assert "training starts afresh" in out.stdout

@@ -36,7 +36,7 @@ from typing import Any, Callable, Collection
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from semtts import __version__
 from semtts.data.manifest import read_record, write_json_atomic
@@ -339,6 +339,7 @@ def run_stage(
     log(stage, f"started, writing to {out_dir}")
     start = time.time()
     summary = body() or {}
+    ddp_barrier()  # every process of a multi-GPU stage finished before the marker says so
     if if_main_process():
         write_json_atomic(marker, {"settings": settings, "summary": summary, "semtts": __version__,
                                    "seconds": round(time.time() - start, 2)})

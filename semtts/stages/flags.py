@@ -327,9 +327,9 @@ def _unknown_message(hparams_file: str | Path, unknown: list[str], keys: list[st
     options = [flag[2:] for flag in run_option_flags()]
     named = []
     for key in unknown:
-        close = difflib.get_close_matches(key, keys + options, n=1)
+        close = difflib.get_close_matches(key, keys + options + (["ngpu", "stop_stage"] if driver else []), n=1)
         named.append(f"--{key}" + (f" (did you mean --{close[0]}?)" if close else ""))
-    own = "--stage --stop_stage --force --help" if driver else "--force"
+    own = "--stage --stop_stage --force --ngpu --help" if driver else "--force"
     return (f"unknown flag(s) {' '.join(named)}; valid: {own}, the hparams of {hparams_file}: "
             f"{' '.join('--' + key for key in keys)}, and SpeechBrain's run options (--device, --precision, ...)")
 

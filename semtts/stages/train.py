@@ -40,13 +40,14 @@ finished stage asks for ``--force`` and an unfinished one does not resume.
 """
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, get_local_rank, if_main_process
+from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process
 from speechbrain.utils.seed import seed_everything
 
 from semtts.data.dataset import (build_speaker_table, check_speaker_mode, collate_readable, dataio_prepare,
@@ -55,6 +56,7 @@ from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import EMBEDDING_MODES, SpeakerVectors
 from semtts.errors import ConfigError, DataError
 from semtts.host_memory import keep_freed_memory
+from semtts.run_options import check_run_options
 from semtts.lobes.vits.semantic_vits import SemanticVITS
 from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
                                   parse_stage_args, read_done, run_stage)
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
     from semtts.data.teacher_features import TeacherFeatures  # imports whisper: only when training with a teacher
 
 __all__ = ["PREVIOUS_STAGE", "STAGE_FILES", "NOT_TRAINING", "ADAPTER_ONLY", "SEMANTIC_ONLY", "ignored_settings",
-           "device_per_process", "stage_dir", "training_settings", "model_sizes",
+           "per_process_run_options", "stage_dir", "training_settings", "model_sizes",
            "load_speaker_vectors", "training_vectors", "loader_kwargs", "with_teacher", "build_generator",
            "load_matching_weights", "init_from_previous_stage", "train"]
 
@@ -359,11 +361,13 @@ def _set_aside_checkpoints(number: str, save_folder: Path) -> None:
     ddp_barrier()
 
 
-def device_per_process(run_opts: "RunOptions") -> "RunOptions":
-    """Under torchrun, the run options with the GPU of this process's local
-    rank: a ``--device cuda:N`` meant for one process would put every
-    process on GPU N (SpeechBrain infers ``cuda:<local rank>`` only without
-    ``--device``).
+def per_process_run_options(run_opts: "RunOptions") -> "RunOptions":
+    """Under torchrun (``run.sh --ngpu N``), the run options of this process:
+    a CUDA ``--device`` becomes the GPU of its local rank (a ``--device
+    cuda:N`` meant for one process would put every process on GPU N;
+    SpeechBrain infers ``cuda:<local rank>`` only without ``--device``), and
+    a CPU device gets the gloo backend (NCCL is for GPUs). More processes on
+    a machine than GPUs is a one-line error.
 
     Arguments
     ---------
@@ -372,30 +376,46 @@ def device_per_process(run_opts: "RunOptions") -> "RunOptions":
 
     Returns
     -------
-    RunOptions
-        ``run_opts``, with ``device`` ``cuda:<local rank>`` for a CUDA device under torchrun.
+    RunOptions or dict
+        ``run_opts``, or a copy with ``device`` / ``distributed_backend`` set.
 
     Example
     -------
     >>> import os
     >>> import speechbrain as sb
-    >>> opts = sb.parse_arguments(["hparams.yaml", "--device", "cuda:0"])[1]
+    >>> opts = sb.parse_arguments(["hparams.yaml", "--device", "cpu"])[1]
     >>> os.environ["LOCAL_RANK"] = "1"
-    >>> device_per_process(opts)["device"], opts["device"]
-    ('cuda:1', 'cuda:0')
-    >>> del os.environ["LOCAL_RANK"]
-    >>> device_per_process(opts) is opts
+    >>> try:
+    ...     mine = per_process_run_options(opts)
+    ... finally:
+    ...     del os.environ["LOCAL_RANK"]
+    >>> mine["distributed_backend"], "distributed_backend" in mine.overridden_args, opts["distributed_backend"]
+    ('gloo', True, 'nccl')
+    >>> per_process_run_options(opts) is opts  # a single process
     True
     """
-    local_rank, device = get_local_rank(), run_opts["device"]
-    if local_rank is None or not device or not str(device).startswith("cuda"):
+    local_rank = os.environ.get("LOCAL_RANK")
+    device = run_opts["device"]
+    if local_rank is None:
         return run_opts
-    if str(device) not in ("cuda", f"cuda:{local_rank}") and local_rank == 0:
-        log("train", f"--device {device} with several processes: process i uses cuda:i (its local rank)")
-    device = f"cuda:{local_rank}"
-    if dataclasses.is_dataclass(run_opts):  # SpeechBrain >= 1.1: frozen RunOptions
-        return dataclasses.replace(run_opts, device=device)
-    return {**run_opts, "device": device}  # SpeechBrain 1.0: a dict
+    changes = {}
+    if device is not None and str(device).startswith("cpu"):
+        if run_opts["distributed_backend"] == "nccl":
+            changes["distributed_backend"] = "gloo"
+    else:
+        processes, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count()
+        if processes > gpus:
+            raise ConfigError(f"--ngpu {processes}: this machine has {gpus} GPU(s); give at most {gpus} "
+                              "(or --device cpu to try DDP on the CPU)")
+        if device is not None and str(device) not in ("cuda", f"cuda:{local_rank}"):
+            if local_rank == "0":
+                log("train", f"--device {device} with several processes: process i uses cuda:i (its local rank)")
+            changes["device"] = f"cuda:{local_rank}"
+    if not changes:
+        return run_opts
+    if dataclasses.is_dataclass(run_opts):  # SpeechBrain >= 1.1: frozen, and the Brain reads only typed options
+        return dataclasses.replace(run_opts, **changes, overridden_args=set(run_opts.overridden_args) | set(changes))
+    return {**run_opts, **changes}  # SpeechBrain 1.0: a dict
 
 
 def train(stage: str, argv: list[str] | None = None) -> int:
@@ -408,10 +428,11 @@ def train(stage: str, argv: list[str] | None = None) -> int:
         raise ConfigError(f"training stage must be A, B or C, got {stage!r}")
     number = str(5 + "ABC".index(stage))
     args = parse_stage_args(argv)
-    run_opts = device_per_process(args.run_opts)
+    run_opts = per_process_run_options(args.run_opts)
     ddp_init_group(run_opts)  # under torchrun (run.sh --ngpu N): one process per GPU; else nothing
     include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
+    check_run_options(run_opts, probe)  # before --force sets checkpoints aside or the marker goes
     vectors = load_speaker_vectors(probe)  # start-up check of spk_emb/meta.json, before anything is built
     teacher = None
     if stage != "A":
@@ -428,6 +449,9 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     generator = build_generator(hp, stage, teacher.dim if teacher else 0)
     out_dir = stage_dir(hp, stage)
     settings = training_settings(hp, extra, read_done(tokens_dir / "done", "stage 2 (text frontend)")["settings"])
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1:  # (batch_size is per process: the effective batch changes with it)
+        settings["processes"] = processes
     if vectors is not None:
         settings["spk_emb"] = {key: vectors.meta.get(key) for key in ("model", "embed_dim", "ckpt_sha256")}
     if teacher is not None:
