@@ -501,4 +501,6 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     ran = run_stage(f"{number} train {stage}", out_dir, settings, body, force=force, ignore=ignore)
     if ran:
         log(number, f"checkpoints in {hp['save_folder']}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # (NCCL warns of a leak at exit otherwise)
     return 0
