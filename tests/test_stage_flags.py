@@ -104,8 +104,10 @@ def test_a_stage_command_line_is_checked():
     assert args.force and args.run_opts.device == "cpu"
     with pytest.raises(ConfigError, match=r"^unknown flag\(s\) --n_vald \(did you mean --n_valid\?\); valid: --force,"):
         parse_stage_args([MINI, "--n_vald", "3"])
-    with pytest.raises(ConfigError, match=r"valid: --stage --stop_stage --force --help,"):
+    with pytest.raises(ConfigError, match=r"valid: --stage --stop_stage --force --ngpu --help,"):
         parse_stage_args([MINI, "--n_vald", "3"], driver=True)
+    with pytest.raises(ConfigError, match=r"^unknown flag\(s\) --ngpus \(did you mean --ngpu\?\)"):
+        parse_stage_args([MINI, "--ngpus", "2"], driver=True)
     with pytest.raises(ConfigError, match=r"^--sample_rate: expected an integer, got 'abc'$"):
         parse_stage_args([MINI, "--sample_rate", "abc"])
     with pytest.raises(ConfigError, match=r"^bad command line \(argument --precision: invalid choice: 'bf17'"):
