@@ -175,10 +175,15 @@ def remove_folder(folder: str | Path) -> None:
     trash = folder.with_name(f"{TRASH_PREFIX}{folder.name}+{time.time_ns()}")
     os.rename(folder, trash)
     fsync_path(folder.parent)
-    if trash.is_symlink():
-        trash.unlink()
+    _delete(trash)
+
+
+def _delete(path: Path, ignore_errors: bool = False) -> None:
+    """Delete a folder, or unlink a symbolic link (never followed)."""
+    if path.is_symlink():
+        path.unlink(missing_ok=ignore_errors)
     else:
-        shutil.rmtree(trash)
+        shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def recover_replaced_folder(target: str | Path, legacy: bool = False) -> tuple[Path | None, list[Path]]:
@@ -218,7 +223,7 @@ def recover_replaced_folder(target: str | Path, legacy: bool = False) -> tuple[P
     if target.name and target.parent.is_dir():
         for trash in target.parent.glob(f"{TRASH_PREFIX}{target.name}+*"):
             if trash.name[len(TRASH_PREFIX) + len(target.name) + 1:].isdigit():
-                trash.unlink() if trash.is_symlink() else shutil.rmtree(trash, ignore_errors=True)
+                _delete(trash, ignore_errors=True)
     asides = aside_folders(target, legacy)
     restored = None
     if asides and not target.exists() and not target.is_symlink():

@@ -54,7 +54,7 @@ DECODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfl
 """The precisions synthesis can decode in (SpeechBrain's ``--precision`` names)."""
 
 
-def check_precision(precision: str, device: torch.device, where: str = "graphed synthesis") -> None:
+def check_precision(precision: str, device: torch.device | None, where: str = "graphed synthesis") -> None:
     """Refuse a precision synthesis cannot use on ``device``: an unknown
     name, or fp16 off a GPU (a CPU's half-precision convolutions are
     emulated: ``vits_base`` at 200 tokens took over 10 minutes on two cores,
@@ -64,8 +64,8 @@ def check_precision(precision: str, device: torch.device, where: str = "graphed 
     ---------
     precision : str
         ``fp32``, ``fp16`` or ``bf16``.
-    device : torch.device
-        Where synthesis runs.
+    device : torch.device or None
+        Where synthesis runs (None: not known yet, the name only).
     where : str
         Names the setting in the one-line error.
 
@@ -79,7 +79,7 @@ def check_precision(precision: str, device: torch.device, where: str = "graphed 
     """
     if precision not in DECODE_DTYPES:
         raise ConfigError(f"{where}: precision must be one of {', '.join(DECODE_DTYPES)}, got {precision!r}")
-    if precision == "fp16" and torch.device(device).type != "cuda":
+    if precision == "fp16" and device is not None and torch.device(device).type != "cuda":
         raise ConfigError(f"{where}: precision fp16 needs a CUDA device (on {device}: bf16 or fp32)")
 
 
@@ -163,7 +163,7 @@ class GraphedSynthesizer(nn.Module):
     def __init__(self, generator: nn.Module, token_bucket: int = 32, frame_bucket: int = 128,
                  enabled: bool = True, max_graphs: int = 64, precision: str = "fp32"):
         super().__init__()
-        check_precision(precision, torch.device("cuda"))  # the device is checked at each call
+        check_precision(precision, None)  # the device is checked at each call
         self.precision, self.decode_dtype = precision, DECODE_DTYPES[precision]
         if token_bucket < 1 or frame_bucket < 1:
             raise ConfigError(f"graphed synthesis: buckets must be >= 1, got {token_bucket}, {frame_bucket}")
@@ -234,7 +234,8 @@ class GraphedSynthesizer(nn.Module):
         check_precision(self.precision, tokens.device)
         token_lengths = int64_on(token_lengths, tokens.device)
         g = gen.speaker_condition(sid, spk_embed)
-        if self._use_graphs(tokens.device):
+        graphed = self._use_graphs(tokens.device)
+        if graphed:
             static, (hidden, m_p, logs_p, token_mask, durations) = self._predict_graphed(
                 tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
         else:
@@ -244,7 +245,7 @@ class GraphedSynthesizer(nn.Module):
             token_mask = text.mask
         spec_lengths = durations.sum(1).long()
         n_frames, n_tokens = int(spec_lengths.max()), tokens.size(1)  # the one read-back: it sizes the output
-        if self._use_graphs(tokens.device):
+        if graphed:
             waveform, path, spec_mask = self._decode_graphed(
                 static, (hidden, m_p, logs_p, token_mask, durations), _round_up(n_frames, self.frame_bucket))
         else:
