@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.distributed import if_main_process
 
-from semtts.brain_checkpoints import CheckpointedTraining
+from semtts.brain_checkpoints import CheckpointedTraining, batch_plan
 from semtts.compiled_parts import compile_parts
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
@@ -201,6 +201,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         self._avg_loss: torch.Tensor | None = None  # the progress bar's mean of the finite losses, and their count
         self._avg_count: torch.Tensor | None = None
         self._eval_sample = None
+        self._batch_plan: dict | None = None  # how the training epoch is cut into batches (checked on resume)
 
     # ------------------------------------------------------------------ set-up
 
@@ -257,13 +258,16 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                         **loader_kwargs) -> Any:
         """SpeechBrain's loader; the training loader gets its own seeded
         ``generator`` so that making an iterator never draws from the global
-        generators (a resumed run then repeats the uninterrupted one)."""
+        generators (a resumed run then repeats the uninterrupted one), and
+        its batch plan is recorded (a mid-epoch resume under another is refused)."""
         if stage == sb.Stage.TRAIN and "generator" not in loader_kwargs:
             loader_kwargs["generator"] = torch.Generator().manual_seed(int(getattr(self.hparams, "seed", 0)))
         loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
         batches = loader_kwargs.get("batch_sampler")
         if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(batches, "set_epoch"):
             self.train_sampler = batches  # single process: SpeechBrain then reseeds its shuffle every epoch
+        if stage == sb.Stage.TRAIN:
+            self._batch_plan = batch_plan(dataset, loader, self.hparams)
         return loader
 
     # ------------------------------------------------------------------ forward and losses

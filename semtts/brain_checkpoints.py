@@ -11,7 +11,12 @@
   process, so it needs no broadcast; the clock is compared (and broadcast)
   every ``log_interval`` steps;
 - saves and restores the step counters (SpeechBrain's ``step`` and
-  ``avg_train_loss``, the updates, the batches seen and the skipped steps).
+  ``avg_train_loss``, the updates, the batches seen and the skipped steps);
+- records how the epoch was cut into batches (:func:`batch_plan`): a run
+  resumed mid-epoch skips the batches already trained, which are only the
+  same batches under the same plan, so another plan (another number of
+  processes, batch size, bucketing, seed or training set) is refused in one
+  line instead of silently training on the wrong part of the epoch.
 
 Example
 -------
@@ -20,22 +25,109 @@ Example
 True
 """
 
+import hashlib
 import math
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
-__all__ = ["CheckpointedTraining"]
+from semtts.errors import ConfigError
+
+__all__ = ["CheckpointedTraining", "batch_plan", "check_batch_plan"]
+
+BATCHING_KEYS = ("seed", "batch_size", "dynamic_batching", "max_batch_seconds", "num_buckets")
+"""The hparams that decide which utterances make each training batch (where a run has them)."""
+
+
+def batch_plan(dataset: Any, loader: Any, hparams: Any) -> dict:
+    """How a training epoch is cut into batches, as far as a resumed run can check it.
+
+    Arguments
+    ---------
+    dataset : Dataset
+        The training set (a ``data_ids`` list names its items, where it has one).
+    loader : DataLoader
+        The training loader of this process.
+    hparams : object
+        The Brain's hparams (:data:`BATCHING_KEYS` that it has are recorded).
+
+    Returns
+    -------
+    dict
+        ``processes`` (the DDP world size), ``batches`` (per process and
+        epoch, None without a length), ``items`` (a digest of the item ids, or None) and the
+        batching hparams.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> plan = batch_plan(SimpleNamespace(data_ids=["b", "a"]), range(3), SimpleNamespace(batch_size=2))
+    >>> plan["processes"], plan["batches"], plan["batch_size"], len(plan["items"])
+    (1, 3, 2, 16)
+    """
+    ids = getattr(dataset, "data_ids", None)
+    items = None if ids is None else hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()[:16]
+    try:
+        batches = len(loader)
+    except TypeError:  # an iterable dataset: no length
+        batches = None
+    plan = {"processes": int(os.environ.get("WORLD_SIZE", "1")), "batches": batches, "items": items}
+    plan.update({key: getattr(hparams, key) for key in BATCHING_KEYS if hasattr(hparams, key)})
+    return plan
+
+
+def check_batch_plan(recorded: dict | None, current: dict | None, checkpoint: str | Path, step: int) -> None:
+    """Refuse to resume mid-epoch under another batch plan (:func:`batch_plan`).
+
+    Arguments
+    ---------
+    recorded : dict or None
+        The plan saved with the checkpoint (None: a checkpoint of older semtts, not checked).
+    current : dict or None
+        This run's plan (None: no training loader, e.g. a checkpoint loaded for evaluation).
+    checkpoint : str or Path
+        The checkpoint folder, for the message.
+    step : int
+        Batches of the epoch the checkpoint had trained.
+
+    Raises
+    ------
+    ConfigError
+        The plans differ: the batches the resumed run would skip are not the ones trained.
+
+    Example
+    -------
+    >>> plan = {"processes": 2, "batches": 50, "items": "ab12", "batch_size": 16}
+    >>> check_batch_plan(plan, plan, "ckpt", 10)
+    >>> check_batch_plan(plan, {**plan, "processes": 1, "batches": 100}, "save/CKPT+x", 10)
+    Traceback (most recent call last):
+    ...
+    semtts.errors.ConfigError: save/CKPT+x: saved 10 batches into an epoch under another batch plan (processes 2 now 1, batches 50 now 100), so resuming would skip other batches than those trained; resume with the same settings (run.sh --ngpu 2) until the epoch ends, or move the folder out of the save folder to restart the epoch from the previous checkpoint
+    """
+    if recorded is None or current is None:
+        return
+    changed = [f"{key} {recorded.get(key)} now {current.get(key)}"
+               for key in dict.fromkeys([*recorded, *current]) if recorded.get(key) != current.get(key)]
+    if not changed:
+        return
+    hint = f" (run.sh --ngpu {recorded['processes']})" if recorded.get("processes") != current.get("processes") else ""
+    raise ConfigError(
+        f"{checkpoint}: saved {step} batches into an epoch under another batch plan ({', '.join(changed)}), so "
+        f"resuming would skip other batches than those trained; resume with the same settings{hint} until the "
+        "epoch ends, or move the folder out of the save folder to restart the epoch from the previous checkpoint"
+    )
 
 
 @register_checkpoint_hooks
 class CheckpointedTraining:
     """Checkpoint decisions and counters of the VITS Brain (a mixin: it uses
     the Brain's ``checkpointer``, ``keep_checkpoints``, ``log_interval``,
-    ``global_step``, ``outcomes`` and SpeechBrain's run options)."""
+    ``global_step``, ``outcomes``, ``_batch_plan`` and SpeechBrain's run options)."""
 
     def _save_checkpoint(self, epoch: int, mel_l1: float | None) -> None:
         """An end-of-epoch checkpoint; keeps the best by ``mel_l1`` and the latest."""
@@ -84,12 +176,15 @@ class CheckpointedTraining:
             "step": self.step, "avg_train_loss": float(self.avg_train_loss), "optimizer_step": self.optimizer_step,
             "global_step": self.global_step, "nonfinite_total": self.nonfinite_total,
             "nonfinite_in_a_row": self.nonfinite_in_a_row, "fp16_overflows": self.outcomes.overflows,
+            "batch_plan": self._batch_plan,
         }
         Path(path).write_text(yaml.safe_dump(state), encoding="utf-8")
 
     @mark_as_loader
     def _recover(self, path, end_of_epoch) -> None:
         state = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if not end_of_epoch:  # the loader will skip state["step"] batches: the same ones only under the same plan
+            check_batch_plan(state.get("batch_plan"), self._batch_plan, Path(path).parent, state["step"])
         # an end-of-epoch save runs in on_stage_end, before SpeechBrain starts the next epoch's count at 0
         self.step, self.avg_train_loss = (0, 0.0) if end_of_epoch else (state["step"], state["avg_train_loss"])
         self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]

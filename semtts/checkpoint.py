@@ -63,7 +63,7 @@ from speechbrain.utils.checkpoints import (
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
 from semtts.durable import ASIDE_PREFIX, TRASH_PREFIX, recover_replaced_folder, remove_folder, replace_folder
-from semtts.errors import SemttsError
+from semtts.errors import ConfigError, SemttsError
 
 __all__ = ["CheckpointError", "AtomicCheckpointer", "RandomState", "make_checkpointer"]
 
@@ -332,6 +332,8 @@ class AtomicCheckpointer(Checkpointer):
                 )
             try:
                 hook(obj, path, end_of_epoch)
+            except ConfigError:  # the checkpoint is sound, the run's settings refuse it: the hook says why
+                raise
             except Exception as err:  # any failure: name the checkpoint, keep the cause chained
                 raise CheckpointError(
                     f"{checkpoint.path}: cannot load '{key}' from {path.name} ({_one_line(err)}); "

@@ -195,6 +195,41 @@ def test_resume_mid_epoch_repeats_the_uninterrupted_run_with_dynamic_batches(tmp
         assert torch.allclose(a, c, rtol=0, atol=1e-6)
 
 
+def test_resume_mid_epoch_under_another_batch_plan_is_refused(tmp_path, monkeypatch):
+    # the resumed loader skips the batches trained before the kill: other batches under another plan
+    overrides, opts = {"number_of_epochs": 1}, {"ckpt_interval_steps": 2}
+
+    def fit_killed(brain, hp, batch_size, kill_before_step=None):
+        def on_fit_batch_start(batch, should_step):
+            if brain.global_step + 1 == kill_before_step:
+                raise Killed
+
+        brain.on_fit_batch_start = on_fit_batch_start
+        brain.fit(hp["epoch_counter"], synthetic_dataset(8), train_loader_kwargs={"batch_size": batch_size})
+
+    hp, _, brain = make_run(tmp_path / "batches", 0, overrides, opts)
+    with pytest.raises(Killed):
+        fit_killed(brain, hp, 2, kill_before_step=3)  # checkpoint after step 2 of 4
+    hp, _, brain = make_run(tmp_path / "batches", 0, overrides, opts)
+    with pytest.raises(ConfigError, match=r"CKPT\+.*: saved 2 batches into an epoch under another batch plan "
+                                          r"\(batches 4 now 3\)"):
+        fit_killed(brain, hp, 3)
+    assert brain.global_step == 0  # refused before anything was restored or trained
+    hp, _, brain = make_run(tmp_path / "batches", 0, overrides, opts)
+    fit_killed(brain, hp, 2)  # the same plan resumes
+    assert brain.global_step == 4
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it (the batches are the same here)
+    hp, _, brain = make_run(tmp_path / "processes", 0, overrides, opts)
+    with pytest.raises(Killed):
+        fit_killed(brain, hp, 2, kill_before_step=3)
+    monkeypatch.delenv("WORLD_SIZE")
+    hp, _, brain = make_run(tmp_path / "processes", 0, overrides, opts)
+    with pytest.raises(ConfigError, match=r"\(processes 2 now 1\).*same settings \(run.sh --ngpu 2\) until the "
+                                          "epoch ends, or move the folder out"):
+        fit_killed(brain, hp, 2)
+
+
 def test_resuming_after_an_epoch_without_validation_starts_the_next_epochs_count(tmp_path):
     # without a validation set the end-of-epoch checkpoint is saved in on_stage_end(TRAIN), before
     # SpeechBrain sets its step counter back to 0 for the next epoch
