@@ -79,7 +79,8 @@ Options:
   --stop_stage M   last stage to run (default $(last_stage))
   --force          redo stages even if they are done
   --ngpu N         train stages 5-7 in N processes, one per GPU (torchrun, SpeechBrain's
-                   DDP; batch_size is per process); the other stages run in one process
+                   DDP; batch_size is per process; processes 1.. write to
+                   <output folder>/ddp_logs/stage_N); the other stages run in one process
   --help           this text
   --key value      override any key of $hparams (e.g. --tag run2 --nj 4),
                    or set a SpeechBrain run option (--device cuda:0, --precision bf16);
@@ -185,26 +186,30 @@ run_stages() {
         "$python" -m semtts.stages.flags "$hparams" --check "${overrides[@]}" || return 2
     fi
     log "stages $stage to $stop_stage with $hparams ${overrides[*]}$([ "$ngpu" -gt 1 ] && echo " (training on $ngpu GPUs)")"
-    local s
+    local s out=""
     for ((s = stage; s <= stop_stage; s++)); do
         if [ -z "${STAGE_MODULES[$s]}" ]; then
             log "stage $s (${STAGE_NAMES[$s]}): not in this version of semtts yet (skipped)"
             continue
         fi
-        local launch=("$python")
+        local launch=("$python" -m)
         if [ "$ngpu" -gt 1 ] && [[ "${STAGE_MODULES[$s]}" == train_* ]]; then
-            # one process per GPU (SpeechBrain's DDP); the other stages run in one process
-            launch=("$python" -m torch.distributed.run --standalone --nproc_per_node "$ngpu")
-            log "stage $s: ${STAGE_NAMES[$s]} ($ngpu processes)"
+            # one process per GPU (SpeechBrain's DDP) under torchrun; process 0 writes to the console,
+            # the others to files; the other stages run in one process
+            [ -n "$out" ] || out=$("$python" -m semtts.stages.flags "$hparams" --output-folder "${overrides[@]}") \
+                || return 2
+            launch=("$python" -m semtts.stages.launch --nproc "$ngpu" --log_dir "$out/ddp_logs/stage_$s")
+            local others="processes 1-$((ngpu - 1)) write"
+            [ "$ngpu" -eq 2 ] && others="process 1 writes"
+            log "stage $s: ${STAGE_NAMES[$s]} ($ngpu processes; $others to $out/ddp_logs/stage_$s)"
         else
             log "stage $s: ${STAGE_NAMES[$s]}"
         fi
-        if ! "${launch[@]}" -m "semtts.stages.${STAGE_MODULES[$s]}" "$hparams" $force "${overrides[@]}"; then
+        if ! "${launch[@]}" "semtts.stages.${STAGE_MODULES[$s]}" "$hparams" $force "${overrides[@]}"; then
             log "stage $s (${STAGE_NAMES[$s]}) failed; fix the error above and rerun with --stage $s"
             return 1
         fi
     done
-    local out
     out=$("$python" -m semtts.stages.flags "$hparams" --output-folder "${overrides[@]}")
     log "done: stages $stage to $stop_stage; outputs under $out"
     for report in "$out"/data/report.json "$out"/tokens/report.json "$out"/spk_emb/report.json \

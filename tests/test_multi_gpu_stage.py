@@ -1,12 +1,55 @@
 """run.sh --ngpu N: a training stage in N processes under torchrun (SpeechBrain's
 DDP), here two CPU processes (over gloo, which a CPU device gets) on a tiny
-mini corpus; and --ngpu's checks."""
+mini corpus; --ngpu's checks; and the launcher's one-line failures."""
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from tests.test_recipe_driver import _flags, run
+from tests.test_recipe_driver import ROOT, _flags, run
+
+FAILING_STAGE = """
+import os, sys
+from semtts.errors import ConfigError, entry_point
+
+@entry_point
+def main():
+    if os.environ["RANK"] == "1" or sys.argv[1] == "everywhere":
+        if sys.argv[2] == "semtts":
+            raise ConfigError("--foo: bad value")
+        print("some output", file=sys.stderr)
+        raise RuntimeError("boom in process " + os.environ["RANK"])
+    return 0
+
+main()
+"""
+
+
+def launch(tmp_path, *args):
+    (tmp_path / "failing_stage.py").write_text(textwrap.dedent(FAILING_STAGE))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "semtts.stages.launch", "--nproc", "2", "--log_dir", str(tmp_path / "logs"),
+               "failing_stage", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_launcher_names_the_process_that_failed_in_one_line(tmp_path):
+    out = launch(tmp_path, "rank1", "python")
+    assert out.returncode == 1
+    line = f"error: process 1 of 2 exited with status 1: RuntimeError: boom in process 1 (its output: {tmp_path}/logs/"
+    assert out.stderr.startswith(line) and out.stderr.endswith("/attempt_0/1/stderr.log)\n"), out.stderr
+    assert out.stderr.count("\n") == 1  # neither torchrun's report nor process 1's traceback
+
+
+def test_launcher_prints_an_error_of_every_process_once(tmp_path):
+    out = launch(tmp_path, "everywhere", "semtts")
+    assert (out.returncode, out.stderr) == (2, "error: --foo: bad value\n")
+    logs = list((tmp_path / "logs").glob("*/attempt_0/1/stderr.log"))
+    assert len(logs) == 1 and logs[0].read_text() == "error: --foo: bad value\n"  # process 1's, kept in its file
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1000"])
@@ -27,7 +70,8 @@ def test_stage_a_in_two_processes_then_forced_again(tmp_path, monkeypatch):
     for attempt in ("first", "forced"):
         out = run("--stage", 5, "--stop_stage", 5, *ddp, *_flags(**hp), *(["--force"] if attempt == "forced" else []))
         assert out.returncode == 0, out.stderr[-3000:]
-        assert "stage 5: train stage A (2 processes)" in out.stdout
+        logs = tmp_path / "exp/mini/t/ddp_logs/stage_5"
+        assert f"stage 5: train stage A (2 processes; process 1 writes to {logs})" in out.stdout
         # the main process alone logs, sets earlier checkpoints aside and writes the marker
         assert out.stdout.count("(stage 5 train A) started") == 1, out.stdout
         done = json.loads((exp / "done").read_text())
@@ -36,3 +80,9 @@ def test_stage_a_in_two_processes_then_forced_again(tmp_path, monkeypatch):
         assert len(list((exp / "save").glob("CKPT+*"))) == 1
     assert len(list(exp.glob("save.before-*"))) == 1
     assert "training starts afresh" in out.stdout
+    assert len(list(logs.glob("*/attempt_0/1/stderr.log"))) == 2  # process 1's, of both runs
+
+    out = run("--stage", 5, "--stop_stage", 5, *ddp, *_flags(**hp), "--grad_accumulation_factor", 2)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: --grad_accumulation_factor 2: not supported")
+    assert out.stderr.count("\n") == 1, out.stderr  # once, not once per process

@@ -49,6 +49,19 @@ DONE_NAME = "done"
 logger = logging.getLogger("semtts.stages")
 
 
+class NoFigureSaverWarning(logging.Filter):
+    """Leaves out SpeechBrain's "torchvision is not available - cannot save figures", logged
+    when the hparams import its train loggers: it concerns its ProgressSampleLogger, which
+    semtts does not use (figures go to TensorBoard and matplotlib)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is kept."""
+        return "cannot save figures" not in record.getMessage()
+
+
+logging.getLogger("speechbrain.utils.train_logger").addFilter(NoFigureSaverWarning())
+
+
 @dataclass
 class StageArgs:
     """The parsed command line of a stage."""
