@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from tests.test_recipe_driver import ROOT, _flags, run
 
@@ -86,3 +87,26 @@ def test_stage_a_in_two_processes_then_forced_again(tmp_path, monkeypatch):
     assert out.returncode == 1
     assert out.stderr.startswith("error: --grad_accumulation_factor 2: not supported")
     assert out.stderr.count("\n") == 1, out.stderr  # once, not once per process
+
+
+def test_stages_b_and_c_in_two_processes(tmp_path, monkeypatch):
+    # the semantic stages under DDP: teacher features on both processes, the previous stage's
+    # checkpoint loaded by each, and SemPred / the adapter in the synchronised gradients
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    hp = dict(exp_root=tmp_path / "exp", data_folder=tmp_path / "mini", mini_speakers=3,
+              mini_utts_per_speaker=4, heldout_speakers="[spk2]", n_valid=1, n_test=1, tag="t",
+              number_of_epochs=1, batch_size=2, nj=1)
+    prep = run("--stage", 0, "--stop_stage", 5, "--noprogressbar", *_flags(**hp))
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    out = run("--stage", 6, "--stop_stage", 7, "--ngpu", 2, "--device", "cpu", "--noprogressbar", *_flags(**hp))
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = tmp_path / "exp" / "mini" / "t"
+    for number, stage in (("6", "B"), ("7", "C")):
+        assert f"stage {number}: train stage {stage} (2 processes; process 1 writes to" in out.stdout
+        done = json.loads((exp / f"stage_{stage}" / "done").read_text())
+        assert done["settings"]["processes"] == 2 and done["settings"]["previous_stage"]
+        assert len(list((exp / f"stage_{stage}" / "save").glob("CKPT+*"))) == 1
+        logs = list((exp / "ddp_logs" / f"stage_{number}").glob("*/attempt_0/1/stderr.log"))
+        assert len(logs) == 1 and "Traceback" not in logs[0].read_text()
+    generator = torch.load(next((exp / "stage_C" / "save").glob("CKPT+*")) / "generator.ckpt", weights_only=True)
+    assert any(key.startswith("adapter.") for key in generator) and any(key.startswith("sempred.") for key in generator)
