@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_info, median_ms  # noqa: E402
 from train_step import load_hparams, make_batch  # noqa: E402
 
+from semtts.graphed_inference import DECODE_DTYPES as DTYPES  # noqa: E402  (--precision's names and dtypes)
 from semtts.lobes.vits.pointwise import PointwiseConv1d, pointwise_conv1d  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the first class that matches names a call: PointwiseConv1d before the Conv1d it derives from
 KINDS = ((PointwiseConv1d, "PointwiseConv1d"), (nn.ConvTranspose1d, "ConvTranspose1d"), (nn.Conv2d, "Conv2d"),
          (nn.Conv1d, "Conv1d"))

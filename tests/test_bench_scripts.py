@@ -1,0 +1,59 @@
+"""The benchmark scripts run, on the CPU at tiny sizes, with the options the
+GPU run (``bench/gpu_run.sh``) gives them, and print JSON lines that say
+where they ran: a script broken here would waste a lent GPU's minutes.
+Nothing is timed or compared here (speed is the scripts' business)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--config", "hparams/model/vits_tiny.yaml"]
+SHORT = ["--min_seconds", "1", "--max_seconds", "2"]
+STEP = ["bench/train_step.py", *TINY, "--batch_sizes", "1", "--steps", "1", "--warmup", "0", *SHORT]
+
+SCRIPTS = {
+    "infer": ["bench/infer.py", *TINY, "--tokens", "20", "--iters", "1", "--precisions", "fp32", "bf16", "--onnx"],
+    "train_step": [*STEP, "--precisions", "fp32", "bf16"],
+    "train_step_bucketed": [*STEP, "--precisions", "bf16", "--bucketed"],
+    "train_step_nhwc_conv1d": [*STEP, "--precisions", "bf16", "--channels_last_conv1d", "--vary_batches"],
+    "conv_shapes": ["bench/conv_shapes.py", *TINY, "--batch_size", "1", "--precision", "bf16", "--iters", "1"],
+    "op_count": ["bench/op_count.py", *TINY, "--batch_size", "1", "--flops_batch_size", "1"],
+    "mas": ["bench/mas.py", "--backends", "cpu", "--sizes", "16", "--iters", "1"],
+    "campplus": ["bench/campplus.py", "--batch", "1", "--seconds", "1", "--iters", "1", "--warmup", "0"],
+    "whisper_features": ["bench/whisper_features.py", "--utterances", "2", "--iters", "1"],
+}
+
+
+def run_bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_bench_script_runs_and_prints_json_lines(name, tmp_path):
+    out = run_bench([*SCRIPTS[name], "--out", str(tmp_path / "out.jsonl")], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert records
+    for record in records:
+        assert {"bench", "torch", "device", "cpu_cores"} <= set(record), record
+        assert record["device"] == "cpu"
+
+
+def test_profile_script_prints_its_tables(tmp_path):
+    out = run_bench(["bench/profile_train_step.py", "--device", "cpu", *TINY, "--batch_size", "1", "--steps", "1",
+                     "--rows", "3", *SHORT], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "aten::" in out.stdout and "Self CPU time total" in out.stdout
+
+
+def test_gpu_only_scripts_say_so_without_cuda(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a CUDA device is here: the GPU run covers this script")
+    out = run_bench(["bench/gpu_check_mas.py", "--skip-bench"], tmp_path)
+    assert out.returncode == 1 and out.stderr.strip().endswith("needs a CUDA device")
