@@ -249,8 +249,11 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
             train_loader_kwargs: dict | None = None, valid_loader_kwargs: dict | None = None) -> None:
         """SpeechBrain's ``fit``; without a validation set, checkpoints are saved
-        at the end of each training epoch instead of after validation."""
+        at the end of each training epoch instead of after validation. The
+        training batches' plan is recorded (a mid-epoch resume under another is refused)."""
         self._has_valid = valid_set is not None
+        if isinstance(train_set, torch.utils.data.DataLoader):  # (a dataset gets its plan in make_dataloader)
+            self._batch_plan = batch_plan(train_set.dataset, train_set, self.hparams)
         super().fit(epoch_counter, train_set, valid_set, progressbar,
                     dict(train_loader_kwargs or {}), dict(valid_loader_kwargs or {}))
 

@@ -35,13 +35,14 @@ from typing import Any
 import torch
 import yaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from torch.utils.data import BatchSampler
 
 from semtts.errors import ConfigError
 
-__all__ = ["CheckpointedTraining", "batch_plan", "check_batch_plan"]
+__all__ = ["BUCKETING_KEYS", "CheckpointedTraining", "batch_plan", "check_batch_plan"]
 
-BATCHING_KEYS = ("seed", "batch_size", "dynamic_batching", "max_batch_seconds", "num_buckets")
-"""The hparams that decide which utterances make each training batch (where a run has them)."""
+BUCKETING_KEYS = ("seed", "batch_size", "max_batch_seconds", "num_buckets")
+"""The hparams that decide the batches of length-bucketed batching (``make_train_sampler``)."""
 
 
 def batch_plan(dataset: Any, loader: Any, hparams: Any) -> dict:
@@ -50,34 +51,47 @@ def batch_plan(dataset: Any, loader: Any, hparams: Any) -> dict:
     Arguments
     ---------
     dataset : Dataset
-        The training set (a ``data_ids`` list names its items, where it has one).
+        The training set (its ``data_ids`` in order, with their ``duration``
+        where the items have one, are digested).
     loader : DataLoader
         The training loader of this process.
     hparams : object
-        The Brain's hparams (:data:`BATCHING_KEYS` that it has are recorded).
+        The Brain's hparams: with a batch sampler (bucketing), the
+        :data:`BUCKETING_KEYS` that it has are recorded.
 
     Returns
     -------
     dict
         ``processes`` (the DDP world size), ``batches`` (per process and
-        epoch, None without a length), ``items`` (a digest of the item ids, or None) and the
-        batching hparams.
+        epoch, None without a length), ``items`` (a digest of the items in
+        order, or None), and the batching: ``bucketing`` with its hparams,
+        or ``batch_size`` and SpeechBrain's shuffling seed (``SB_GLOBAL_SEED``).
 
     Example
     -------
     >>> from types import SimpleNamespace
-    >>> plan = batch_plan(SimpleNamespace(data_ids=["b", "a"]), range(3), SimpleNamespace(batch_size=2))
+    >>> from torch.utils.data import DataLoader
+    >>> data = SimpleNamespace(data_ids=["b", "a"], data={"a": {"duration": 1.5}, "b": {"duration": 2.0}})
+    >>> plan = batch_plan(data, DataLoader(range(5), batch_size=2), SimpleNamespace(batch_size=16))
     >>> plan["processes"], plan["batches"], plan["batch_size"], len(plan["items"])
     (1, 3, 2, 16)
     """
     ids = getattr(dataset, "data_ids", None)
-    items = None if ids is None else hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()[:16]
+    items = None
+    if ids is not None:  # in order: the samplers shuffle indices; durations decide the buckets
+        table = getattr(dataset, "data", {})
+        lines = "\n".join(f"{utt_id}\t{table.get(utt_id, {}).get('duration')}" for utt_id in ids)
+        items = hashlib.sha256(lines.encode()).hexdigest()[:16]
     try:
         batches = len(loader)
     except TypeError:  # an iterable dataset: no length
         batches = None
     plan = {"processes": int(os.environ.get("WORLD_SIZE", "1")), "batches": batches, "items": items}
-    plan.update({key: getattr(hparams, key) for key in BATCHING_KEYS if hasattr(hparams, key)})
+    sampler = getattr(loader, "batch_sampler", None)
+    if sampler is not None and not isinstance(sampler, BatchSampler):  # bucketing (make_train_sampler)
+        plan["bucketing"] = {key: getattr(hparams, key) for key in BUCKETING_KEYS if hasattr(hparams, key)}
+    else:  # fixed batches, shuffled by SpeechBrain's sampler
+        plan.update(batch_size=getattr(loader, "batch_size", None), shuffle_seed=os.environ.get("SB_GLOBAL_SEED"))
     return plan
 
 
@@ -107,12 +121,15 @@ def check_batch_plan(recorded: dict | None, current: dict | None, checkpoint: st
     >>> check_batch_plan(plan, {**plan, "processes": 1, "batches": 100}, "save/CKPT+x", 10)
     Traceback (most recent call last):
     ...
-    semtts.errors.ConfigError: save/CKPT+x: saved 10 batches into an epoch under another batch plan (processes 2 now 1, batches 50 now 100), so resuming would skip other batches than those trained; resume with the same settings (run.sh --ngpu 2) until the epoch ends, or move the folder out of the save folder to restart the epoch from the previous checkpoint
+    semtts.errors.ConfigError: save/CKPT+x: saved 10 batches into an epoch under another batch plan (processes 2 \
+now 1, batches 50 now 100), so resuming would skip other batches than those trained; resume with the same \
+settings (run.sh --ngpu 2) until the epoch ends, or move the folder out of the save folder to restart the epoch \
+from the previous checkpoint
     """
     if recorded is None or current is None:
         return
     changed = [f"{key} {recorded.get(key)} now {current.get(key)}"
-               for key in dict.fromkeys([*recorded, *current]) if recorded.get(key) != current.get(key)]
+               for key in dict.fromkeys([*current, *recorded]) if recorded.get(key) != current.get(key)]
     if not changed:
         return
     hint = f" (run.sh --ngpu {recorded['processes']})" if recorded.get("processes") != current.get("processes") else ""

@@ -11,10 +11,14 @@ error: data/train.json: item 'u1' has no 'wav' field
 """
 
 import functools
+import json
+import os
 import sys
+import time
 from typing import Callable, TypeVar
 
-__all__ = ["SemttsError", "DataError", "ConfigError", "WeightsNotFound", "first_line", "entry_point"]
+__all__ = ["SemttsError", "DataError", "ConfigError", "WeightsNotFound", "first_line", "entry_point",
+           "report_to_torchrun"]
 
 
 class SemttsError(Exception):
@@ -54,7 +58,8 @@ def first_line(err: BaseException, limit: int = 200) -> str:
 
 
 def entry_point(func: F) -> F:
-    """Decorate a ``main()``: a :class:`SemttsError` becomes one stderr line and exit 2.
+    """Decorate a ``main()``: a :class:`SemttsError` becomes one stderr line and exit 2
+(under torchrun, also the process's error file: :func:`report_to_torchrun`).
 
     Arguments
     ---------
@@ -72,8 +77,30 @@ def entry_point(func: F) -> F:
         try:
             status = func(*args, **kwargs)
         except SemttsError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            report_to_torchrun(f"error: {err}")
             sys.exit(2)
         sys.exit(status or 0)
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_to_torchrun(message: str) -> None:
+    """Under torchrun, write ``message`` to this process's error file
+    (``TORCHELASTIC_ERROR_FILE``), where the launcher reads why each process
+    failed (:mod:`semtts.stages.launch`); nothing otherwise. Called after the
+    line is printed: a process with an error file has said it.
+
+    Arguments
+    ---------
+    message : str
+        The one-line error.
+    """
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump({"message": message, "timestamp": int(time.time())}, file)
+    except OSError:
+        pass  # the printed line stands; the launcher then reads the process's output instead

@@ -212,12 +212,21 @@ def test_resume_mid_epoch_under_another_batch_plan_is_refused(tmp_path, monkeypa
         fit_killed(brain, hp, 2, kill_before_step=3)  # checkpoint after step 2 of 4
     hp, _, brain = make_run(tmp_path / "batches", 0, overrides, opts)
     with pytest.raises(ConfigError, match=r"CKPT\+.*: saved 2 batches into an epoch under another batch plan "
-                                          r"\(batches 4 now 3\)"):
+                                          r"\(batches 4 now 3, batch_size 2 now 3\)"):
         fit_killed(brain, hp, 3)
-    assert brain.global_step == 0  # refused before anything was restored or trained
-    hp, _, brain = make_run(tmp_path / "batches", 0, overrides, opts)
-    fit_killed(brain, hp, 2)  # the same plan resumes
+    assert brain.global_step == 0  # refused before the counters were restored or anything trained
+    hp, _, brain = make_run(tmp_path / "batches", 0, {**overrides, "max_batch_seconds": 99.0}, opts)
+    fit_killed(brain, hp, 2)  # the same plan resumes (bucketing's hparams do not cut fixed batches)
     assert brain.global_step == 4
+
+    hp, _, brain = make_run(tmp_path / "loader", 0, overrides, opts)
+    with pytest.raises(Killed):
+        fit_killed(brain, hp, 2, kill_before_step=3)
+    hp, _, brain = make_run(tmp_path / "loader", 0, overrides, opts)
+    loader = brain.make_dataloader(synthetic_dataset(8), sb.Stage.TRAIN, batch_size=4)
+    brain._batch_plan = None  # a ready-made loader given to fit() gets its plan there
+    with pytest.raises(ConfigError, match=r"\(batches 4 now 2, batch_size 2 now 4\)"):
+        brain.fit(hp["epoch_counter"], loader)
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it (the batches are the same here)
     hp, _, brain = make_run(tmp_path / "processes", 0, overrides, opts)

@@ -46,6 +46,13 @@ def test_launcher_names_the_process_that_failed_in_one_line(tmp_path):
     assert out.stderr.count("\n") == 1  # neither torchrun's report nor process 1's traceback
 
 
+def test_launcher_names_a_process_that_reported_an_error(tmp_path):
+    out = launch(tmp_path, "rank1", "semtts")
+    assert out.returncode == 2  # as a single-process stage exits on an error of the user's
+    line = f"error: process 1 of 2 exited with status 2: --foo: bad value (its output: {tmp_path}/logs/"
+    assert out.stderr.startswith(line) and out.stderr.count("\n") == 1, out.stderr
+
+
 def test_launcher_prints_an_error_of_every_process_once(tmp_path):
     out = launch(tmp_path, "everywhere", "semtts")
     assert (out.returncode, out.stderr) == (2, "error: --foo: bad value\n")

@@ -6,12 +6,15 @@ process per GPU) and differs in what reaches the console:
 
 - process 0 writes to the console as a single-process stage does; the other
   processes write to files under ``--log_dir``
-  (``<run id>/attempt_0/<local rank>/stdout.log``, ``stderr.log``), so a
-  start-up error is printed once, not once per process;
-- torchrun's own warnings and its ``ChildFailedError`` report are left out.
-  When process 0 failed, it has said why (a one-line ``error:`` for a
-  semtts error, a traceback otherwise); when another process failed first,
-  this module says which, with the last line it wrote and its log file.
+  (``<run id>_<random>/attempt_0/<local rank>/stdout.log``, ``stderr.log``;
+  one folder per run, kept), so a start-up error is printed once, not once
+  per process;
+- torchrun's own warnings and its ``ChildFailedError`` report are left out
+  (also its notice that it sets ``OMP_NUM_THREADS=1`` in every process where
+  it is unset). When process 0 failed, it has said why (a one-line
+  ``error:`` for a semtts error, a traceback otherwise); when another
+  process failed, this module says which, with its error (as it reported it,
+  or its output's last error line) and its log file (:func:`failure_report`).
 
     python -m semtts.stages.launch --nproc 2 --log_dir exp/mini/t/ddp_logs/stage_5 \\
         semtts.stages.train_a recipes/mini/hparams/corpus.yaml --device cuda
@@ -25,13 +28,15 @@ Example
 
 import argparse
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from semtts.errors import ConfigError, entry_point
 
-__all__ = ["failure_line", "main", "torchrun_args"]
+__all__ = ["error_line", "failure_line", "failure_report", "main", "torchrun_args"]
 
 QUIET_LOGGERS = ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher")
 """torchrun's loggers, left out: their warnings and errors (an OMP_NUM_THREADS banner, a line per
@@ -69,19 +74,38 @@ def torchrun_args(nproc: int, log_dir: str | Path, module: str, args: list[str])
             "-m", module, *args]
 
 
-def failure_line(rank: int, exitcode: int, nproc: int, log_dir: str | Path) -> str:
-    """The one line saying that process ``rank`` failed, with its last words and log file.
+ERROR_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?(?:error: |[\w.]*(?:Error|Exception|Interrupt)\b)")
+"""A line of a process's output that states its error: semtts's ``error:`` line or an exception's last line."""
+
+
+def error_line(text: str) -> str:
+    """The last line of ``text`` that states an error (:data:`ERROR_LINE`), else its last non-empty line.
+
+    Example
+    -------
+    >>> error_line("Traceback ...\\n  x\\nRuntimeError: CUDA out of memory\\nWarning: at exit\\n")
+    'RuntimeError: CUDA out of memory'
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if ERROR_LINE.match(line)), lines[-1] if lines else "")
+
+
+def failure_line(rank: int, exitcode: int, nproc: int, log_dir: str | Path, said: str = "") -> str:
+    """The one line saying that process ``rank`` failed, with its error and log file.
 
     Arguments
     ---------
     rank : int
-        The process that failed first.
+        The process that failed.
     exitcode : int
         Its exit status (negative: the signal that killed it).
     nproc : int
         Processes in all.
     log_dir : str or Path
         The launcher's ``--log_dir``.
+    said : str
+        Its error, as it reported it (:func:`semtts.errors.report_to_torchrun`); otherwise
+        the error is read from its output (:func:`error_line`).
 
     Returns
     -------
@@ -91,6 +115,10 @@ def failure_line(rank: int, exitcode: int, nproc: int, log_dir: str | Path) -> s
     -------
     >>> failure_line(1, -9, 2, "/nonexistent")
     'process 1 of 2 was killed by SIGKILL (no log file under /nonexistent)'
+    >>> failure_line(0, -9, 2, "/nonexistent")
+    'process 0 of 2 was killed by SIGKILL (its output is above)'
+    >>> failure_line(1, 2, 4, "/nonexistent", said="error: --foo: bad value")
+    'process 1 of 4 exited with status 2: --foo: bad value (no log file under /nonexistent)'
     """
     if exitcode < 0:
         try:
@@ -99,13 +127,60 @@ def failure_line(rank: int, exitcode: int, nproc: int, log_dir: str | Path) -> s
             how = f"was killed by signal {-exitcode}"
     else:
         how = f"exited with status {exitcode}"
+    said = said.removeprefix("error: ")
+    if rank == 0:  # process 0 writes to the console
+        return f"process 0 of {nproc} {how}{f': {said}' if said else ''} (its output is above)"
     logs = sorted(Path(log_dir).glob(f"*/attempt_*/{rank}/stderr.log"), key=lambda p: p.stat().st_mtime)
-    if not logs:
-        return f"process {rank} of {nproc} {how} (no log file under {log_dir})"
-    lines = [line.strip() for line in logs[-1].read_text(encoding="utf-8", errors="replace").splitlines()]
-    last = next((line for line in reversed(lines) if line), "")
-    said = f": {last}" if last else ""
-    return f"process {rank} of {nproc} {how}{said} (its output: {logs[-1]})"
+    if logs and not said:
+        said = error_line(logs[-1].read_text(encoding="utf-8", errors="replace"))
+    where = f"its output: {logs[-1]}" if logs else f"no log file under {log_dir}"
+    return f"process {rank} of {nproc} {how}{f': {said}' if said else ''} ({where})"
+
+
+def failure_report(failures: dict[int, Any], nproc: int, log_dir: str | Path) -> tuple[str | None, int]:
+    """What the launcher says when processes failed, and its exit status.
+
+    Process 0 writes to the console, so when it failed with an error of its
+    own, that error is already there: nothing is added (whichever process
+    torchrun saw fail first; it stamps failures in whole seconds). Otherwise
+    the first other process to fail is named, unless process 0 had reported
+    the same error before torchrun stopped it.
+
+    Arguments
+    ---------
+    failures : dict
+        ``ChildFailedError.failures``: rank to ``ProcessFailure`` (``exitcode``,
+        ``timestamp``, ``error_file``, ``message``).
+    nproc : int
+        Processes in all.
+    log_dir : str or Path
+        The launcher's ``--log_dir``.
+
+    Returns
+    -------
+    tuple
+        The line to print (None: nothing) and the exit status (2 for an
+        error the user is to fix, as a single-process stage exits).
+
+    Example
+    -------
+    >>> from types import SimpleNamespace as Failure
+    >>> own = Failure(exitcode=2, timestamp=5, error_file="<N/A>", message="")
+    >>> failure_report({1: Failure(exitcode=2, timestamp=4, error_file="<N/A>", message=""), 0: own}, 2, "/x")
+    (None, 2)
+    """
+    said = {rank: failure.message if Path(failure.error_file).is_file() else ""
+            for rank, failure in failures.items()}
+    zero = failures.get(0)
+    if zero is not None and zero.exitcode > 0:
+        return None, zero.exitcode
+    others = sorted((failure.exitcode < 0, failure.timestamp, rank) for rank, failure in failures.items() if rank)
+    rank = others[0][2] if others else 0
+    failure = failures[rank]
+    status = 2 if failure.exitcode == 2 else 1
+    if rank and said.get(0) and said.get(0) == said[rank]:
+        return None, status  # process 0 printed the same error before it was stopped
+    return failure_line(rank, failure.exitcode, nproc, log_dir, said[rank]), status
 
 
 @entry_point
@@ -132,14 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(parse_args(torchrun_args(options.nproc, options.log_dir, options.module, options.args)))
     except ChildFailedError as err:
-        rank, failure = err.get_first_failure()
-        if rank == 0 and failure.exitcode > 0:
-            return failure.exitcode  # process 0 wrote to the console: its own error is already there
-        print(f"error: {failure_line(rank, failure.exitcode, options.nproc, options.log_dir)}", file=sys.stderr)
-        return 1
+        line, status = failure_report(err.failures, options.nproc, options.log_dir)
+        if line:
+            print(f"error: {line}", file=sys.stderr)
+        return status
     except SignalException as err:  # Ctrl-C or a kill: torchrun has stopped the processes
         print(f"error: stopped by {err.sigval.name}; the processes were stopped too", file=sys.stderr)
         return 128 + int(err.sigval)
+    except KeyboardInterrupt:  # Ctrl-C before torchrun had its handlers in place
+        print("error: interrupted", file=sys.stderr)
+        return 128 + int(signal.SIGINT)
     return 0
 
 
