@@ -109,6 +109,21 @@ def test_resample_cache_and_reuse(tmp_path):
     # A cache from another target rate is replaced.
     other, _ = validate_utterance(raw, 8000, 0.2, 2.0, tmp_path / "cache", "english", data_root=tmp_path)
     assert other["sr"] == 8000 and sf.info(str(cached)).samplerate == 8000
+    _validate(raw, tmp_path)
+
+    # The source replaced by a longer file with an older date (tar -x, rsync -a keep dates): cached again
+    _write(src, _tone(0.8, sr=22050), sr=22050)
+    os.utime(src, ns=(10**18, 10**18))
+    assert cached.stat().st_mtime_ns > src.stat().st_mtime_ns
+    again, _ = _validate(raw, tmp_path)
+    assert again["duration"] == pytest.approx(0.8, abs=1e-3) == sf.info(str(cached)).frames / SR
+    # another corpus at the same relative path, cached into the same folder: cached again
+    other_root = tmp_path / "other"
+    moved = _write(other_root / "wav48" / "p1" / "a.flac", _tone(0.3, sr=22050), sr=22050)
+    third, _ = validate_utterance({**raw, "path": str(moved)}, SR, 0.2, 2.0, tmp_path / "cache", "english",
+                                  data_root=other_root)
+    assert third["wav"] == item["wav"] and third["duration"] == pytest.approx(0.3, abs=1e-3)
+    assert sf.info(str(cached)).frames / SR == pytest.approx(0.3, abs=1e-3)
 
 
 def test_downmix(tmp_path):
@@ -132,6 +147,11 @@ def test_outside_root_and_bad_cleaner(tmp_path):
 # ---------------------------------------------------------------- assign_splits
 def _items(n_speakers: int, per_speaker: int) -> list[dict]:
     return [{"utt_id": f"s{s}_{i:02d}", "spk": f"s{s}"} for s in range(n_speakers) for i in range(per_speaker)]
+
+
+def test_numeric_heldout_speaker_ids_match():
+    items = [{"utt_id": f"u{i}", "spk": spk} for i, spk in enumerate(["19", "19", "26", "26", "26"])]
+    assert [it["utt_id"] for it in assign_splits(items, 1, 0, [19], seed=0)["test_unseen"]] == ["u0", "u1"]
 
 
 def test_splits_deterministic_and_stratified():
@@ -252,5 +272,20 @@ def test_prepare_keep_ratio_and_config_errors(tmp_path, capsys):
         _prepare(root, out, heldout_speakers=["nobody"])
     with pytest.raises(ConfigError, match="mic"):
         _prepare(root, out, corpus_options={"mic": "mic1"})
+    with pytest.raises(ConfigError, match=r"not found in corpus 'ljspeech': 19 \(ids written as numbers"):
+        _prepare(root, out, heldout_speakers=[19])  # as YAML reads [19]: one line, not a TypeError
+    with pytest.raises(DataError, match="no utterance is left for training"):
+        _prepare(root, out, min_keep_ratio=0.0, heldout_speakers=["LJ"])
+
+
+def test_prepare_removes_the_splits_of_an_earlier_run(tmp_path, capsys):
+    root = _ljspeech(tmp_path / "LJSpeech-1.1")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text(json.dumps({"splits": {"dev": {}, "train": {}}}))
+    (out / "dev.json").write_text("{}")  # a split a corpus option gave in an earlier run
+    (out / "notes.json").write_text("{}")  # not a split: left alone
+    report = _prepare(root, out, min_keep_ratio=0.0)
+    assert "dev" not in report["splits"] and not (out / "dev.json").exists() and (out / "notes.json").exists()
     with pytest.raises(DataError, match="LJSpeech"):
         _prepare(tmp_path / "nowhere", out)

@@ -36,7 +36,9 @@ prepare ljspeech: kept 4 of 5 utterances (80.0%)
 """
 
 import inspect
+import json
 import logging
+import re
 import multiprocessing
 from collections import Counter
 from pathlib import Path
@@ -142,9 +144,17 @@ def prepare_manifests(
     skipped, duplicates = collected.messages, collected.duplicates
     raws = _drop_repeated_ids(raws, corpus, duplicates)
 
-    unknown = sorted(set(heldout_speakers) - {raw["spk"] for raw in raws})
+    for name in sorted({str(raw["split"]) for raw in raws if raw.get("split") is not None}):
+        if not re.fullmatch(r"\w[\w.-]*", name) or name == REPORT_NAME.removesuffix(".json"):
+            raise ConfigError(f"corpus_options {options}: split name {name!r} cannot name a manifest file "
+                              "(letters, digits, '_', '.', '-'; not 'report')")
+    numeric = [spk for spk in heldout_speakers if not isinstance(spk, str)]  # YAML reads [19, 26] as numbers
+    heldout_speakers = [str(spk) for spk in heldout_speakers]
+    unknown = sorted(set(heldout_speakers) - {str(raw["spk"]) for raw in raws})
     if unknown:
-        raise ConfigError(f"heldout_speakers not found in corpus '{corpus}': {', '.join(unknown)}")
+        hint = " (ids written as numbers are read as numbers: quote one with leading zeros, e.g. ['0019'])"
+        raise ConfigError(f"heldout_speakers not found in corpus '{corpus}': {', '.join(unknown)}"
+                          + (hint if numeric else ""))
 
     jobs = [(raw, sample_rate, min_duration, max_duration, cache_root, cleaner, data_root) for raw in raws]
     if nj > 1 and len(jobs) > 1:
@@ -162,6 +172,8 @@ def prepare_manifests(
     splits = assign_splits(kept, n_valid, n_test, heldout_speakers, seed)
 
     report = _report(corpus, data_root, cache_root, sample_rate, raws, kept, dropped, splits, skipped, duplicates)
+    for name in (set(SPLIT_ORDER) | _earlier_splits(out_dir / REPORT_NAME)) - set(splits):
+        (out_dir / f"{name}.json").unlink(missing_ok=True)  # a split of an earlier run (any name an option gave)
     write_json_atomic(out_dir / REPORT_NAME, report)
     _print_summary(report, out_dir / REPORT_NAME)
 
@@ -173,13 +185,21 @@ def prepare_manifests(
             f"{data_root}: only {n_kept} of {n_total} utterances survived validation "
             f"({n_kept / n_total:.1%} < min_keep_ratio {min_keep_ratio}); see {out_dir / REPORT_NAME}"
         )
-    for name in SPLIT_ORDER:
-        stale = out_dir / f"{name}.json"
-        if name not in splits and stale.is_file():
-            stale.unlink()
+    if "train" not in splits:
+        raise DataError(f"{data_root}: no utterance is left for training (held out, or in the fixed splits "
+                        f"{', '.join(sorted(splits))}); see {out_dir / REPORT_NAME}")
     for name, members in splits.items():
         write_manifest(out_dir / f"{name}.json", {m["utt_id"]: m["item"] for m in members})
     return report
+
+
+def _earlier_splits(report: Path) -> set[str]:
+    """The split names an earlier run's report lists (none when it has no readable report)."""
+    try:
+        splits = json.loads(report.read_text(encoding="utf-8")).get("splits", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in splits if isinstance(name, str) and name and "/" not in name and name != "report"}
 
 
 def _drop_repeated_ids(raws: list[dict], corpus: str, duplicates: list[str]) -> list[dict]:

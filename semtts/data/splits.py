@@ -78,11 +78,11 @@ def assign_splits(
             raise DataError(f"utterance id '{item['utt_id']}' appears twice in the corpus listing")
         seen_ids.add(item["utt_id"])
 
-    heldout = set(heldout_speakers)
+    heldout = {str(spk) for spk in heldout_speakers}  # (a speaker id YAML read as a number)
     splits: dict[str, list[dict]] = defaultdict(list)
     by_speaker: dict[str, list[dict]] = defaultdict(list)
     for item in sorted(items, key=lambda it: it["utt_id"]):
-        if item["spk"] in heldout:
+        if str(item["spk"]) in heldout:
             splits["test_unseen"].append(item)
         elif item.get("split") is not None:
             splits[item["split"]].append(item)

@@ -27,6 +27,7 @@ Example
 (None, 'too_short')
 """
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import torch
 
 from semtts.audio import audio_info, load_audio, resample, save_audio
-from semtts.data.manifest import CACHE_ROOT, DATA_ROOT
+from semtts.data.manifest import CACHE_ROOT, DATA_ROOT, write_json_atomic
 from semtts.errors import ConfigError, SemttsError
 
 __all__ = [
@@ -166,6 +167,7 @@ def validate_utterance(
         if n_frames is None:
             fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
             save_audio(cached, fixed, sample_rate)  # atomic: parallel workers or a kill leave no partial file
+            write_json_atomic(_source_record_path(cached), _source_record(path))  # last: what the file was made of
             n_frames = fixed.shape[1]
         duration = n_frames / sample_rate
         wav = f"{CACHE_ROOT}/{relative.as_posix()}"
@@ -230,10 +232,32 @@ def _relative_to(path: Path, root: str | Path | None) -> Path | None:
     return None
 
 
+SOURCE_SUFFIX = ".source.json"
+"""A cached file's record of its source (``<cached>.wav.source.json``)."""
+
+
+def _source_record_path(cached: Path) -> Path:
+    """Where the record of ``cached``'s source lies."""
+    return cached.with_name(cached.name + SOURCE_SUFFIX)
+
+
+def _source_record(source: Path) -> dict:
+    """What identifies a source file: its resolved path, size and modification time (ns)."""
+    stat = source.stat()
+    return {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def _cached_frames(cached: Path, source: Path, sample_rate: int) -> int | None:
-    """Frame count of an up-to-date cached file (mono, right rate, newer than
-    the source), or None when it must be (re)written."""
-    if not cached.is_file() or cached.stat().st_mtime < source.stat().st_mtime:
+    """Frame count of an up-to-date cached file (mono, right rate, made from
+    this very source file: its record matches), or None when it must be
+    (re)written. Another corpus at the same relative path, or a source
+    replaced by one with an older date (``tar -x``, ``rsync -a``), is
+    resampled again; so is a file cached by semtts before the records."""
+    try:
+        record = json.loads(_source_record_path(cached).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not cached.is_file() or record != _source_record(source):
         return None
     try:
         info = audio_info(cached)
