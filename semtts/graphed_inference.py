@@ -48,7 +48,7 @@ from semtts.lobes.vits.input_checks import check_tokens, int64_on
 from semtts.lobes.vits.synthesizer import VITSInference
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
 
-__all__ = ["DECODE_DTYPES", "GraphedSynthesizer", "check_precision", "cuda_index"]
+__all__ = ["DECODE_DTYPES", "DurationsTooLong", "GraphedSynthesizer", "check_precision", "cuda_index"]
 
 DECODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 """The precisions synthesis can decode in (SpeechBrain's ``--precision`` names)."""
@@ -135,6 +135,10 @@ class _Graph:
         return self.outputs
 
 
+class DurationsTooLong(RuntimeError):
+    """Predicted durations past :attr:`GraphedSynthesizer.max_frames_per_token`, refused before decoding."""
+
+
 class GraphedSynthesizer(nn.Module):
     """:meth:`VITSSynthesizer.infer` from CUDA graphs captured per padded shape.
 
@@ -158,11 +162,23 @@ class GraphedSynthesizer(nn.Module):
         synthesis's arithmetic and memory traffic lie, run under autocast to
         this precision (fp16: CUDA only); the text encoder and the duration
         predictor stay float32, so the durations do not change.
+    max_frames_per_token : int or None
+        An utterance whose predicted frames exceed this many per token
+        (blanks included) is refused with :class:`DurationsTooLong` before
+        it is decoded (None: no limit). Speech takes about 5 frames per
+        token at 22.05 kHz and hop 256; the default, 200 (2.3 s per token
+        there), stops a duration noise or speed setting, or a broken
+        duration predictor, that would decode hours of audio.
     """
 
     def __init__(self, generator: nn.Module, token_bucket: int = 32, frame_bucket: int = 128,
-                 enabled: bool = True, max_graphs: int = 64, precision: str = "fp32"):
+                 enabled: bool = True, max_graphs: int = 64, precision: str = "fp32",
+                 max_frames_per_token: int | None = 200):
         super().__init__()
+        if max_frames_per_token is not None and max_frames_per_token < 1:
+            raise ConfigError("graphed synthesis: max_frames_per_token must be >= 1 or None, "
+                              f"got {max_frames_per_token}")
+        self.max_frames_per_token = max_frames_per_token
         check_precision(precision, None)  # the device is checked at each call
         self.precision, self.decode_dtype = precision, DECODE_DTYPES[precision]
         if token_bucket < 1 or frame_bucket < 1:
@@ -244,7 +260,12 @@ class GraphedSynthesizer(nn.Module):
                                                         length_scale=length_scale)
             token_mask = text.mask
         spec_lengths = durations.sum(1).long()
-        n_frames, n_tokens = int(spec_lengths.max()), tokens.size(1)  # the one read-back: it sizes the output
+        per_token = durations.sum(1) / token_lengths.clamp(min=1)  # (float: non-finite durations stay visible)
+        n_frames, most = torch.stack([spec_lengths.max().double(), per_token.max().double()]).tolist()
+        n_frames, n_tokens = int(n_frames), tokens.size(1)  # the one read-back: it sizes the output
+        if self.max_frames_per_token is not None and not most <= self.max_frames_per_token:
+            raise DurationsTooLong(f"{most:.0f} frames per token, more than max_frames_per_token "
+                                   f"{self.max_frames_per_token}")
         if graphed:
             waveform, path, spec_mask = self._decode_graphed(
                 static, (hidden, m_p, logs_p, token_mask, durations), _round_up(n_frames, self.frame_bucket))

@@ -145,9 +145,13 @@ def build_packed_generator(packed: dict, fold: bool = True) -> torch.nn.Module:
     torch.nn.Module
         A :class:`VITSSynthesizer` or, for stages B and C, a :class:`SemanticVITS`.
     """
-    base = VITSSynthesizer(**packed["generator"])
-    semantic = packed.get("semantic")
-    model = SemanticVITS(base, **semantic) if semantic else base
+    try:
+        base = VITSSynthesizer(**packed["generator"])
+        semantic = packed.get("semantic")
+        model = SemanticVITS(base, **semantic) if semantic else base
+    except (TypeError, ValueError, KeyError, AttributeError) as err:  # edited or foreign values
+        raise DataError(f"{HPARAMS_NAME}: cannot build the generator from its 'generator' and 'semantic' "
+                        f"sections ({first_line(err)})") from None
     if fold:
         model.remove_weight_norm()
     return model.eval()
@@ -193,8 +197,19 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
         raise DataError(f"{path}: cannot read the weights ({first_line(err)})") from None
 
 
+PACKED_SECTIONS = {"generator": dict, "spectrogram": dict, "frontend": dict, "speaker_mode": str, "stage": str}
+"""The sections every packed ``hyperparams.yaml`` has, and their types."""
+OPTIONAL_SECTIONS = {"semantic": dict, "campplus": dict, "speakers": list}
+"""Sections some packed models have (None where absent)."""
+FRONTEND_KEYS = ("token_type", "language", "cleaner", "add_blank")
+"""The keys of the ``frontend`` section."""
+_KIND_NAMES = {dict: "mapping", str: "string", list: "list"}
+
+
 def read_packed_hparams(folder: str | Path) -> dict:
-    """Read and check ``<folder>/hyperparams.yaml``.
+    """Read and check ``<folder>/hyperparams.yaml``: its sections and their
+    types (:data:`PACKED_SECTIONS`, :data:`OPTIONAL_SECTIONS`), the
+    frontend's keys, and the names of the generator's arguments.
 
     Raises
     ------
@@ -213,10 +228,23 @@ def read_packed_hparams(folder: str | Path) -> dict:
         packed = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not valid YAML ({first_line(err)})") from None
-    missing = [k for k in ("generator", "spectrogram", "frontend", "speaker_mode", "stage")
-               if not isinstance(packed, dict) or k not in packed]
+    missing = [k for k in PACKED_SECTIONS if not isinstance(packed, dict) or k not in packed]
     if missing:
         raise DataError(f"{path}: lacks {', '.join(missing)}")
+    for key, kind in {**PACKED_SECTIONS, **OPTIONAL_SECTIONS}.items():
+        if packed.get(key) is not None and not isinstance(packed[key], kind):
+            raise DataError(f"{path}: '{key}' must be a {_KIND_NAMES[kind]}, got {packed[key]!r:.60}")
+    lacking = [key for key in FRONTEND_KEYS if key not in packed["frontend"]]
+    if lacking:
+        raise DataError(f"{path}: the 'frontend' section lacks {', '.join(lacking)}")
+    for key, builder in (("generator", VITSSynthesizer), ("semantic", SemanticVITS)):
+        if packed.get(key) is None:
+            continue
+        try:  # the names only (values are checked when the model is built)
+            args = (None,) if builder is SemanticVITS else ()
+            inspect.signature(builder).bind(*args, **packed[key])
+        except TypeError as err:
+            raise DataError(f"{path}: the '{key}' section does not fit this semtts ({err})") from None
     return packed
 
 

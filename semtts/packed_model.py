@@ -165,8 +165,12 @@ class PackedModel:
         self.frontend = frontend
         self.device = device
         self.speakers: list[str] = list(packed.get("speakers") or [])
-        self.sample_rate = int(packed["spectrogram"]["sample_rate"])
-        self.spectrogram = SpectrogramConfig(**packed["spectrogram"])
+        try:
+            self.spectrogram = SpectrogramConfig(**packed["spectrogram"])
+        except (TypeError, ValueError) as err:  # an edited section (ConfigError names the bad value itself)
+            raise DataError(f"{folder / 'hyperparams.yaml'}: the 'spectrogram' section does not fit this semtts "
+                            f"({first_line(err)})") from None
+        self.sample_rate = int(self.spectrogram.sample_rate)
         self.spk_means = None
         if self.embedded:
             self.spk_means = _read_means(folder / "spk_mean.npy", len(self.speakers))
@@ -239,12 +243,20 @@ class PackedModel:
     def _check_campplus(self, identity: str) -> None:
         """The CAM++ loaded must be the one the training vectors were made with."""
         meta_file = self.folder / "campplus_meta.json"
-        expected = json.loads(meta_file.read_text(encoding="utf-8")).get("ckpt_sha256") if meta_file.is_file() else None
+        expected = None
+        if meta_file.is_file():
+            try:
+                meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+                raise DataError(f"{meta_file}: unreadable ({first_line(err)}); repack the model (stage 10)") from None
+            if not isinstance(meta, dict):
+                raise DataError(f"{meta_file}: not a JSON object; repack the model (stage 10)")
+            expected = meta.get("ckpt_sha256")
         if expected and identity != expected:
             raise DataError(f"{self.folder}: the CAM++ loaded ({identity[:16]}) is not the one the model was trained "
                             f"with ({expected[:16]}, campplus_meta.json); repack the model (stage 10)")
 
-    def encode_texts(self, texts: list[str] | str) -> list[list[int]]:
+    def encode_texts(self, texts: list[str] | str, labels: list[str] | None = None) -> list[list[int]]:
         """Raw texts to the model's token ids (blanks interspersed when the model was trained so).
 
         Symbols outside the model's token list (punctuation a pinyin model
@@ -255,6 +267,9 @@ class PackedModel:
         ---------
         texts : list of str or str
             Raw texts (one string is a batch of one).
+        labels : list of str, optional
+            What to call each text in an error (default ``text <index>``),
+            e.g. ``lines.txt line 3``.
 
         Returns
         -------
@@ -279,9 +294,12 @@ class PackedModel:
         if unknown:
             logger.warning("synthesize: left out symbols outside the model's token list: %s",
                            dict(unknown.most_common()))
-        for number, x in enumerate(ids):
-            if not any(c.isalnum() for symbol in self.frontend.token_list.decode(x) for c in symbol):
-                raise DataError(f"synthesize: text {number} gives no tokens: {texts[number]!r}")
+        empty = [number for number, x in enumerate(ids)
+                 if not any(c.isalnum() for symbol in self.frontend.token_list.decode(x) for c in symbol)]
+        if empty:  # every such text in the one line, so that one fix pass mends them all
+            names = [labels[n] if labels is not None else f"text {n}" for n in empty]
+            more = f" (also {', '.join(names[1:4])}{' ...' if len(names) > 4 else ''})" if len(names) > 1 else ""
+            raise DataError(f"synthesize: {names[0]} gives no tokens: {texts[empty[0]]!r:.80}{more}")
         if self.hparams["frontend"]["add_blank"]:
             ids = [intersperse(x, BLANK_ID) for x in ids]
         return ids

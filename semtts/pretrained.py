@@ -28,7 +28,7 @@ import torch
 
 from semtts.audio import read_checked_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
-from semtts.graphed_inference import GraphedSynthesizer, check_precision
+from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer, check_precision
 from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
@@ -135,6 +135,8 @@ def check_run_opts(run_opts: dict | None) -> dict:
 def _size_failure(err: BaseException) -> str | None:
     """What went wrong when synthesis failed on an output too long to allocate or non-finite durations."""
     text = str(err)
+    if isinstance(err, DurationsTooLong):  # refused before decoding
+        return text
     if isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
             s in text for s in ("can't allocate memory", "out of memory")):
         return "too long to allocate"
@@ -339,7 +341,7 @@ class SemTTS(PackedModel):
             raise ConfigError(f"synthesize: batch_size must be an integer >= 1 or None, got {batch_size!r}")
         if labels is not None and len(labels) != len(texts):
             raise ValueError(f"synthesize_batches: {len(labels)} labels for {len(texts)} texts")
-        ids = self.encode_texts(texts)
+        ids = self.encode_texts(texts, labels)
         voice = self.speaker_inputs(speaker, speaker_wav, 1)  # a reference is embedded once
         size = min(batch_size or len(ids), len(ids))
         order = list(range(len(ids)))
@@ -349,12 +351,12 @@ class SemTTS(PackedModel):
         while pending:
             indices = pending.pop()
             try:
-                yield self._synthesize_ids([ids[i] for i in indices], indices, voice, length_scale, noise_scale,
-                                           noise_scale_w)
+                batch = self._synthesize_ids([ids[i] for i in indices], indices, voice, length_scale, noise_scale,
+                                             noise_scale_w)
             except _TooBig as too_big:
                 if len(indices) > 1:
-                    logger.warning("synthesize: a batch of %d texts is %s; splitting it", len(indices),
-                                   too_big.failure)
+                    logger.warning("synthesize: a batch of %d texts failed (the predicted durations are %s); "
+                                   "splitting it", len(indices), too_big.failure)
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
                     half = len(indices) // 2
@@ -364,6 +366,12 @@ class SemTTS(PackedModel):
                 raise DataError(f"synthesize: {label}: the predicted durations are {too_big.failure} (length_scale "
                                 f"{length_scale}, noise_scale_w {noise_scale_w}); lower noise_scale_w or "
                                 "length_scale, or split the text") from None
+            for index, waveform in zip(batch.indices, batch.waveforms):
+                if not bool(torch.isfinite(waveform).all()):  # (saving would clip NaN to a full-scale square)
+                    label = labels[index] if labels is not None else f"text {index}"
+                    raise DataError(f"{self.folder}: the model synthesized non-finite audio for {label} (its "
+                                    "weights may have diverged: pack an earlier checkpoint)")
+            yield batch
 
     @torch.inference_mode()
     def _synthesize_ids(self, ids: list[list[int]], indices: list[int], voice: dict, length_scale: float,
@@ -474,8 +482,11 @@ class SemTTS(PackedModel):
             raise DataError(f"{source_wav}: the source recording is too short to convert")
         spec = self.spectrogram.linear_spectrogram(padded[None].to(self.device))
         lengths = torch.tensor([spec.size(-1)], device=self.device)
-        out = self.generator.voice_conversion(spec, lengths, g_src, g_tgt)
-        return out[0, 0, :n].float().cpu(), self.sample_rate
+        out = self.generator.voice_conversion(spec, lengths, g_src, g_tgt)[0, 0, :n].float().cpu()
+        if not bool(torch.isfinite(out).all()):
+            raise DataError(f"{self.folder}: the model converted {source_wav} to non-finite audio (its weights "
+                            "may have diverged: pack an earlier checkpoint)")
+        return out, self.sample_rate
 
     def summary(self) -> str:
         """A few lines describing the packed model (what ``semtts info`` prints)."""

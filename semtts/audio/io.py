@@ -72,8 +72,8 @@ def load_audio(path: str | Path, mono: bool = False) -> tuple[torch.Tensor, int]
 
 
 def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) -> tuple[torch.Tensor, int]:
-    """Read one recording as mono float32 ``[T]``; a missing, unreadable, empty
-    or too short file is a one-line :class:`DataError` naming ``path`` and ``what``.
+    """Read one recording as mono float32 ``[T]``; a missing, unreadable, empty,
+    non-finite or too short file is a one-line :class:`DataError` naming ``path`` and ``what``.
 
     Arguments
     ---------
@@ -107,6 +107,8 @@ def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) ->
         raise DataError(f"{path}: cannot read the {what} ({reason})") from None
     if audio.numel() == 0:
         raise DataError(f"{path}: the {what} is empty")
+    if not bool(torch.isfinite(audio).all()):
+        raise DataError(f"{path}: the {what} has non-finite samples (NaN or infinity)")
     if audio.shape[-1] < min_seconds * sr:
         raise DataError(f"{path}: the {what} is shorter than {round(min_seconds * 1000)} ms")
     return audio[0], sr

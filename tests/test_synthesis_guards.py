@@ -1,0 +1,99 @@
+"""What synthesis refuses before it does harm: an edited packed
+``hyperparams.yaml`` or ``campplus_meta.json`` (one-line errors, not
+tracebacks), durations that would decode hours of audio, non-finite audio
+(which saving would clip to a full-scale square wave), and a text that gives
+no tokens, named by its file and line (tiny CPU model of
+``tests/test_cli_robustness.py``)."""
+
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from semtts.errors import DataError
+from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer
+from semtts.pack import load_weights, save_weights, weights_file
+from semtts.pretrained import SemTTS
+from test_cli_robustness import assert_one_line, main_status, model, packed, wavs  # noqa: F401 (fixtures)
+
+
+def edited_copy(packed, tmp_path, edit) -> str:
+    """A copy of the packed folder whose hyperparams.yaml ``edit`` changed in place."""
+    folder = tmp_path / "edited"
+    shutil.copytree(packed, folder)
+    hparams = yaml.safe_load((folder / "hyperparams.yaml").read_text())
+    edit(hparams)
+    (folder / "hyperparams.yaml").write_text(yaml.safe_dump(hparams))
+    return str(folder)
+
+
+EDITS = {
+    "generator_list": (lambda h: h.update(generator=[1, 2]), "'generator' must be a mapping"),
+    "generator_extra_key": (lambda h: h["generator"].update(bogus=1), "the 'generator' section does not fit"),
+    "generator_value": (lambda h: h["generator"].update(hidden_channels="32"), "cannot build the generator"),
+    "frontend_key": (lambda h: h["frontend"].pop("token_type"), "the 'frontend' section lacks token_type"),
+    "frontend_string": (lambda h: h.update(frontend="char"), "'frontend' must be a mapping"),
+    "semantic_key": (lambda h: h.update(semantic={"foo": 1}), "the 'semantic' section does not fit"),
+    "speakers_string": (lambda h: h.update(speakers="spk0"), "'speakers' must be a list"),
+    "spectrogram_key": (lambda h: h["spectrogram"].update(bogus=1), "the 'spectrogram' section does not fit"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_an_edited_packed_hparams_is_a_one_line_error(capsys, packed, tmp_path, name):
+    edit, expected = EDITS[name]
+    folder = edited_copy(packed, tmp_path, edit)
+    for command in (["info", folder], ["synth", "--model", folder, "--text", "hi there", "-o", tmp_path / "x.wav"]):
+        status, stderr = main_status(capsys, *command)
+        assert_one_line(status, stderr, expected)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_a_corrupt_campplus_meta_is_a_one_line_error(capsys, packed, wavs, tmp_path, content):
+    folder = tmp_path / "edited"
+    shutil.copytree(packed, folder)
+    (folder / "campplus_meta.json").write_text(content)
+    status, stderr = main_status(capsys, "synth", "--model", folder, "--text", "hi there",
+                                 "--speaker-wav", wavs["good"], "-o", tmp_path / "x.wav")
+    assert_one_line(status, stderr, "campplus_meta.json")
+
+
+def test_durations_past_the_limit_are_refused_before_decoding(model):
+    fast = model.synthesizer
+    assert isinstance(fast, GraphedSynthesizer) and fast.max_frames_per_token == 200
+    tokens, lengths = model.token_batch(["hello there"])
+    torch.manual_seed(0)
+    with pytest.raises(DurationsTooLong, match="frames per token, more than max_frames_per_token 200"):
+        fast(tokens, lengths, spk_embed=torch.zeros(1, 16), noise_scale_w=10.0, length_scale=10.0)
+    with pytest.raises(DataError, match=r"^synthesize: text 0: the predicted durations are \d+ frames per token, "
+                                        r"more than max_frames_per_token 200 \(length_scale 10.0, noise_scale_w "
+                                        r"10.0\); lower noise_scale_w"):
+        model.synthesize(["hello there"], length_scale=10.0, noise_scale_w=10.0)
+    waveforms, _ = model.synthesize(["hello there"])  # usual settings stay far below the limit
+    assert waveforms[0].numel() > 0
+
+
+def test_non_finite_audio_is_refused_not_written(capsys, packed, tmp_path):
+    folder = tmp_path / "diverged"
+    shutil.copytree(packed, folder)
+    weights = load_weights(folder)
+    key = next(k for k in weights if k.startswith("decoder.conv_post"))
+    weights[key] = torch.full_like(weights[key], float("nan"))  # as from a checkpoint that diverged
+    weights_file(folder).unlink()
+    save_weights(weights, folder)
+    status, stderr = main_status(capsys, "synth", "--model", folder, "--text", "hi there", "-o", tmp_path / "x.wav")
+    assert_one_line(status, stderr, "non-finite audio for --text 1")
+    assert not (tmp_path / "x.wav").exists()
+    with pytest.raises(DataError, match="non-finite audio for text 0"):
+        SemTTS.from_hparams(folder).synthesize(["hi there"])
+
+
+def test_a_text_without_tokens_is_named_by_its_file_and_line(capsys, packed, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello there.\nthe fox.\n...!?\nquick test.\n?!\n")
+    status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "hi", "--text-file", lines,
+                                 "-o", tmp_path / "out")
+    assert_one_line(status, stderr, f"synthesize: {lines} line 3 gives no tokens: '...!?' (also {lines} line 5)")
+    status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "?!", "-o", tmp_path / "x.wav")
+    assert_one_line(status, stderr, "synthesize: --text 1 gives no tokens")
