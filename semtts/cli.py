@@ -278,7 +278,10 @@ def _texts(args: argparse.Namespace) -> tuple[list[int], list[str]]:
         path = Path(args.text_file)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[:err.start].count(b"\n") + 1
+            raise DataError(f"{path}: line {line} is not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
             raise DataError(f"{path}: cannot read the text file ({err.__class__.__name__})") from None
         kept = [(len(texts) + number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
         if not kept:
@@ -342,8 +345,10 @@ def _write(path: Path, wav, sample_rate: int) -> None:
 
 
 def _load(model: str, device: str, precision: str = "fp32"):
-    from semtts.pretrained import SemTTS
+    from semtts.graphed_inference import check_precision
+    from semtts.pretrained import SemTTS, resolve_device
 
+    check_precision(precision, resolve_device(device, "--device"), "--precision")  # (the flag the user typed)
     return SemTTS.from_hparams(source=model, run_opts={"device": device, "precision": precision})
 
 

@@ -97,3 +97,14 @@ def test_a_text_without_tokens_is_named_by_its_file_and_line(capsys, packed, tmp
     assert_one_line(status, stderr, f"synthesize: {lines} line 3 gives no tokens: '...!?' (also {lines} line 5)")
     status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "?!", "-o", tmp_path / "x.wav")
     assert_one_line(status, stderr, "synthesize: --text 1 gives no tokens")
+
+
+def test_cli_names_the_flags_and_lines_the_user_gave(capsys, packed, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(b"hello there.\nw\xffrld\n")
+    status, stderr = main_status(capsys, "synth", "--model", packed, "--text-file", lines, "-o", tmp_path / "out")
+    assert_one_line(status, stderr, f"{lines}: line 2 is not UTF-8 text (byte 14)")
+    if not torch.cuda.is_available():
+        status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "hi", "--precision", "fp16",
+                                     "-o", tmp_path / "x.wav")
+        assert_one_line(status, stderr, "--precision: precision fp16 needs a CUDA device")
