@@ -15,7 +15,7 @@ from semtts.errors import DataError
 from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer
 from semtts.pack import load_weights, save_weights, weights_file
 from semtts.pretrained import SemTTS
-from test_cli_robustness import assert_one_line, main_status, model, packed, wavs  # noqa: F401 (fixtures)
+from test_cli_robustness import ROOT, assert_one_line, main_status, model, packed, wavs  # noqa: F401 (fixtures)
 
 
 def edited_copy(packed, tmp_path, edit) -> str:
@@ -108,3 +108,23 @@ def test_cli_names_the_flags_and_lines_the_user_gave(capsys, packed, tmp_path):
         status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "hi", "--precision", "fp16",
                                      "-o", tmp_path / "x.wav")
         assert_one_line(status, stderr, "--precision: precision fp16 needs a CUDA device")
+
+
+def test_stage_8_refuses_runaway_durations(tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from semtts.stages.synthesize import synthesize_split
+
+    with open(ROOT / "hparams/model/vits_tiny.yaml") as f:
+        generator = load_hyperpyyaml(f, {"n_vocab": 20, "n_speakers": 2})["generator"].eval()
+    torch.manual_seed(0)
+    data = DynamicItemDataset({"u1": {"token_ids": torch.randint(1, 20, (9,)), "spk_id": 0},
+                               "u2": {"token_ids": torch.randint(1, 20, (5,)), "spk_id": 1}})
+    hp = {"sample_rate": 22050, "hop_length": generator.hop_length, "spk_embed_dim": 0, "synth_batch_size": 2,
+          "n_speakers": 2, "noise_scale": 0.667, "noise_scale_w": 10.0, "length_scale": 10.0}
+    with pytest.raises(DataError, match=r"^test: batch u1, u2: the predicted durations are \d+ frames per token, "
+                                        r"more than max_frames_per_token 200 \(noise_scale_w 10.0"):
+        synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))
+    hp.update(noise_scale_w=0.8, length_scale=1.0)
+    assert synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))["utterances"] == 2

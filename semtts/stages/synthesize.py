@@ -46,6 +46,7 @@ from semtts.data.dataset import absolute_lengths, dataio_prepare
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
+from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer
 from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import StageArgs, load_stage_hparams, log, parse_stage_args, read_done, run_stage
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
@@ -141,13 +142,19 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
     dataset.set_output_keys(["id", "token_ids", "spk_id"] + (["spk_embed"] if embedded else []))
     loader = make_dataloader(dataset, batch_size=hp["synth_batch_size"], shuffle=False)
     durations, silent, audio_s, start = {}, [], 0.0, time.perf_counter()
+    synthesizer = GraphedSynthesizer(generator, enabled=False)  # eager (a new shape every batch); checks durations
     for batch in loader:
         tokens = batch.token_ids.data.to(device)
         lengths = absolute_lengths(batch.token_ids)
         sid = batch.spk_id.to(device) if hp["n_speakers"] > 0 else None
         spk_embed = batch.spk_embed.data.to(device).float() if embedded else None
-        out = generator.infer(tokens, lengths, sid=sid, spk_embed=spk_embed, noise_scale=hp["noise_scale"],
+        try:
+            out = synthesizer(tokens, lengths, sid=sid, spk_embed=spk_embed, noise_scale=hp["noise_scale"],
                               noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
+        except DurationsTooLong as err:  # refused before hours of audio were decoded
+            raise DataError(f"{out_dir.name}: batch {', '.join(batch.id[:3])}: the predicted durations are {err} "
+                            f"(noise_scale_w {hp['noise_scale_w']}, length_scale {hp['length_scale']}); is the "
+                            "model trained long enough?") from None
         for i, utt_id in enumerate(batch.id):
             n = int(out.wav_lengths[i])
             wav = out.waveform[i, 0, :n].float().cpu()
