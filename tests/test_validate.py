@@ -289,3 +289,21 @@ def test_prepare_removes_the_splits_of_an_earlier_run(tmp_path, capsys):
     assert "dev" not in report["splits"] and not (out / "dev.json").exists() and (out / "notes.json").exists()
     with pytest.raises(DataError, match="LJSpeech"):
         _prepare(tmp_path / "nowhere", out)
+
+
+class _KillsItsProcess:
+    """Unpickled in a worker, it ends that process (as an out-of-memory kill or a crash would)."""
+
+    def __reduce__(self):
+        return os._exit, (9,)
+
+
+def test_a_validation_process_that_dies_is_a_one_line_error(tmp_path):
+    from semtts.data.prepare import _validate_in_processes
+
+    good = _write(tmp_path / "wavs" / "a.wav", _tone(0.5))
+    jobs = [(_raw(good, utt_id=f"u{i}"), SR, 0.2, 2.0, tmp_path / "cache", "english", tmp_path) for i in range(4)]
+    assert [item["wav"] for item, _ in _validate_in_processes(jobs, 2)] == ["{data_root}/wavs/a.wav"] * 4
+    jobs[2] = ({**jobs[2][0], "crash": _KillsItsProcess()}, *jobs[2][1:])
+    with pytest.raises(DataError, match=r"^a validation process died while checking u\d \.\. u\d \(killed"):
+        _validate_in_processes(jobs, 2)  # multiprocessing.Pool.map waited forever here

@@ -41,6 +41,8 @@ import logging
 import re
 import multiprocessing
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from semtts.data.corpora import DUPLICATE_ID, get_corpus
@@ -158,8 +160,7 @@ def prepare_manifests(
 
     jobs = [(raw, sample_rate, min_duration, max_duration, cache_root, cleaner, data_root) for raw in raws]
     if nj > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(min(nj, len(jobs)), initializer=_init_worker) as pool:
-            results = pool.map(_validate_job, jobs, chunksize=max(1, len(jobs) // (nj * 8)))
+        results = _validate_in_processes(jobs, nj)
     else:
         results = [_validate_job(job) for job in jobs]
 
@@ -237,6 +238,33 @@ def _validate_job(job: tuple) -> tuple[dict | None, str | None]:
             err,
         )
         return None, "unreadable_audio"
+
+
+def _validate_in_processes(jobs: list[tuple], nj: int) -> list[tuple[dict | None, str | None]]:
+    """:func:`_validate_job` over ``jobs`` in ``nj`` processes, in order. A
+    process that dies (killed, out of memory, or a crash in an audio
+    library) is a one-line :class:`DataError` naming the items its chunk held,
+    where ``multiprocessing.Pool`` would wait for it forever."""
+    chunk = max(1, len(jobs) // (nj * 8))
+    chunks = [jobs[start:start + chunk] for start in range(0, len(jobs), chunk)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(nj, len(jobs)), mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(_validate_chunk, part) for part in chunks]
+        results = []
+        for part, future in zip(chunks, futures):
+            try:
+                results += future.result()
+            except BrokenProcessPool:
+                ids = [job[0]["utt_id"] for job in part]
+                raise DataError(f"a validation process died while checking {ids[0]} .. {ids[-1]} (killed, out of "
+                                "memory, or a crash reading one of those files); rerun (resampled files are kept), "
+                                "or check those files") from None
+    return results
+
+
+def _validate_chunk(jobs: list[tuple]) -> list[tuple[dict | None, str | None]]:
+    """:func:`_validate_job` over a chunk of jobs (one task of a worker process)."""
+    return [_validate_job(job) for job in jobs]
 
 
 def _init_worker() -> None:
