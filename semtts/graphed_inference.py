@@ -8,8 +8,10 @@ shape and replays them:
 
 1. ``predict_durations`` for the batch and the token count rounded up to
    ``token_bucket``;
-2. one read-back (the number of frames, which sizes the output), then
-   ``decode_durations`` for the frame count rounded up to ``frame_bucket``.
+2. one read-back (the number of frames, which sizes the output, and the
+   most frames per token: past ``max_frames_per_token`` the call stops with
+   :class:`DurationsTooLong` before decoding), then ``decode_durations``
+   for the frame count rounded up to ``frame_bucket``.
 
 Padding changes nothing in the valid part of an utterance (every layer is
 masked or sees zeros past the end, exactly as in an unpadded batch), and the
@@ -244,6 +246,12 @@ class GraphedSynthesizer(nn.Module):
         -------
         VITSInference
             Waveform ``[B, 1, max(spec_lengths) * hop]`` (float32) and the rest, cut to the true sizes.
+
+        Raises
+        ------
+        DurationsTooLong
+            An utterance's frames per token (its average: one long pause
+            among many tokens passes) exceed ``max_frames_per_token``.
         """
         gen = self.generator
         check_tokens(tokens, token_lengths)

@@ -51,6 +51,7 @@ import torch
 from semtts.audio import read_checked_audio
 from semtts.errors import ConfigError, DataError
 from semtts.extract.speaker import SpeakerEmbedder
+from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer
 from semtts.text.tokenizer import BLANK_ID, intersperse
 
 __all__ = ["ClonedVoice", "clone_voice", "embed_recording", "check_scales", "scale_problem",
@@ -207,7 +208,15 @@ def clone_voice(
     ids = intersperse(token_ids, BLANK_ID) if add_blank else list(token_ids)
     device = next(generator.parameters()).device
     tokens = torch.tensor([ids], dtype=torch.long, device=device)
-    out = generator.infer(tokens, torch.tensor([len(ids)], device=device), spk_embed=spk_embed[None].to(device),
+    synthesizer = GraphedSynthesizer(generator, enabled=False)  # eager; refuses runaway durations before decoding
+    try:
+        out = synthesizer(tokens, torch.tensor([len(ids)], device=device), spk_embed=spk_embed[None].to(device),
                           noise_scale=noise_scale, noise_scale_w=noise_scale_w, length_scale=length_scale)
+    except DurationsTooLong as err:
+        raise DataError(f"clone_voice: the predicted durations are {err} (length_scale {length_scale}, "
+                        f"noise_scale_w {noise_scale_w})") from None
     n = int(out.wav_lengths[0])
-    return ClonedVoice(out.waveform[0, 0, :n].float().cpu(), int(sample_rate), out.durations[0].cpu(), spk_embed)
+    waveform = out.waveform[0, 0, :n].float().cpu()
+    if not bool(torch.isfinite(waveform).all()):
+        raise DataError("clone_voice: the generator synthesized non-finite audio (its weights may have diverged)")
+    return ClonedVoice(waveform, int(sample_rate), out.durations[0].cpu(), spk_embed)

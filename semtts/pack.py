@@ -232,8 +232,8 @@ def read_packed_hparams(folder: str | Path) -> dict:
     if missing:
         raise DataError(f"{path}: lacks {', '.join(missing)}")
     for key, kind in {**PACKED_SECTIONS, **OPTIONAL_SECTIONS}.items():
-        if packed.get(key) is not None and not isinstance(packed[key], kind):
-            raise DataError(f"{path}: '{key}' must be a {_KIND_NAMES[kind]}, got {packed[key]!r:.60}")
+        if (key in PACKED_SECTIONS or packed.get(key) is not None) and not isinstance(packed.get(key), kind):
+            raise DataError(f"{path}: '{key}' must be a {_KIND_NAMES[kind]}, got {packed.get(key)!r:.60}")
     lacking = [key for key in FRONTEND_KEYS if key not in packed["frontend"]]
     if lacking:
         raise DataError(f"{path}: the 'frontend' section lacks {', '.join(lacking)}")

@@ -284,6 +284,8 @@ class PackedModel:
             symbols.
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
+        if labels is not None and len(labels) != len(texts):
+            raise ValueError(f"encode_texts: {len(labels)} labels for {len(texts)} texts")
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise DataError("synthesize: give one or more non-empty texts")
         removed = sum(self.frontend.removed_letters(texts), Counter())

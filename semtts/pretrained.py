@@ -133,7 +133,8 @@ def check_run_opts(run_opts: dict | None) -> dict:
 
 
 def _size_failure(err: BaseException) -> str | None:
-    """What went wrong when synthesis failed on an output too long to allocate or non-finite durations."""
+    """What went wrong when synthesis failed on an output too long to allocate, non-finite durations, or
+    durations past the synthesizer's ``max_frames_per_token`` (:class:`DurationsTooLong`)."""
     text = str(err)
     if isinstance(err, DurationsTooLong):  # refused before decoding
         return text
@@ -157,7 +158,7 @@ class SynthesizedBatch(NamedTuple):
 
 
 class _TooBig(Exception):
-    """A batch whose output could not be allocated, or whose durations are not finite."""
+    """A batch whose output could not be allocated, or whose durations are not finite or too long."""
 
     def __init__(self, failure: str):
         super().__init__(failure)
@@ -264,7 +265,7 @@ class SemTTS(PackedModel):
         """Synthesize texts in one voice, ``batch_size`` texts of similar length at a time.
 
         Memory grows with the batch, not with the number of texts; a batch
-        too big to allocate is split in halves and retried.
+        too big to allocate (or past ``max_frames_per_token``) is split in halves and retried.
         :meth:`synthesize_batches` hands each batch over as soon as it is
         done (``semtts synth`` writes its files then).
 
@@ -309,7 +310,7 @@ class SemTTS(PackedModel):
         When they do not fit in one batch, the texts are sorted by token
         count (longest first, so a batch pads little and a size problem shows
         early) and cut into batches of at most ``batch_size``. A batch too big to allocate (or with non-finite
-        durations) is split in halves and retried; a single text that still
+        durations, or past ``max_frames_per_token``) is split in halves and retried; a single text that still
         fails is a :class:`DataError` naming it, with the durations hint.
 
         Arguments

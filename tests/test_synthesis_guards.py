@@ -34,6 +34,7 @@ EDITS = {
     "generator_value": (lambda h: h["generator"].update(hidden_channels="32"), "cannot build the generator"),
     "frontend_key": (lambda h: h["frontend"].pop("token_type"), "the 'frontend' section lacks token_type"),
     "frontend_string": (lambda h: h.update(frontend="char"), "'frontend' must be a mapping"),
+    "frontend_null": (lambda h: h.update(frontend=None), "'frontend' must be a mapping, got None"),
     "semantic_key": (lambda h: h.update(semantic={"foo": 1}), "the 'semantic' section does not fit"),
     "speakers_string": (lambda h: h.update(speakers="spk0"), "'speakers' must be a list"),
     "spectrogram_key": (lambda h: h["spectrogram"].update(bogus=1), "the 'spectrogram' section does not fit"),
@@ -72,6 +73,15 @@ def test_durations_past_the_limit_are_refused_before_decoding(model):
         model.synthesize(["hello there"], length_scale=10.0, noise_scale_w=10.0)
     waveforms, _ = model.synthesize(["hello there"])  # usual settings stay far below the limit
     assert waveforms[0].numel() > 0
+
+
+def test_clone_voice_refuses_runaway_durations(model, wavs):
+    from semtts.inference import clone_voice
+
+    ids = model.frontend.encode(["hello there"], drop_unknown=True)[0][0]
+    with pytest.raises(DataError, match=r"^clone_voice: the predicted durations are \d+ frames per token"):
+        clone_voice(model.generator, ids, wavs["good"], model.embedder, 22050, noise_scale_w=10.0, length_scale=10.0)
+    assert clone_voice(model.generator, ids, wavs["good"], model.embedder, 22050).waveform.numel() > 0
 
 
 def test_non_finite_audio_is_refused_not_written(capsys, packed, tmp_path):

@@ -38,8 +38,8 @@ prepare ljspeech: kept 4 of 5 utterances (80.0%)
 import inspect
 import json
 import logging
-import re
 import multiprocessing
+import re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -250,15 +250,18 @@ def _validate_in_processes(jobs: list[tuple], nj: int) -> list[tuple[dict | None
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(nj, len(jobs)), mp_context=context, initializer=_init_worker) as pool:
         futures = [pool.submit(_validate_chunk, part) for part in chunks]
-        results = []
-        for part, future in zip(chunks, futures):
-            try:
-                results += future.result()
-            except BrokenProcessPool:
-                ids = [job[0]["utt_id"] for job in part]
-                raise DataError(f"a validation process died while checking {ids[0]} .. {ids[-1]} (killed, out of "
-                                "memory, or a crash reading one of those files); rerun (resampled files are kept), "
-                                "or check those files") from None
+        try:
+            results = [result for future in futures for result in future.result()]
+        except BrokenProcessPool:  # every unfinished chunk gets it: the culprit is one of them
+            unfinished = [f"{part[0][0]['utt_id']} .. {part[-1][0]['utt_id']}"
+                          for part, future in zip(chunks, futures) if future.cancelled() or future.exception()]
+            shown = ", ".join(unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
+            raise DataError(f"a validation process died (killed, out of memory, or a crash reading a file) while "
+                            f"checking one of: {shown}; rerun (resampled files are kept), or check those "
+                            "files") from None
+        except BaseException:  # Ctrl-C or an error: the chunks not started are dropped, not validated
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return results
 
 

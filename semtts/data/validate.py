@@ -127,6 +127,7 @@ def validate_utterance(
     if not _text_is_usable(text, cleaner):
         return None, "unusable_text"
 
+    source = _source_record(path, data_root)  # before the audio is read: the record never outdates the cache
     try:
         info = audio_info(path)
     except Exception:  # soundfile raises several types for non-audio files
@@ -163,11 +164,11 @@ def validate_utterance(
         cached = Path(cache_dir) / relative
         if cached.resolve() == path.resolve():
             raise ConfigError(f"cache folder {cache_dir} would overwrite the corpus file {path}")
-        n_frames = _cached_frames(cached, path, sample_rate)
+        n_frames = _cached_frames(cached, source, sample_rate)
         if n_frames is None:
             fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
             save_audio(cached, fixed, sample_rate)  # atomic: parallel workers or a kill leave no partial file
-            write_json_atomic(_source_record_path(cached), _source_record(path))  # last: what the file was made of
+            write_json_atomic(_source_record_path(cached), source)  # last: what the file was made of
             n_frames = fixed.shape[1]
         duration = n_frames / sample_rate
         wav = f"{CACHE_ROOT}/{relative.as_posix()}"
@@ -241,23 +242,26 @@ def _source_record_path(cached: Path) -> Path:
     return cached.with_name(cached.name + SOURCE_SUFFIX)
 
 
-def _source_record(source: Path) -> dict:
-    """What identifies a source file: its resolved path, size and modification time (ns)."""
+def _source_record(source: Path, data_root: str | Path | None) -> dict:
+    """What identifies a source file: its path (relative to the corpus folder,
+    so that a moved corpus keeps its cache), size and modification time (ns)."""
     stat = source.stat()
-    return {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    relative = _relative_to(source, data_root)
+    name = relative.as_posix() if relative is not None else str(source.resolve())
+    return {"source": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _cached_frames(cached: Path, source: Path, sample_rate: int) -> int | None:
+def _cached_frames(cached: Path, source: dict, sample_rate: int) -> int | None:
     """Frame count of an up-to-date cached file (mono, right rate, made from
-    this very source file: its record matches), or None when it must be
-    (re)written. Another corpus at the same relative path, or a source
-    replaced by one with an older date (``tar -x``, ``rsync -a``), is
+    the very source file the record ``source`` describes), or None when it
+    must be (re)written. Another corpus at the same relative path, or a
+    source replaced by one with an older date (``tar -x``, ``rsync -a``), is
     resampled again; so is a file cached by semtts before the records."""
     try:
         record = json.loads(_source_record_path(cached).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not cached.is_file() or record != _source_record(source):
+    if not cached.is_file() or record != source:
         return None
     try:
         info = audio_info(cached)

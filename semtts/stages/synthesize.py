@@ -152,7 +152,8 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
             out = synthesizer(tokens, lengths, sid=sid, spk_embed=spk_embed, noise_scale=hp["noise_scale"],
                               noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
         except DurationsTooLong as err:  # refused before hours of audio were decoded
-            raise DataError(f"{out_dir.name}: batch {', '.join(batch.id[:3])}: the predicted durations are {err} "
+            shown = ", ".join(batch.id[:3]) + (" ..." if len(batch.id) > 3 else "")
+            raise DataError(f"{out_dir.name}: batch {shown}: the predicted durations are {err} "
                             f"(noise_scale_w {hp['noise_scale_w']}, length_scale {hp['length_scale']}); is the "
                             "model trained long enough?") from None
         for i, utt_id in enumerate(batch.id):
