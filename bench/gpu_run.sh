@@ -3,18 +3,21 @@
 # H100/H200 image). The Python packages semtts needs beyond those travel as wheels in .whl/ (ignored by
 # git; carry it) and are installed here into /tmp/semtts_site, offline, when they do not import.
 #
-#   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 6-9 minutes
+#   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 9 minutes
 #   SECTIONS="tests mas profile" bash bench/gpu_run.sh OUT_DIR   # second call, only if budget is left: ~4 min
 #
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections, decisive first (SECTIONS="infer train_core compile"):
+# Default sections, decisive first (SECTIONS="compile infer train_core"; the H200 run of 2026-11-27 measured
+# infer and train_core, bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed
+# out at 330 s before its first record):
+#   compile     train step with --compile, bf16, batch 32, new lengths every step, then eager on the same
+#               batches for the comparison (~6-7 min, most of it compiling)
 #   infer       bench/infer.py: eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder (~1 min)
 #   train_core  bench/train_step.py vits_base, eager, batch 32 and 64, bf16 and fp32, 8 steps, then bf16
-#               with batches bucketed by length as the original VITS makes them (~2 min)
-#   compile     train step with --compile, bf16, batch 32 and 64, new lengths every step, then eager on
-#               the same batches for the comparison (~5 min, most of it compiling)
+#               with batches bucketed by length as the original VITS makes them (~2 min; the deadline may
+#               skip it after a long compile)
 # By name only: tests (CUDA-only tests), mas (Triton kernel check against the CPU and timing), train
 # (train_core plus fp16, and bf16/fp16 with every 1-D convolution in NHWC), profile (where a bf16 batch-32
 # step's time goes, and every convolution call timed alone per layout), compile_nhwc, campplus, whisper,
@@ -26,7 +29,7 @@
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-infer train_core compile}
+sections=${SECTIONS-compile infer train_core}
 deadline=$((SECONDS + ${DEADLINE_S:-540}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -106,6 +109,17 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it with a timeout clamped to the
 want() { [[ " $sections " == *" $1 "* ]]; }
 train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml)
 
+if want compile; then
+    # every part --compile takes (semtts.compiled_parts): the fixed-shape discriminator and decoder, and the
+    # variable-length posterior encoder, flow and duration loss with dynamic shapes; a new batch (new lengths)
+    # every step, so compiled_graphs shows whether anything compiled again; batch 32 only (both sizes did not
+    # finish compiling in 330 s on the H200)
+    step compile 420 "${train[@]}" --batch_sizes 32 --precisions bf16 --steps 8 --compile --vary_batches \
+        --bucketed --out "$out/train_step_compile.jsonl"
+    # the same batches eager, for the comparison on the same machine
+    step compile_eager 60 "${train[@]}" --batch_sizes 32 --precisions bf16 --steps 8 --vary_batches \
+        --bucketed --out "$out/train_step_vary_eager.jsonl"
+fi
 if want infer; then
     step infer 150 python3 bench/infer.py --device cuda --iters 20 --precisions fp32 fp16 bf16 --out "$out/infer.jsonl"
 fi
@@ -115,16 +129,6 @@ if want train_core || want train; then
     # batches of similar lengths, as the original VITS's bucket sampler makes them (its reference step)
     step train_core_bucketed 120 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed \
         --out "$out/train_step.jsonl"
-fi
-if want compile; then
-    # every part --compile takes (semtts.compiled_parts): the fixed-shape discriminator and decoder, and the
-    # variable-length posterior encoder, flow and duration loss with dynamic shapes; a new batch (new lengths)
-    # every step, so compiled_graphs shows whether anything compiled again
-    step compile 330 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --compile --vary_batches \
-        --bucketed --out "$out/train_step_compile.jsonl"
-    # the same batches eager, for the comparison on the same machine
-    step compile_eager 150 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --vary_batches \
-        --bucketed --out "$out/train_step_vary_eager.jsonl"
 fi
 if want tests; then
     # the compiled parts' inductor case on CUDA only (its CPU case runs in CI)
