@@ -10,6 +10,7 @@ Example
 error: data/train.json: item 'u1' has no 'wav' field
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -99,8 +100,7 @@ def report_to_torchrun(message: str) -> None:
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
-    try:
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump({"message": message, "timestamp": int(time.time())}, file)
-    except OSError:
-        pass  # the printed line stands; the launcher then reads the process's output instead
+    # best effort: if the file cannot be written, the printed line stands and the launcher
+    # reads the error from the process's output instead (semtts.stages.launch.error_line)
+    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as file:
+        json.dump({"message": message, "timestamp": int(time.time())}, file)

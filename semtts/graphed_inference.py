@@ -267,8 +267,9 @@ class GraphedSynthesizer(nn.Module):
                 text, durations = gen.predict_durations(tokens, token_lengths, g, noise_scale_w=noise_scale_w,
                                                         length_scale=length_scale)
             token_mask = text.mask
-        spec_lengths = durations.sum(1).long()
-        per_token = durations.sum(1) / token_lengths.clamp(min=1)  # (float: non-finite durations stay visible)
+        frames = durations.sum(1)
+        spec_lengths = frames.long()
+        per_token = frames / token_lengths.clamp(min=1)  # (float: non-finite durations stay visible)
         n_frames, most = torch.stack([spec_lengths.max().double(), per_token.max().double()]).tolist()
         n_frames, n_tokens = int(n_frames), tokens.size(1)  # the one read-back: it sizes the output
         if self.max_frames_per_token is not None and not most <= self.max_frames_per_token:

@@ -147,7 +147,7 @@ def prepare_manifests(
     raws = _drop_repeated_ids(raws, corpus, duplicates)
 
     for name in sorted({str(raw["split"]) for raw in raws if raw.get("split") is not None}):
-        if not re.fullmatch(r"\w[\w.-]*", name) or name == REPORT_NAME.removesuffix(".json"):
+        if not _names_a_manifest(name):
             raise ConfigError(f"corpus_options {options}: split name {name!r} cannot name a manifest file "
                               "(letters, digits, '_', '.', '-'; not 'report')")
     numeric = [spk for spk in heldout_speakers if not isinstance(spk, str)]  # YAML reads [19, 26] as numbers
@@ -200,7 +200,12 @@ def _earlier_splits(report: Path) -> set[str]:
         splits = json.loads(report.read_text(encoding="utf-8")).get("splits", {})
     except (OSError, ValueError, AttributeError):
         return set()
-    return {name for name in splits if isinstance(name, str) and name and "/" not in name and name != "report"}
+    return {name for name in splits if isinstance(name, str) and _names_a_manifest(name)}
+
+
+def _names_a_manifest(name: str) -> bool:
+    """Whether a split name can name its manifest ``<name>.json`` (letters, digits, '_', '.', '-'; not the report)."""
+    return bool(re.fullmatch(r"\w[\w.-]*", name)) and name != REPORT_NAME.removesuffix(".json")
 
 
 def _drop_repeated_ids(raws: list[dict], corpus: str, duplicates: list[str]) -> list[dict]:

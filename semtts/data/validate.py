@@ -127,7 +127,7 @@ def validate_utterance(
     if not _text_is_usable(text, cleaner):
         return None, "unusable_text"
 
-    source = _source_record(path, data_root)  # before the audio is read: the record never outdates the cache
+    stat = path.stat()  # before the audio is read: a cached file's record never outdates it
     try:
         info = audio_info(path)
     except Exception:  # soundfile raises several types for non-audio files
@@ -164,6 +164,7 @@ def validate_utterance(
         cached = Path(cache_dir) / relative
         if cached.resolve() == path.resolve():
             raise ConfigError(f"cache folder {cache_dir} would overwrite the corpus file {path}")
+        source = _source_record(path, stat, data_root)
         n_frames = _cached_frames(cached, source, sample_rate)
         if n_frames is None:
             fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
@@ -242,10 +243,9 @@ def _source_record_path(cached: Path) -> Path:
     return cached.with_name(cached.name + SOURCE_SUFFIX)
 
 
-def _source_record(source: Path, data_root: str | Path | None) -> dict:
+def _source_record(source: Path, stat: os.stat_result, data_root: str | Path | None) -> dict:
     """What identifies a source file: its path (relative to the corpus folder,
-    so that a moved corpus keeps its cache), size and modification time (ns)."""
-    stat = source.stat()
+    so that a moved corpus keeps its cache), size and modification time (ns, from ``stat``)."""
     relative = _relative_to(source, data_root)
     name = relative.as_posix() if relative is not None else str(source.resolve())
     return {"source": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
