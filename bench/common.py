@@ -83,6 +83,45 @@ def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 3, iter
     return statistics.median(times)
 
 
+def device_busy_ms(events) -> float:
+    """The time the GPU was busy in ``events`` (a profile's raw events), in ms: the union of the
+    intervals of its kernels, copies and sets. Annotation ranges (``record_function`` regions, the
+    optimizers' step ranges) also carry device times; they span the kernels they launched and the
+    idle gaps between them, so they are left out, and overlapping kernels count once.
+
+    >>> from types import SimpleNamespace as Event
+    >>> from torch.autograd import DeviceType
+    >>> kernel = lambda start, end: Event(device_type=DeviceType.CUDA, is_user_annotation=False,
+    ...                                   time_range=Event(start=start, end=end))
+    >>> region = Event(device_type=DeviceType.CUDA, is_user_annotation=True, time_range=Event(start=0, end=9000))
+    >>> device_busy_ms([kernel(0, 1000), kernel(500, 2000), region, kernel(4000, 5000)])
+    3.0
+    """
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events
+                   if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation)
+    busy_us, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop > end:
+            busy_us += stop - max(start, end)
+            end = stop
+    return busy_us / 1000
+
+
+def gpu_busy_ms(step: Callable[[], Any], steps: int) -> float:
+    """Run ``step`` ``steps`` times under the profiler (CUDA activity only) and return
+    the GPU's busy time per step (:func:`device_busy_ms`): the floor of a step's time
+    once the host costs nothing."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    return device_busy_ms(prof.events()) / steps
+
+
+
 def emit(record: dict[str, Any], out: str | None = None) -> None:
     """Print one JSON line (and append it to ``out`` when given)."""
     line = json.dumps(record, sort_keys=False)

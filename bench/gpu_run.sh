@@ -4,32 +4,36 @@
 # git; carry it) and are installed here into /tmp/semtts_site, offline, when they do not import.
 #
 #   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 9 minutes
-#   SECTIONS="tests mas profile" bash bench/gpu_run.sh OUT_DIR   # second call, only if budget is left: ~4 min
+#   SECTIONS="tests mas infer" bash bench/gpu_run.sh OUT_DIR   # second call, only if budget is left: ~4 min
 #
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections, decisive first (SECTIONS="compile infer train_core"; the H200 run of 2026-11-27 measured
+# Default sections, decisive first (SECTIONS="graphs profile compile"; the H200 run of 2026-11-27 measured
 # infer and train_core, bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed
 # out at 330 s before its first record):
-#   compile     train step with --compile, bf16, batch 32, new lengths every step, then eager on the same
-#               batches for the comparison (~6-7 min, most of it compiling)
-#   infer       bench/infer.py: eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder (~1 min)
-#   train_core  bench/train_step.py vits_base, eager, batch 32 and 64, bf16 and fp32, 8 steps, then bf16
-#               with batches bucketed by length as the original VITS makes them (~2 min; the deadline may
-#               skip it after a long compile)
-# By name only: tests (CUDA-only tests), mas (Triton kernel check against the CPU and timing), train
-# (train_core plus fp16, and bf16/fp16 with every 1-D convolution in NHWC), profile (where a bf16 batch-32
-# step's time goes, and every convolution call timed alone per layout), compile_nhwc, campplus, whisper,
-# experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on an H200 in
-# bench/results/gpu_h200/). Each section writes its own jsonl (profile a .txt), all of it is in
-# OUT_DIR/log.txt; the default call leaves 5 files, "tests mas profile" 5 (the tool returns at most 8).
+#   graphs      train step, bf16, batch 32 and 64, bucketed, new lengths every step, with the decoder and the
+#               discriminator compiled as CUDA graphs (--compile_mode reduce-overhead: their launches, cuDNN's
+#               included, cost the host nothing), then eager on the same batches (~3-4 min)
+#   profile     where an eager bf16 batch-32 step's time goes, and how long the GPU itself is busy in it:
+#               the floor that removing host work alone can reach (~1-2 min)
+#   compile     train step with every part compiled (--compile_mode reduce-overhead: the fixed-shape parts
+#               as CUDA graphs, the variable-length ones with dynamic shapes), bf16, batch 32, bucketed, new
+#               lengths every step (what is left before the deadline; compiling took over 5 min before)
+# By name only: infer (eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder; ~1 min),
+# train_core (eager, batch 32 and 64, bf16 and fp32, then bf16 bucketed; ~2 min), compile_default (as compile,
+# in torch.compile's default mode, then eager on the same batches), tests (CUDA-only tests), mas (Triton
+# kernel check against the CPU and timing), train (train_core plus fp16, and bf16/fp16 with every 1-D
+# convolution in NHWC), conv_shapes (every convolution call of a step timed alone per layout), compile_nhwc,
+# campplus, whisper, experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on
+# an H200 in bench/results/gpu_h200/). Each section writes its own jsonl (profile a .txt), all of it is in
+# OUT_DIR/log.txt; the default call leaves 5 files, "tests mas infer" 4 (the tool returns at most 8).
 # Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 540) after the start, so
 # one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-compile infer train_core}
+sections=${SECTIONS-graphs profile compile}
 deadline=$((SECONDS + ${DEADLINE_S:-540}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -46,7 +50,7 @@ finish() {  # finish STATUS [WHY]: the one-line summary, the log completed, exit
     exit "$1"
 }
 echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-540} s ($(date +%H:%M:%S))"
-known=" tests mas infer train_core train profile compile compile_nhwc campplus whisper experiments "
+known=" graphs conv_shapes tests mas infer train_core train profile compile compile_default compile_nhwc campplus whisper experiments "
 for s in $sections; do
     [[ $known == *" $s "* ]] || { echo "gpu_run: unknown section '$s' (known:$known)"; finish 2 unknown_section; }
 done
@@ -109,16 +113,29 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run it with a timeout clamped to the
 want() { [[ " $sections " == *" $1 "* ]]; }
 train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_base.yaml)
 
+# a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
+vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
+if want graphs; then
+    # the fixed-shape parts as CUDA graphs (forward and backward; cudagraph_skips counts the parts inductor
+    # declined to graph), then the same batches eager, for the comparison on the same machine
+    step graphs 240 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --compile --compile_mode reduce-overhead \
+        --compile_module_keys decoder discriminator --out "$out/train_step_graphs.jsonl"
+    step graphs_eager 90 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --out "$out/train_step_vary_eager.jsonl"
+fi
+if want profile; then
+    step profile 150 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
+        > "$out/profile_b32_bf16.txt"
+fi
 if want compile; then
-    # every part --compile takes (semtts.compiled_parts): the fixed-shape discriminator and decoder, and the
-    # variable-length posterior encoder, flow and duration loss with dynamic shapes; a new batch (new lengths)
-    # every step, so compiled_graphs shows whether anything compiled again; batch 32 only (both sizes did not
-    # finish compiling in 330 s on the H200)
-    step compile 420 "${train[@]}" --batch_sizes 32 --precisions bf16 --steps 8 --compile --vary_batches \
-        --bucketed --out "$out/train_step_compile.jsonl"
-    # the same batches eager, for the comparison on the same machine
-    step compile_eager 60 "${train[@]}" --batch_sizes 32 --precisions bf16 --steps 8 --vary_batches \
-        --bucketed --out "$out/train_step_vary_eager.jsonl"
+    # every part --compile takes (semtts.compiled_parts), batch 32 only (at batch 32 and 64 it did not finish
+    # compiling in 330 s on the H200)
+    step compile 420 "${train[@]}" --batch_sizes 32 "${vary[@]}" --compile --compile_mode reduce-overhead \
+        --out "$out/train_step_compile.jsonl"
+fi
+if want compile_default; then
+    step compile_default 420 "${train[@]}" --batch_sizes 32 "${vary[@]}" --compile \
+        --out "$out/train_step_compile_default.jsonl"
+    step compile_eager 60 "${train[@]}" --batch_sizes 32 "${vary[@]}" --out "$out/train_step_vary_eager.jsonl"
 fi
 if want infer; then
     step infer 150 python3 bench/infer.py --device cuda --iters 20 --precisions fp32 fp16 bf16 --out "$out/infer.jsonl"
@@ -141,9 +158,7 @@ if want mas; then
     step mas_check 150 python3 bench/gpu_check_mas.py --skip-bench --out "$out/mas_check.jsonl"
     step mas 120 python3 bench/mas.py --device cuda --backends triton --out "$out/mas.jsonl"
 fi
-if want profile; then
-    step profile 180 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
-        > "$out/profile_b32_bf16.txt"
+if want conv_shapes; then
     step conv_shapes 180 python3 bench/conv_shapes.py --device cuda --config hparams/model/vits_base.yaml \
         --batch_size 32 --precision bf16 --out "$out/conv_shapes_b32_bf16.jsonl"
 fi

@@ -24,11 +24,10 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine_info  # noqa: E402
+from common import device_busy_ms, emit, machine_info  # noqa: E402
 from train_step import host_copies, load_hparams, make_batch  # noqa: E402
 
 
@@ -149,8 +148,7 @@ def main(argv=None) -> None:
             sync()
             wall_ms = (time.perf_counter() - start) * 1000 / args.steps
     events = prof.key_averages()
-    # kernels only: an operator's row repeats the time of the kernels it launched
-    gpu_ms = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA) / 1000 / args.steps
+    gpu_ms = device_busy_ms(prof.events()) / args.steps
     syncs = {e.key: e.count // args.steps for e in events
              if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "aten::item",
                           "aten::_local_scalar_dense", "aten::nonzero")}

@@ -7,7 +7,10 @@ synchronised before and after it), and ``steady_ms``, the mean of
 consecutive steps with one synchronisation at the end, as a training loop
 runs them (the host prepares the next step while the GPU finishes the last);
 ``enqueue_ms`` is the host's share (the median time for ``fit_batch`` to
-return). ``audio_s_per_s`` uses ``steady_ms``. Every step gets a fresh host
+return; close to the step also when the GPU is the bottleneck, once CUDA's
+launch queue is full), and with ``--gpu_busy`` ``gpu_busy_ms`` the time the
+GPU itself is busy in a step (profiled; the floor of a step whose host costs
+nothing). ``audio_s_per_s`` uses ``steady_ms``. Every step gets a fresh host
 copy of the batch, as from a data loader.
 
 Batches are LJSpeech-like: random audio of ``--min_seconds`` to
@@ -24,6 +27,8 @@ is reported as skipped.
     python bench/train_step.py                               # tiny model, CPU
     python bench/train_step.py --compile                     # torch.compile of discriminator and decoder
     python bench/train_step.py --compile --vary_batches      # a new batch (new lengths) every step
+    python bench/train_step.py --device cuda --compile --compile_mode reduce-overhead \
+        --compile_module_keys decoder discriminator          # the fixed-shape parts as CUDA graphs
     python bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \\
         --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out bench/results/train_step_cuda.jsonl
 """
@@ -42,7 +47,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, host_memory_as_commands, machine_info, median_ms  # noqa: E402
+from common import emit, gpu_busy_ms, host_memory_as_commands, machine_info, median_ms  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES_PER_TOKEN = 3.2
@@ -142,7 +147,8 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         brain.modules.train()
         spectrogram = hp["spectrogram"]
         # one batch, or with --vary_batches a new one (new lengths) for every step
-        n_steps = 1 + args.warmup + 2 * args.steps
+        busy = args.gpu_busy and device.type == "cuda"
+        n_steps = 1 + args.warmup + (3 if busy else 2) * args.steps
         batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
                               args.max_seconds, seed=batch_size + 1000 * i, bucketed=args.bucketed)
                    for i in range(n_steps if args.vary_batches else 1)]
@@ -152,7 +158,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                                             for b in batches), 1)
         padded_s = statistics.mean(b.sig.data.shape[1] / spectrogram.sample_rate for b in batches)
         fresh = (item for b in batches for item in host_copies(b, n_steps // len(batches), device))
-        graphs_before = compiled_graph_count()
+        graphs_before, skips_before = compiled_graph_count(), cudagraph_skips()
         step = lambda: brain.fit_batch(next(fresh))  # noqa: E731
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -163,11 +169,13 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
             first_s = time.perf_counter() - started
             ms = median_ms(step, device, warmup=args.warmup, iters=args.steps)
             steady_ms, enqueue_ms = steady_step_ms(step, device, args.steps)
+            busy_ms = round(gpu_busy_ms(step, args.steps), 1) if busy else None
         except torch.OutOfMemoryError as err:
             return {**record, "error": f"out of memory: {str(err).splitlines()[0]}"}
         return {**record, "audio_s_per_batch": round(audio_s, 2), "tokens_mean": tokens_mean,
                 "bucketed": args.bucketed, "padded_s": round(padded_s, 2),  # the padded length of the batches
                 "median_ms": round(ms, 1), "steady_ms": round(steady_ms, 1), "enqueue_ms": round(enqueue_ms, 1),
+                "gpu_busy_ms": busy_ms,  # with --gpu_busy: the GPU's own time per step (the floor)
                 "audio_s_per_s": round(audio_s / (steady_ms / 1000.0), 2),
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
                 # a CPU's peak RSS cannot be reset: it covers every earlier setting of this run too
@@ -175,10 +183,20 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
                 "compile_module_keys": args.compile and args.compile_module_keys,
                 "compiled_graphs": compiled_graph_count() - graphs_before, "vary_batches": args.vary_batches,
+                # compiled parts that a CUDA-graph mode ran without graphs (the reasons are in the log)
+                "cudagraph_skips": cudagraph_skips() - skips_before,
                 "cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last_disc": args.channels_last_disc,
                 "channels_last_conv1d": args.channels_last_conv1d,
                 "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
+
+
+def cudagraph_skips() -> int:
+    """How often inductor has declined to run a compiled graph as a CUDA graph in this process
+    (``--compile_mode reduce-overhead``; it logs why)."""
+    from torch._dynamo.utils import counters
+
+    return counters["inductor"]["cudagraph_skips"]
 
 
 def steady_step_ms(step, device: torch.device, steps: int) -> tuple[float, float]:
@@ -231,6 +249,9 @@ def main(argv=None) -> None:
     parser.add_argument("--channels_last_conv1d", action="store_true",
                         help="experiment: run every 1-D convolution as a channels-last 2-D one (semtts.conv_layout); "
                              "with --compile, those of the decoder and the discriminator")
+    parser.add_argument("--gpu_busy", action="store_true",
+                        help="CUDA: also profile --steps more steps for the time the GPU is busy in a step "
+                             "(gpu_busy_ms: what the step would take if the host cost nothing)")
     parser.add_argument("--cudnn_benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True (cuDNN picks kernels per shape)")
     parser.add_argument("--out", default=None)

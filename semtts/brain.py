@@ -35,6 +35,7 @@ Example
 ('output', 'y', 'y_hat', 'mel', 'mel_real', 'mel_fake', 'spec_lengths', 'speaker')
 """
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,7 +47,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.distributed import if_main_process
 
 from semtts.brain_checkpoints import CheckpointedTraining, batch_plan
-from semtts.compiled_parts import compile_parts
+from semtts.compiled_parts import begin_step, compile_parts, uses_cuda_graphs
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
 from semtts.run_options import check_run_options
@@ -202,6 +203,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         self._avg_count: torch.Tensor | None = None
         self._eval_sample = None
         self._batch_plan: dict | None = None  # how the training epoch is cut into batches (checked on resume)
+        self._graph_steps = False  # parts replayed as CUDA graphs (--compile_mode reduce-overhead): mark each step
 
     # ------------------------------------------------------------------ set-up
 
@@ -244,6 +246,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                    "dynamic": self.compile_using_dynamic_shape_tracing}
         keys = compile_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),
                              self.compile_module_keys, options)
+        self._graph_steps = uses_cuda_graphs(self.compile_mode)
         logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
@@ -387,6 +390,8 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
             return self._skip_unreadable_batch()
         self.on_fit_batch_start(batch, True)
         self.global_step += 1
+        if self._graph_steps:
+            begin_step()
         disc = self.modules.discriminator
         with self.training_ctx:
             predictions = self.compute_forward(batch, sb.Stage.TRAIN)
@@ -514,7 +519,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         """
         if batch is None:  # every file of the batch was unreadable (each warned by name)
             return torch.tensor(float("nan"))
-        with self.evaluation_ctx:
+        with self.evaluation_ctx, self._eager_if_graphed():
             predictions = self.compute_forward(batch, stage)
             terms = self.compute_objectives(predictions, batch, stage)
             raw = _unwrap(self.modules["generator"])
@@ -528,6 +533,11 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         if self._eval_sample is None:
             self._eval_sample = (predictions, batch)
         return mel_l1.detach().cpu()
+
+    def _eager_if_graphed(self) -> contextlib.AbstractContextManager:
+        """Under a CUDA-graph ``--compile_mode``, run the compiled parts eagerly: evaluation decodes
+        whole utterances of every length (a graph holds one shape) and keeps a batch's outputs."""
+        return torch.compiler.set_stance("force_eager") if self._graph_steps else contextlib.nullcontext()
 
     def _synthesize_sample(self, predictions: VITSForward, batch: PaddedBatch) -> torch.Tensor:
         """Synthesise the first item of a batch from its text (at most 4x its length)."""
@@ -575,7 +585,9 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                 self.tensorboard.add_scalar(f"{stage.name.lower()}/{key}", value, self.global_step)
             if self._eval_sample is not None:
                 predictions, batch = self._eval_sample
-                self._log_media(stage.name.lower(), predictions, self._synthesize_sample(predictions, batch))
+                with self._eager_if_graphed():
+                    sample = self._synthesize_sample(predictions, batch)
+                self._log_media(stage.name.lower(), predictions, sample)
             self.tensorboard.flush()
         self._eval_sample = None
         if stage == sb.Stage.VALID:

@@ -57,3 +57,25 @@ def test_gpu_only_scripts_say_so_without_cuda(tmp_path):
         pytest.skip("a CUDA device is here: the GPU run covers this script")
     out = run_bench(["bench/gpu_check_mas.py", "--skip-bench"], tmp_path)
     assert out.returncode == 1 and out.stderr.strip().endswith("needs a CUDA device")
+
+
+def test_bench_doctests(tmp_path):
+    """The helpers of the benchmark scripts with doctests (the GPU busy time of a profile) keep them true."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules",
+                          "bench/common.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-3000:]
+
+
+@pytest.mark.parametrize("sections, status, why", [("graphs profile compile", 2, "no_cuda"),
+                                                   ("graphs tests bogus", 2, "unknown_section")])
+def test_gpu_run_refuses_in_one_line_without_cuda_or_with_an_unknown_section(tmp_path, sections, status, why):
+    """The default sections are known to the GPU script, which stops at once (its last line a JSON summary)
+    on a machine without a CUDA device or on an unknown section, before installing or running anything."""
+    env = {**os.environ, "SECTIONS": sections, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")  # no CUDA device, even on a machine that has one
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    out = subprocess.run(["bash", "bench/gpu_run.sh", str(tmp_path / "out")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == status and summary["gpu_run"] == why, out.stdout[-2000:]

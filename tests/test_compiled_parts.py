@@ -123,9 +123,9 @@ def test_exported_conv1d_is_plain(strict):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA (Triton kernels with dynamic shapes)"))])
 def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(device):
-    """Inductor compiles the text encoder, the posterior encoder, the flow and the duration loss once: three
-    batches of new sizes and lengths reuse the four graphs, with eager's values and gradients (eager random
-    numbers)."""
+    """Inductor compiles the posterior encoder, the flow, and the blocks of the text encoder and the duration
+    loss once: three batches of new sizes and lengths reuse the six graphs, with eager's values and gradients
+    (eager random numbers)."""
     generator = tiny_synthesizer(n_speakers=3, p_dropout=0.0).to(device)
     randomize(generator)
     eager = copy.deepcopy(generator)
@@ -157,4 +157,40 @@ def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(devic
             assert (got is None) == (want is None), name
             if got is not None:  # fused kernels round differently: compare each gradient as a whole
                 assert (got - want).norm() <= 1e-3 * want.norm() + 1e-6, name
-    assert compiled_graph_count() - before == len(DYNAMIC_SHAPE_PARTS)
+    # the posterior encoder and the flow whole, the text encoder by its attention and feed-forward layers,
+    # the duration loss by its spline coupling and its conditioner stack (every instance reuses its graph)
+    assert compiled_graph_count() - before == 6
+
+
+def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeypatch):
+    """``--compile_mode reduce-overhead``: the fixed-shape parts get it, the variable-length ones the same
+    optimisations without CUDA graphs; each training step is marked as a new one for the graph replays, and
+    evaluation (whole utterances of every length, a batch's outputs kept for the logs) runs them eagerly."""
+    import semtts.brain
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.core import Stage
+
+    from tests.test_brain import fixed_batch, make_run, synthetic_items
+
+    compiled, real_compile = [], torch.compile
+
+    def recording_compile(fn, mode=None, dynamic=None, fullgraph=False):
+        compiled.append((mode, dynamic))
+        return real_compile(fn, backend="eager", dynamic=dynamic, fullgraph=fullgraph)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    marks = []
+    monkeypatch.setattr(semtts.brain, "begin_step", lambda: marks.append(brain.global_step))
+    _, _, brain = make_run(tmp_path, 0, {"log_interval": 1000, "audio_log_interval": 1000}, checkpoint=False,
+                           run_opts={"compile": True, "compile_mode": "reduce-overhead",
+                                     "compile_module_keys": ["decoder", "flow"]})
+    brain.on_fit_start()
+    assert compiled == [("reduce-overhead", False), ("default", True)]
+    brain.modules.train()
+    for _ in range(2):
+        brain.fit_batch(fixed_batch())
+    assert marks == [1, 2]
+    graphs = compiled_graph_count()
+    brain.modules.eval()
+    value = brain.evaluate_batch(PaddedBatch(synthetic_items(2, 5120, 6)), Stage.VALID)
+    assert torch.isfinite(value) and compiled_graph_count() == graphs and marks == [1, 2]
