@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                        help="the flow and the decoder in this precision (fp16: CUDA only; bf16 also speeds up a "
                             "CPU; the durations stay fp32)")
+    synth.add_argument("--max-frames-per-token", type=_positive_int, default=None,
+                       help="refuse a text whose predicted durations average more frames per token, before "
+                            "decoding it (default 200: 2.3 s per phoneme at 22.05 kHz)")
     convert = sub.add_parser("convert", help="voice conversion",
                              description="Convert a recording into another voice (VITS voice conversion).")
     convert.add_argument("--model", required=True, help="the packed model folder (stage 10)")
@@ -344,12 +347,14 @@ def _write(path: Path, wav, sample_rate: int) -> None:
     print(f"{path}\t{wav.numel() / sample_rate:.2f} s")
 
 
-def _load(model: str, device: str, precision: str = "fp32"):
+def _load(model: str, device: str, precision: str = "fp32", max_frames_per_token: int | None = None):
     from semtts.graphed_inference import check_precision
-    from semtts.pretrained import SemTTS, resolve_device
+    from semtts.pretrained import DEFAULT_MAX_FRAMES_PER_TOKEN, SemTTS, resolve_device
 
     check_precision(precision, resolve_device(device, "--device"), "--precision")  # (the flag the user typed)
-    return SemTTS.from_hparams(source=model, run_opts={"device": device, "precision": precision})
+    return SemTTS.from_hparams(source=model, run_opts={
+        "device": device, "precision": precision,
+        "max_frames_per_token": max_frames_per_token or DEFAULT_MAX_FRAMES_PER_TOKEN})
 
 
 def _check_device(device: str) -> None:
@@ -369,7 +374,7 @@ def _synth(args: argparse.Namespace) -> int:
     n_given = len(args.text)
     labels = [f"--text {n}" if i < n_given else f"{args.text_file} line {n - n_given}"
               for i, n in enumerate(numbers)]
-    model = _load(args.model, args.device, args.precision)
+    model = _load(args.model, args.device, args.precision, args.max_frames_per_token)
     torch.manual_seed(args.seed)
     for batch in model.synthesize_batches(texts, speaker=args.speaker, speaker_wav=args.speaker_wav,
                                           length_scale=args.length_scale, noise_scale=args.noise_scale,

@@ -41,9 +41,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 8
 """Texts :meth:`SemTTS.synthesize` synthesizes together at most (``semtts synth --batch-size``)."""
 
+DEFAULT_MAX_FRAMES_PER_TOKEN = 200
+"""The average frames per token past which a text is refused before decoding (``semtts synth
+--max-frames-per-token``): 200 frames are 2.3 s per phoneme at 22.05 kHz, far past any real speech."""
+
 RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
             "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)",
-            "precision": "fp32 | fp16 | bf16: the flow and the decoder under autocast (fp16: CUDA; default fp32)"}
+            "precision": "fp32 | fp16 | bf16: the flow and the decoder under autocast (fp16: CUDA; default fp32)",
+            "max_frames_per_token": "int >= 1 or None: refuse a text whose predicted durations average more "
+                                    "frames per token, before decoding it (default 200; None: no limit)"}
 """The ``run_opts`` keys :meth:`SemTTS.from_hparams` understands."""
 
 
@@ -106,12 +112,17 @@ def check_run_opts(run_opts: dict | None) -> dict:
     Returns
     -------
     dict
-        ``device`` (a :class:`torch.device`), ``cuda_graphs`` (bool) and ``precision``.
+        ``device`` (a :class:`torch.device`), ``cuda_graphs`` (bool), ``precision`` and
+        ``max_frames_per_token``.
 
     Example
     -------
     >>> check_run_opts({"cuda_graphs": False})
-    {'device': device(type='cpu'), 'cuda_graphs': False, 'precision': 'fp32'}
+    {'device': device(type='cpu'), 'cuda_graphs': False, 'precision': 'fp32', 'max_frames_per_token': 200}
+    >>> check_run_opts({"max_frames_per_token": 0})
+    Traceback (most recent call last):
+    ...
+    semtts.errors.ConfigError: run_opts: max_frames_per_token must be an integer >= 1 or None, got 0
     """
     if run_opts is None:
         run_opts = {}
@@ -129,7 +140,10 @@ def check_run_opts(run_opts: dict | None) -> dict:
         raise ConfigError(f"run_opts: cuda_graphs must be True or False, got {cuda_graphs!r}")
     device, precision = resolve_device(run_opts.get("device")), run_opts.get("precision", "fp32")
     check_precision(precision, device, "run_opts")
-    return {"device": device, "cuda_graphs": cuda_graphs, "precision": precision}
+    most = run_opts.get("max_frames_per_token", DEFAULT_MAX_FRAMES_PER_TOKEN)
+    if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 1):
+        raise ConfigError(f"run_opts: max_frames_per_token must be an integer >= 1 or None, got {most!r}")
+    return {"device": device, "cuda_graphs": cuda_graphs, "precision": precision, "max_frames_per_token": most}
 
 
 def _size_failure(err: BaseException) -> str | None:
@@ -196,10 +210,12 @@ class SemTTS(PackedModel):
     """
 
     def __init__(self, folder: Path, packed: dict, generator: torch.nn.Module, frontend: Frontend,
-                 device: torch.device, cuda_graphs: bool = True, precision: str = "fp32"):
+                 device: torch.device, cuda_graphs: bool = True, precision: str = "fp32",
+                 max_frames_per_token: int | None = DEFAULT_MAX_FRAMES_PER_TOKEN):
         super().__init__(folder, packed, frontend, device)
         self.generator = generator
-        self.synthesizer = GraphedSynthesizer(generator, enabled=cuda_graphs, precision=precision)
+        self.synthesizer = GraphedSynthesizer(generator, enabled=cuda_graphs, precision=precision,
+                                              max_frames_per_token=max_frames_per_token)
         """Synthesis: replayed from CUDA graphs on a CUDA device (:mod:`semtts.graphed_inference`), else eager."""
         self.last_durations: list[torch.Tensor] | None = None
         """``[T_text_i]`` frames per token (blanks included) of the texts of the last :meth:`synthesize` call."""
@@ -219,7 +235,8 @@ class SemTTS(PackedModel):
             ``{"device": "cuda:0"}`` (default CPU); ``{"cuda_graphs": False}``
             synthesizes eagerly on CUDA too; ``{"precision": "fp16"}`` runs
             the flow and the decoder in half precision (the durations stay
-            float32). Another key, or a device this machine lacks, is a
+            float32); ``{"max_frames_per_token": 400}`` lets slower speech
+            through (None: no limit). Another key, or a device this machine lacks, is a
             :class:`ConfigError` (:func:`check_run_opts`).
 
         Returns
@@ -235,7 +252,7 @@ class SemTTS(PackedModel):
         except RuntimeError as err:
             raise DataError(f"{folder}: the weights do not fit hyperparams.yaml ({first_line(err)})") from None
         return cls(folder, packed, generator.to(device).eval(), frontend, device, cuda_graphs=opts["cuda_graphs"],
-                   precision=opts["precision"])
+                   precision=opts["precision"], max_frames_per_token=opts["max_frames_per_token"])
 
     def speaker_condition(self, speaker: str | None = None, speaker_wav: str | Path | None = None,
                           what: str = "speaker") -> torch.Tensor | None:
@@ -366,7 +383,8 @@ class SemTTS(PackedModel):
                 label = labels[indices[0]] if labels is not None else f"text {indices[0]}"
                 raise DataError(f"synthesize: {label}: the predicted durations are {too_big.failure} (length_scale "
                                 f"{length_scale}, noise_scale_w {noise_scale_w}); lower noise_scale_w or "
-                                "length_scale, or split the text") from None
+                                "length_scale, or split the text (or, for speech this slow on purpose, raise "
+                                "max_frames_per_token)") from None
             for index, waveform in zip(batch.indices, batch.waveforms):
                 if not bool(torch.isfinite(waveform).all()):  # (saving would clip NaN to a full-scale square)
                     label = labels[index] if labels is not None else f"text {index}"

@@ -75,6 +75,17 @@ def test_durations_past_the_limit_are_refused_before_decoding(model):
     assert waveforms[0].numel() > 0
 
 
+def test_the_limit_on_frames_per_token_is_a_cli_flag_and_a_run_option(capsys, packed, tmp_path):
+    status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "hello there",
+                                 "--max-frames-per-token", "1", "-o", tmp_path / "x.wav")
+    assert_one_line(status, stderr, "more than max_frames_per_token 1 (length_scale 1.0")
+    assert not (tmp_path / "x.wav").exists()
+    status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "hi", "--max-frames-per-token", "0",
+                                 "-o", tmp_path / "x.wav")
+    assert status == 2 and "--max-frames-per-token" in stderr
+    assert SemTTS.from_hparams(packed, run_opts={"max_frames_per_token": None}).synthesizer.max_frames_per_token is None
+
+
 def test_clone_voice_refuses_runaway_durations(model, wavs):
     from semtts.inference import clone_voice
 
