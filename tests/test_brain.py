@@ -307,11 +307,13 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_training(tmp_path, device)
 
 
 @pytest.mark.parametrize("compile_opts", [["--dynamic_batching", "True"],
-                                          ["--compile", "--compile_module_keys", "flow", "discriminator"]],
+                                          ["--compile", "--compile_module_keys", "flow", "duration_predictor",
+                                           "discriminator"]],
                          ids=["eager_bucketed", "compiled"])
 def test_ddp_processes_end_with_identical_parameters(tmp_path, compile_opts):
     # eager_bucketed: length-bucketed batches (SpeechBrain gives each process every other batch);
-    # compiled: a variable-length part of the DDP-wrapped generator (dynamic shapes) and the discriminator's judge
+    # compiled: variable-length parts of the DDP-wrapped generator (dynamic shapes; the duration predictor block by
+    # block) and the discriminator's judge
     write_corpus_yaml(tmp_path)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(ROOT / "tests" / "ddp_train_worker.py"), str(tmp_path), "--distributed_backend", "gloo",
