@@ -136,6 +136,16 @@ def test_downmix(tmp_path):
     np.testing.assert_allclose(mono, stereo.mean(axis=1), atol=2 / 32768)
 
 
+def test_a_float_source_louder_than_full_scale_keeps_its_level_in_the_cache(tmp_path):
+    loud = 3.0 * _tone(0.5, sr=22050)  # peak 1.2, as a float wav may hold
+    src = _write(tmp_path / "wavs" / "loud.wav", loud, sr=22050, subtype="FLOAT")
+    item, reason = _validate(_raw(src), tmp_path)
+    assert reason is None and item["wav"] == "{cache_root}/wavs/loud.wav"
+    cached, sr = sf.read(str(tmp_path / "cache" / "wavs" / "loud.wav"), dtype="float32")
+    assert sr == SR and sf.info(str(tmp_path / "cache" / "wavs" / "loud.wav")).subtype == "FLOAT"
+    assert abs(cached).max() == pytest.approx(1.2, abs=0.02)  # clipped to 16-bit PCM, it was 1.0
+
+
 def test_outside_root_and_bad_cleaner(tmp_path):
     src = _write(tmp_path / "elsewhere" / "x.wav", _tone(0.5))
     item, _ = validate_utterance(_raw(src), SR, 0.2, 2.0, tmp_path / "c", "english", data_root=tmp_path / "corpus")

@@ -114,7 +114,7 @@ def read_checked_audio(path: str | Path, what: str, min_seconds: float = 0.0) ->
     return audio[0], sr
 
 
-def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
+def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int, keep_range: bool = False) -> None:
     """Write ``[T]`` or ``[C, T]`` float audio as 16-bit PCM (wav) or the
     format the file name implies; parent folders are created.
 
@@ -131,6 +131,10 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
         ``[T]`` or ``[C, T]`` samples in [-1, 1] (clipped).
     sample_rate : int
         The sample rate to record in the header.
+    keep_range : bool
+        For a wav whose samples pass [-1, 1]: write 32-bit float samples,
+        unclipped, instead of clipping them to 16-bit PCM (the audio cache
+        keeps a float source's level so).
 
     Example
     -------
@@ -139,13 +143,20 @@ def save_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
     >>> save_audio(os.path.join(folder, "b.flac"), torch.zeros(1600), 16000)
     >>> os.listdir(folder), audio_info(os.path.join(folder, "b.flac")).frames
     (['b.flac'], 1600)
+    >>> save_audio(os.path.join(folder, "loud.wav"), torch.full((16,), 1.5), 16000, keep_range=True)
+    >>> float(load_audio(os.path.join(folder, "loud.wav"))[0].max())
+    1.5
     """
     data = audio.detach().float().cpu()
     if data.dim() == 1:
         data = data.unsqueeze(0)
-    data = data.clamp(-1.0, 1.0).numpy().T
     suffix = Path(path).suffix.lower()
     subtype = "PCM_16" if suffix in (".wav", ".flac") else None
+    if keep_range and suffix == ".wav" and bool(data.abs().max() > 1.0):
+        subtype = "FLOAT"
+    else:
+        data = data.clamp(-1.0, 1.0)
+    data = data.numpy().T
     fmt = suffix[1:].upper() or None  # given, not read from the temporary file's name
     write_atomically(path, lambda tmp: sf.write(str(tmp), data, sample_rate, subtype=subtype, format=fmt))
 

@@ -100,8 +100,9 @@ def validate_utterance(
     max_duration : float
         Longest kept utterance, in seconds.
     cache_dir : str or Path
-        Where resampled or downmixed audio is written (16-bit wav, same
-        relative path as in the corpus); an up-to-date file there is reused.
+        Where resampled or downmixed audio is written (16-bit wav, or float
+        when it passes full scale; same relative path as in the corpus); an
+        up-to-date file there is reused.
     cleaner : str
         The text cleaner (see :func:`semtts.text.cleaners.clean_text`) used to
         decide whether the transcript is usable.
@@ -168,7 +169,9 @@ def validate_utterance(
         n_frames = _cached_frames(cached, source, sample_rate)
         if n_frames is None:
             fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
-            save_audio(cached, fixed, sample_rate)  # atomic: parallel workers or a kill leave no partial file
+            # atomic (parallel workers or a kill leave no partial file); a float source louder than full
+            # scale keeps its level (float samples), as the uncached files of the corpus do
+            save_audio(cached, fixed, sample_rate, keep_range=True)
             write_json_atomic(_source_record_path(cached), source)  # last: what the file was made of
             n_frames = fixed.shape[1]
         duration = n_frames / sample_rate
