@@ -9,31 +9,32 @@
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections, decisive first (SECTIONS="graphs profile compile"; the H200 run of 2026-11-27 measured
+# Default sections, decisive first (SECTIONS="graphs compile"; the H200 run of 2026-11-27 measured
 # infer and train_core, bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed
 # out at 330 s before its first record):
-#   graphs      train step, bf16, batch 32 and 64, bucketed, new lengths every step, with the decoder and the
-#               discriminator compiled as CUDA graphs (--compile_mode reduce-overhead: their launches, cuDNN's
-#               included, cost the host nothing), then eager on the same batches (~3-4 min)
-#   profile     where an eager bf16 batch-32 step's time goes, and how long the GPU itself is busy in it:
-#               the floor that removing host work alone can reach (~1-2 min)
+#   graphs      first a check that the graphed parts train as eager does (tiny model, CUDA-only test), then
+#               the train step, bf16, batch 32 and 64, bucketed, new lengths every step, with the decoder and
+#               the discriminator compiled as CUDA graphs (--compile_mode reduce-overhead: their launches,
+#               cuDNN's included, cost the host nothing), then eager on the same batches; every record with
+#               gpu_busy_ms, the GPU's own time per step (~4 min)
 #   compile     train step with every part compiled (--compile_mode reduce-overhead: the fixed-shape parts
 #               as CUDA graphs, the variable-length ones with dynamic shapes), bf16, batch 32, bucketed, new
 #               lengths every step (what is left before the deadline; compiling took over 5 min before)
-# By name only: infer (eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder; ~1 min),
+# By name only: profile (where an eager bf16 batch-32 step's time goes, and the GPU's busy time in it;
+# ~1-2 min), infer (eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder; ~1 min),
 # train_core (eager, batch 32 and 64, bf16 and fp32, then bf16 bucketed; ~2 min), compile_default (as compile,
 # in torch.compile's default mode, then eager on the same batches), tests (CUDA-only tests), mas (Triton
 # kernel check against the CPU and timing), train (train_core plus fp16, and bf16/fp16 with every 1-D
 # convolution in NHWC), conv_shapes (every convolution call of a step timed alone per layout), compile_nhwc,
 # campplus, whisper, experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on
 # an H200 in bench/results/gpu_h200/). Each section writes its own jsonl (profile a .txt), all of it is in
-# OUT_DIR/log.txt; the default call leaves 5 files, "tests mas infer" 4 (the tool returns at most 8).
+# OUT_DIR/log.txt; the default call leaves 4 files, "tests mas infer" 4 (the tool returns at most 8).
 # Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 540) after the start, so
 # one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-graphs profile compile}
+sections=${SECTIONS-graphs compile}
 deadline=$((SECONDS + ${DEADLINE_S:-540}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -116,6 +117,8 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 # a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
 if want graphs; then
+    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and parameters)
+    step graphs_check 120 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
     # the fixed-shape parts as CUDA graphs (forward and backward; cudagraph_skips counts the parts inductor
     # declined to graph), then the same batches eager, for the comparison on the same machine
     step graphs 240 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --compile --compile_mode reduce-overhead \

@@ -194,3 +194,38 @@ def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeyp
     brain.modules.eval()
     value = brain.evaluate_batch(PaddedBatch(synthetic_items(2, 5120, 6)), Stage.VALID)
     assert torch.isfinite(value) and compiled_graph_count() == graphs and marks == [1, 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_parts_train_as_eager_does(tmp_path):
+    """``--compile_mode reduce-overhead`` on the decoder and the discriminator: inductor replays them as CUDA
+    graphs (none declined), the first step's losses are eager's, and three steps end at eager's parameters
+    (within what AdamW's normalised updates of lr 2e-4 make of rounding differences)."""
+    from torch._dynamo.utils import counters
+
+    from tests.test_brain import fixed_batch, make_run, parameters
+
+    runs = []
+    for graphs in (False, True):
+        extra = {"compile": True, "compile_mode": "reduce-overhead",
+                 "compile_module_keys": ["decoder", "discriminator"]} if graphs else {}
+        _, _, brain = make_run(tmp_path / str(graphs), 0, {"log_interval": 1000, "audio_log_interval": 1000},
+                               checkpoint=False, run_opts={"device": "cuda", **extra})
+        brain.on_fit_start()
+        brain.modules.train()
+        skips = counters["inductor"]["cudagraph_skips"]
+        torch.manual_seed(1)
+        first = None
+        for _ in range(3):
+            brain.fit_batch(fixed_batch())
+            first = first or {k: float(v) for k, v in brain.step_stats.items()}
+        brain.settle_steps()
+        assert brain.nonfinite_total == 0
+        runs.append((first, parameters(brain.modules.generator, brain.modules.discriminator),
+                     counters["inductor"]["cudagraph_skips"] - skips))
+    (eager_first, eager_params, _), (graph_first, graph_params, skipped) = runs
+    assert skipped == 0
+    for key, value in eager_first.items():
+        assert graph_first[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    for got, want in zip(graph_params, eager_params):
+        assert (got - want).abs().max() <= 1.5e-3
