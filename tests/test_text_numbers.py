@@ -143,6 +143,12 @@ FRACTIONS_AND_SIGNS = [
     ("It costs $1.5 million.", "it costs one point five million dollars."),
     ("a $2bn deal", "a two billion dollars deal"),
     ("£10k prize", "ten thousand pounds prize"),
+    # yen (no hundredths: decimals as such) and amounts finer than a cent, as decimal amounts
+    ("It costs ¥7 today.", "it costs seven yen today."),
+    ("¥1,500 or 7.5¥", "one thousand five hundred yen or seven point five yen"),
+    ("a ¥2bn fund", "a two billion yen fund"),
+    ("Pay $0.001 now.", "pay zero point zero zero one dollars now."),
+    ("$1.999 each", "one point nine nine nine dollars each"),
     ("$5M round", "five million dollars round"),
     ("€2.25 Trillion", "two point two five trillion euros"),
     ("$5 m away", "five dollars m away"),  # a spaced letter is no scale

@@ -25,7 +25,9 @@ otherwise with "over" (``"3/2"`` is ``"three over two"``); ``"1914/15"``
 is a fiscal or academic year, ``"nineteen fourteen to fifteen"``. More than
 12 digits in a row are read digit by digit. Money with a scale reads the
 currency last (``"$1.5 million"``, ``"£2bn"``: ``"one point five million
-dollars"``, ``"two billion pounds"``), and common units after a number are
+dollars"``, ``"two billion pounds"``); yen, which has no cents, and an
+amount finer than a cent are read as decimals (``"¥7.5"``, ``"$0.001"``:
+``"seven point five yen"``, ``"zero point zero zero one dollars"``), and common units after a number are
 read in words, singular for exactly one (``"5 kg"``, ``"1 mph"``, ``"16 GB"``:
 ``"five kilograms"``, ``"one mile per hour"``, ``"sixteen gigabytes"``), where
 espeak would spell them letter by letter.
@@ -197,22 +199,26 @@ def _plural(words: str) -> str:
     return words + "s"
 
 
-_CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
+_CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "£": ("pound", "pounds", "penny", "pence"),
+               "€": ("euro", "euros", "cent", "cents"), "¥": ("yen", "yen", None, None)}
+"""Currency signs: the unit (one, many) and its hundredth (one, many; None: read the amount as a decimal)."""
 
 
 def _money(match: re.Match) -> str:
-    """``$5.50``, ``-$5``, ``$-5``, ``$.99``, ``5€``: the amount in units and cents (a minus sign first)."""
-    major_name, minor_name = _CURRENCIES[match.group("cur") or match.group("cur2")]
+    """``$5.50``, ``-$5``, ``$-5``, ``$.99``, ``5€``: the amount in units and cents (a minus sign first);
+    ``$0.001``, ``¥7.5``: finer than a cent, or a currency without cents, as a decimal amount."""
+    major_one, major_many, minor_one, minor_many = _CURRENCIES[match.group("cur") or match.group("cur2")]
     major = match.group("major").replace(",", "").lstrip("0") or "0"
     cents = match.group("minor")
+    sign = "minus " if match.group("sign") or match.group("neg") else ""
+    if cents and (minor_one is None or len(cents) > 2):
+        return f" {sign}{_decimal_words(major, cents)} {major_many} "
     minor = int((cents + "0")[:2]) if cents else 0
     parts = []
     if major != "0" or not minor:
-        parts.append(f"{_cardinal(major)} {major_name if major == '1' else major_name + 's'}")
+        parts.append(f"{_cardinal(major)} {major_one if major == '1' else major_many}")
     if minor:
-        minor_plural = "pence" if minor_name == "penny" else minor_name + "s"
-        parts.append(f"{number_to_words(minor)} {minor_name if minor == 1 else minor_plural}")
-    sign = "minus " if match.group("sign") or match.group("neg") else ""
+        parts.append(f"{number_to_words(minor)} {minor_one if minor == 1 else minor_many}")
     return " " + sign + " ".join(parts) + " "
 
 
@@ -227,12 +233,12 @@ _MONEY_SCALES = {"k": "thousand", "m": "million", "mn": "million", "b": "billion
 
 def _money_scaled(match: re.Match) -> str:
     """``$1.5 million``, ``£2bn``, ``$5M``: the amount, the scale, then the currency (plural)."""
-    major_name, _ = _CURRENCIES[match.group("cur")]
+    major_many = _CURRENCIES[match.group("cur")][1]
     whole, _, fraction = match.group("amount").replace(",", "").partition(".")
     amount = _decimal_words(whole.lstrip("0") or "0", fraction)
     scale = (match.group("word") or _MONEY_SCALES[match.group("abbr").lower()]).lower()
     sign = "minus " if match.group("sign") or match.group("neg") else ""
-    return f" {sign}{amount} {scale} {major_name}s "
+    return f" {sign}{amount} {scale} {major_many} "
 
 
 # units after a number, which espeak would otherwise spell letter by letter: (singular, plural);
@@ -423,12 +429,12 @@ _MONEY_SIGN = r"(?:(?<![\w.])(?P<sign>-))?"
 _MONEY_MAJOR = r"(?P<neg>-)?(?P<major>\d+(?:,\d{3})*|(?=\.\d))"
 
 _NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
-    (re.compile(_MONEY_SIGN + r"(?P<cur>[$£€])\s?(?P<neg>-)?(?P<amount>(?=\.?\d)(?:\d+(?:,\d{3})*)?(?:\.\d+)?)"
+    (re.compile(_MONEY_SIGN + r"(?P<cur>[$£€¥])\s?(?P<neg>-)?(?P<amount>(?=\.?\d)(?:\d+(?:,\d{3})*)?(?:\.\d+)?)"
                 r"(?:\s?(?P<word>(?i:thousand|million|billion|trillion))\b|(?P<abbr>(?i:k|m|mn|b|bn|tn))\b)"),
      _money_scaled),
-    (re.compile(_MONEY_SIGN + r"(?P<cur>[$£€])\s?" + _MONEY_MAJOR + r"(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
+    (re.compile(_MONEY_SIGN + r"(?P<cur>[$£€¥])\s?" + _MONEY_MAJOR + r"(?:\.(?P<minor>\d+))?(?P<cur2>)"), _money),
     (re.compile(_MONEY_SIGN + r"(?<!\d)(?P<cur>)(?P<neg>)(?P<major>\d+(?:,\d{3})*|(?=\.\d))(?:\.(?P<minor>\d+))?"
-                r"\s?(?P<cur2>[$£€])"), _money),
+                r"\s?(?P<cur2>[$£€¥])"), _money),
     # thousands separators: "1,000" before a letter too ("1,000km", "1,000th"); "1,000s" a plural
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+)s\b"), _plural_number),
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+)(?!\d)"), lambda m: m.group(1).replace(",", "")),
