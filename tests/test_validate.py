@@ -126,6 +126,19 @@ def test_resample_cache_and_reuse(tmp_path):
     assert sf.info(str(cached)).frames / SR == pytest.approx(0.3, abs=1e-3)
 
 
+def test_audio_files_of_one_stem_cache_into_files_of_their_own(tmp_path):
+    low, high = _tone(0.5, sr=22050), 0.5 * _tone(0.7, sr=22050)
+    flac = _write(tmp_path / "wavs" / "a.flac", low, sr=22050)
+    wav = _write(tmp_path / "wavs" / "a.wav", high, sr=22050)
+    items = [_validate(_raw(path, utt_id=path.name), tmp_path)[0] for path in (flac, wav)]
+    assert [item["wav"] for item in items] == ["{cache_root}/wavs/a.flac.wav", "{cache_root}/wavs/a.wav"]
+    for item, source in zip(items, (low, high)):  # neither overwrote the other
+        cached = Path(resolve_audio_path(item["wav"], tmp_path, tmp_path / "cache"))
+        assert sf.info(str(cached)).frames / SR == pytest.approx(len(source) / 22050, abs=1e-3)
+    assert _validate(_raw(_write(tmp_path / "solo" / "b.flac", low, sr=22050)), tmp_path)[0]["wav"] == (
+        "{cache_root}/solo/b.wav")  # a lone source keeps the plain name
+
+
 def test_downmix(tmp_path):
     stereo = _tone(0.5, channels=2)
     src = _write(tmp_path / "wavs" / "st.wav", stereo)

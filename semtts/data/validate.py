@@ -27,6 +27,7 @@ Example
 (None, 'too_short')
 """
 
+import glob
 import json
 import os
 import struct
@@ -213,14 +214,29 @@ def _placeholder_path(path: Path, root: str | Path | None, placeholder: str) -> 
     return f"{placeholder}/{relative.as_posix()}"
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aif", ".aiff", ".au", ".sph")
+"""Audio files whose cached copies could share a name (``a.flac`` and ``a.wav`` both cache as ``a.wav``)."""
+
+
 def _cache_relative_path(raw: dict, path: Path, data_root: str | Path | None) -> Path:
     """The cached file's path under the cache folder: the corpus-relative
-    path with a ``.wav`` suffix, or ``_external/<spk>/<utt_id>.wav``."""
+    path with a ``.wav`` suffix, or ``_external/<spk>/<utt_id>.wav``. A
+    source that is not a wav and has an audio sibling of the same stem
+    (``a.flac`` beside ``a.wav``) keeps its suffix (``a.flac.wav``), so that
+    each caches into a file of its own."""
     relative = _relative_to(path, data_root)
     if relative is not None:
+        if path.suffix.lower() != ".wav" and _has_audio_sibling(path):
+            return relative.with_name(relative.name + ".wav")
         return relative.with_suffix(".wav")
     safe = [str(raw[key]).replace("/", "_").replace(os.sep, "_") for key in ("spk", "utt_id")]
     return Path("_external") / safe[0] / f"{safe[1]}.wav"
+
+
+def _has_audio_sibling(path: Path) -> bool:
+    """Whether another audio file (:data:`AUDIO_SUFFIXES`) of ``path``'s stem lies beside it."""
+    return any(other.suffix.lower() in AUDIO_SUFFIXES and other.name != path.name
+               for other in path.parent.glob(f"{glob.escape(path.stem)}.*"))
 
 
 def _relative_to(path: Path, root: str | Path | None) -> Path | None:
