@@ -20,8 +20,8 @@
 #   compile     train step with every part compiled (--compile_mode reduce-overhead: the fixed-shape parts
 #               as CUDA graphs, the variable-length ones with dynamic shapes), bf16, batch 32, bucketed, new
 #               lengths every step (what is left before the deadline; compiling took over 5 min before)
-# By name only: profile (where an eager bf16 batch-32 step's time goes, and the GPU's busy time in it;
-# ~1-2 min), infer (eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder; ~1 min),
+# By name only: profile (where a bf16 batch-32 step's time goes, and the GPU's busy time in it, eager and with
+# the fixed-shape parts as CUDA graphs; ~3-4 min), infer (eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder; ~1 min),
 # train_core (eager, batch 32 and 64, bf16 and fp32, then bf16 bucketed; ~2 min), compile_default (as compile,
 # in torch.compile's default mode, then eager on the same batches), tests (CUDA-only tests), mas (Triton
 # kernel check against the CPU and timing), train (train_core plus fp16, and bf16/fp16 with every 1-D
@@ -128,6 +128,10 @@ fi
 if want profile; then
     step profile 150 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
         > "$out/profile_b32_bf16.txt"
+    # the same with the decoder and the discriminator as CUDA graphs: what is left of the step's time
+    step profile_graphs 240 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
+        --compile_mode reduce-overhead --compile_module_keys decoder discriminator \
+        > "$out/profile_b32_bf16_graphs.txt"
 fi
 if want compile; then
     # every part --compile takes (semtts.compiled_parts), batch 32 only (at batch 32 and 64 it did not finish

@@ -117,6 +117,10 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=30)
     parser.add_argument("--min_seconds", type=float, default=2.0)
     parser.add_argument("--max_seconds", type=float, default=10.0)
+    parser.add_argument("--compile_mode", default=None,
+                        help="profile the step compiled in this torch.compile mode (default: eager), e.g. "
+                             "reduce-overhead; the warm-up steps compile")
+    parser.add_argument("--compile_module_keys", nargs="*", default=None, help="with --compile_mode: the parts")
     args = parser.parse_args(argv)
     # first line: the machine, torch version, device and settings (JSON, as the other benchmarks), then the tables
     emit({"bench": "profile_train_step", **machine_info(torch.device(args.device)), **vars(args)})
@@ -127,11 +131,16 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         hp = load_hparams(args.config, folder)
+        run_opts = {"device": args.device, "precision": args.precision, "noprogressbar": True}
+        if args.compile_mode:
+            run_opts |= {"compile": True, "compile_mode": args.compile_mode,
+                         "compile_module_keys": args.compile_module_keys}
         brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
-                          run_opts={"device": args.device, "precision": args.precision, "noprogressbar": True})
+                          run_opts=run_opts)
         brain.on_fit_start()
         brain.modules.train()
-        label_regions(brain)
+        if not args.compile_mode:  # (compiled parts would trace the regions' wrappers)
+            label_regions(brain)
         spec = hp["spectrogram"]
         batch = make_batch(args.batch_size, spec.sample_rate, spec.hop_length, args.min_seconds, args.max_seconds,
                            seed=args.batch_size)
