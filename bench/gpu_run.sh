@@ -9,19 +9,20 @@
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections, decisive first (SECTIONS="graphs compile"; the H200 run of 2026-11-27 measured
-# infer and train_core, bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed
-# out at 330 s before its first record):
-#   graphs      first a check that the graphed parts train as eager does (tiny model, CUDA-only test), then
-#               the train step, bf16, batch 32 and 64, bucketed, new lengths every step, with the decoder and
-#               the discriminator compiled as CUDA graphs (--compile_mode reduce-overhead: their launches,
-#               cuDNN's included, cost the host nothing), then eager on the same batches; every record with
-#               gpu_busy_ms, the GPU's own time per step (~4 min)
-#   compile     train step with every part compiled (--compile_mode reduce-overhead: the fixed-shape parts
-#               as CUDA graphs, the variable-length ones with dynamic shapes), bf16, batch 32, bucketed, new
-#               lengths every step (what is left before the deadline; compiling took over 5 min before)
+# Default sections (SECTIONS="graphs compile"; the H200 run of 2026-11-27 measured infer and train_core,
+# bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed out at 330 s before its
+# first record). They run in this order:
+#   graphs      a check that the graphed parts train as eager does (tiny model, CUDA-only test), then the eager
+#               train step, bf16, batch 32 and 64, bucketed, new lengths every step (the baseline; ~2 min)
+#   compile     the same at batch 32 with every part compiled (--compile_mode reduce-overhead: the fixed-length
+#               parts as CUDA graphs, the variable-length ones with dynamic shapes; at most 300 s)
+#   graphs      the same at batch 32 and 64 with only the decoder and the discriminator compiled, as CUDA graphs
+#               (their launches, cuDNN's included, cost the host nothing; what is left before the deadline,
+#               their compiled kernels from inductor's cache after compile)
+# Every train-step record has gpu_busy_ms, the GPU's own time per step.
 # By name only: profile (where a bf16 batch-32 step's time goes, and the GPU's busy time in it, eager and with
-# the fixed-shape parts as CUDA graphs; ~3-4 min), infer (eager and CUDA-graph synthesis at 100/200/400 tokens, fp32/fp16/bf16 decoder; ~1 min),
+# the fixed-length parts as CUDA graphs; ~3-4 min), infer (eager and CUDA-graph synthesis at 100/200/400
+# tokens, fp32/fp16/bf16 decoder; ~1 min),
 # train_core (eager, batch 32 and 64, bf16 and fp32, then bf16 bucketed; ~2 min), compile_default (as compile,
 # in torch.compile's default mode, then eager on the same batches), tests (CUDA-only tests), mas (Triton
 # kernel check against the CPU and timing), train (train_core plus fp16, and bf16/fp16 with every 1-D
@@ -51,7 +52,8 @@ finish() {  # finish STATUS [WHY]: the one-line summary, the log completed, exit
     exit "$1"
 }
 echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-540} s ($(date +%H:%M:%S))"
-known=" graphs conv_shapes tests mas infer train_core train profile compile compile_default compile_nhwc campplus whisper experiments "
+known=" graphs compile profile infer train_core train compile_default compile_nhwc conv_shapes tests mas campplus"
+known+=" whisper experiments "
 for s in $sections; do
     [[ $known == *" $s "* ]] || { echo "gpu_run: unknown section '$s' (known:$known)"; finish 2 unknown_section; }
 done
@@ -117,13 +119,22 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 # a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
 if want graphs; then
-    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and parameters)
+    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms),
+    # then eager on the batches the timed sections use, for the comparison on the same machine
     step graphs_check 120 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
-    # the fixed-shape parts as CUDA graphs (forward and backward; cudagraph_skips counts the parts inductor
-    # declined to graph), then the same batches eager, for the comparison on the same machine
+    step graphs_eager 90 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --out "$out/train_step_vary_eager.jsonl"
+fi
+if want compile; then
+    # every part --compile takes (semtts.compiled_parts), batch 32 only (at batch 32 and 64 it did not finish
+    # compiling in 330 s on the H200); before the graphs section, which then finds its parts in inductor's cache
+    step compile 300 "${train[@]}" --batch_sizes 32 "${vary[@]}" --compile --compile_mode reduce-overhead \
+        --out "$out/train_step_compile.jsonl"
+fi
+if want graphs; then
+    # the fixed-length parts as CUDA graphs (forward and backward; cudagraph_skips counts the parts inductor
+    # declined to graph)
     step graphs 240 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --compile --compile_mode reduce-overhead \
         --compile_module_keys decoder discriminator --out "$out/train_step_graphs.jsonl"
-    step graphs_eager 90 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --out "$out/train_step_vary_eager.jsonl"
 fi
 if want profile; then
     step profile 150 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
@@ -132,12 +143,6 @@ if want profile; then
     step profile_graphs 240 python3 bench/profile_train_step.py --batch_size 32 --precision bf16 \
         --compile_mode reduce-overhead --compile_module_keys decoder discriminator \
         > "$out/profile_b32_bf16_graphs.txt"
-fi
-if want compile; then
-    # every part --compile takes (semtts.compiled_parts), batch 32 only (at batch 32 and 64 it did not finish
-    # compiling in 330 s on the H200)
-    step compile 420 "${train[@]}" --batch_sizes 32 "${vary[@]}" --compile --compile_mode reduce-overhead \
-        --out "$out/train_step_compile.jsonl"
 fi
 if want compile_default; then
     step compile_default 420 "${train[@]}" --batch_sizes 32 "${vary[@]}" --compile \

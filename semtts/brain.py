@@ -242,6 +242,9 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         """``--compile``: the chosen parts, in place (:func:`semtts.compiled_parts.compile_parts`)."""
         if not self.compile:
             return super()._compile()
+        if uses_cuda_graphs(self.compile_mode) and not hasattr(torch.compiler, "set_stance"):
+            raise ConfigError(f"--compile_mode {self.compile_mode} needs torch >= 2.6 (this is {torch.__version__}); "
+                              "use --compile_mode default")
         options = {"mode": self.compile_mode, "fullgraph": self.compile_using_fullgraph,
                    "dynamic": self.compile_using_dynamic_shape_tracing}
         keys = compile_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),

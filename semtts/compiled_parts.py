@@ -1,13 +1,18 @@
 """What ``--compile`` compiles in VITS training.
 
-- The parts with fixed shapes: the discriminator and the generator's
+- The parts with fixed lengths: the discriminator and the generator's
   decoder see fixed-size windows (``segment_size`` samples,
   ``segment_size / hop`` frames) at every step, so ``torch.compile`` traces
-  them once. The discriminator is compiled through its ``judge`` method,
-  which the discriminator and the generator steps both call.
+  them with static lengths. Only the batch size may change (batches by
+  total duration, ``dynamic_batching``): unless ``--compile_using_dynamic_shape_tracing``
+  asks for dynamic shapes from the start, the first change of batch size
+  compiles them once more with a symbolic batch size (torch.compile's
+  automatic dynamic shapes), rather than once per size. The discriminator
+  is compiled through its ``judge`` method, which the discriminator and the
+  generator steps both call.
 - The parts with variable lengths, compiled with dynamic shapes: the text
-  encoder, the posterior encoder, the flow and the duration predictor's
-  training loss.
+  encoder, the posterior encoder, the flow and the duration predictor
+  (what its training loss runs).
   Their convolutions are opaque operators under compilation
   (:mod:`semtts.lobes.vits.opaque_conv`), so one graph serves every batch
   size and length; their many small elementwise operations (masks, gated
@@ -25,11 +30,12 @@ The alignment search (numba or Triton) and the losses stay eager.
 Everything is compiled in place, so checkpoints keep their keys.
 
 ``--compile_mode reduce-overhead`` (or ``max-autotune``) replays the
-fixed-shape parts, forward and backward, as CUDA graphs: their launches,
+fixed-length parts, forward and backward, as CUDA graphs: their launches,
 cuDNN's included, cost the host nothing, which is what a host-bound step
-needs. The variable-length parts are compiled in the same mode without CUDA
-graphs (a graph holds one shape; new lengths at every step would record one
-each time). The Brain marks where each training step begins
+needs (a graph is recorded per batch size, all in one memory pool). The
+variable-length parts are compiled in the same mode without CUDA graphs (a
+graph holds one shape; new lengths at every step would record one each
+time). The Brain marks where each training step begins
 (:func:`begin_step`), so a step's graph outputs are not taken for ones
 still in use.
 
@@ -104,7 +110,8 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
     ---------
     generator : nn.Module
         The VITS generator (unwrapped from DDP): its ``decoder``, ``text_encoder``,
-        ``posterior_encoder``, ``flow`` and ``duration_predictor.loss`` are compiled.
+        ``posterior_encoder``, ``flow`` and ``duration_predictor`` are compiled (the text
+        encoder and the duration predictor block by block, :data:`REGIONS`).
     discriminator : nn.Module
         The multi-period discriminator (unwrapped); its ``judge`` is compiled.
     keys : list of str or None
@@ -112,7 +119,8 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
     options : dict
         ``torch.compile`` keyword arguments (``mode``, ``fullgraph``, ``dynamic``); the
         :data:`DYNAMIC_SHAPE_PARTS` are always compiled with ``dynamic=True``, in the
-        mode :data:`MODES` gives them (no CUDA graphs).
+        mode :data:`MODES` gives them (no CUDA graphs); the fixed-length parts with
+        ``dynamic=None`` (automatic) unless ``dynamic`` is True.
 
     Returns
     -------
@@ -128,11 +136,12 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
     if mode not in MODES:
         raise ConfigError(f"--compile_mode {mode}: choose among {', '.join(MODES)}")
     dynamic = {**options, "dynamic": True, "mode": MODES[mode]}
+    fixed = {**options, "dynamic": True if options.get("dynamic") else None}  # None: a symbolic batch size later
     for key in keys:
         if key == "discriminator":  # both training steps go through judge()
-            discriminator.judge = torch.compile(discriminator.judge, **options)
+            discriminator.judge = torch.compile(discriminator.judge, **fixed)
         elif key == "decoder":
-            generator.decoder.compile(**options)
+            generator.decoder.compile(**fixed)
         elif key in REGIONS:
             outer: list[str] = []  # the blocks compiled so far: a block inside one is traced with it
             for name, block in getattr(generator, key).named_modules():

@@ -39,6 +39,7 @@ Example
 (torch.Size([2, 1]), True)
 """
 
+import math
 from collections import OrderedDict
 from typing import Callable
 
@@ -272,6 +273,8 @@ class GraphedSynthesizer(nn.Module):
         per_token = frames / token_lengths.clamp(min=1)  # (float: non-finite durations stay visible)
         n_frames, most = torch.stack([spec_lengths.max().double(), per_token.max().double()]).tolist()
         n_frames, n_tokens = int(n_frames), tokens.size(1)  # the one read-back: it sizes the output
+        if not math.isfinite(most) and self.max_frames_per_token is None:  # (no limit: still no NaN lengths)
+            raise DurationsTooLong("not finite")
         if self.max_frames_per_token is not None and not most <= self.max_frames_per_token:
             raise DurationsTooLong(f"{most:.0f} frames per token, more than max_frames_per_token "
                                    f"{self.max_frames_per_token}")

@@ -110,6 +110,20 @@ def test_non_finite_audio_is_refused_not_written(capsys, packed, tmp_path):
         SemTTS.from_hparams(folder).synthesize(["hi there"])
 
 
+def test_non_finite_durations_are_refused_with_or_without_the_limit(packed, tmp_path):
+    folder = tmp_path / "diverged"
+    shutil.copytree(packed, folder)
+    weights = load_weights(folder)
+    key = next(k for k in weights if k.startswith("duration_predictor.proj"))
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    weights_file(folder).unlink()
+    save_weights(weights, folder)
+    with pytest.raises(DataError, match=r"the predicted durations are nan frames per token, more than"):
+        SemTTS.from_hparams(folder).synthesize(["hi there"])
+    with pytest.raises(DataError, match=r"the predicted durations are not finite \(length_scale"):
+        SemTTS.from_hparams(folder, run_opts={"max_frames_per_token": None}).synthesize(["hi there"])
+
+
 def test_a_text_without_tokens_is_named_by_its_file_and_line(capsys, packed, tmp_path):
     lines = tmp_path / "lines.txt"
     lines.write_text("hello there.\nthe fox.\n...!?\nquick test.\n?!\n")

@@ -149,6 +149,7 @@ FRACTIONS_AND_SIGNS = [
     ("a ¥2bn fund", "a two billion yen fund"),
     ("Pay $0.001 now.", "pay zero point zero zero one dollars now."),
     ("$1.999 each", "one point nine nine nine dollars each"),
+    ("¥1.00 and $1.500", "one yen and one dollar fifty cents"),  # trailing zeros add no finer part
     ("$5M round", "five million dollars round"),
     ("€2.25 Trillion", "two point two five trillion euros"),
     ("$5 m away", "five dollars m away"),  # a spaced letter is no scale

@@ -102,8 +102,8 @@ def validate_utterance(
         Longest kept utterance, in seconds.
     cache_dir : str or Path
         Where resampled or downmixed audio is written (16-bit wav, or float
-        when it passes full scale; same relative path as in the corpus); an
-        up-to-date file there is reused.
+        when it passes full scale after resampling; same relative path as in
+        the corpus); an up-to-date file there is reused.
     cleaner : str
         The text cleaner (see :func:`semtts.text.cleaners.clean_text`) used to
         decide whether the transcript is usable.
@@ -170,8 +170,9 @@ def validate_utterance(
         n_frames = _cached_frames(cached, source, sample_rate)
         if n_frames is None:
             fixed = resample(audio.mean(dim=0, keepdim=True), orig_sr, sample_rate)
-            # atomic (parallel workers or a kill leave no partial file); a float source louder than full
-            # scale keeps its level (float samples), as the uncached files of the corpus do
+            # atomic (parallel workers or a kill leave no partial file); audio past full scale (a float
+            # source louder than it, or the resampler's overshoot) keeps its level as float samples, as the
+            # uncached files of the corpus do
             save_audio(cached, fixed, sample_rate, keep_range=True)
             write_json_atomic(_source_record_path(cached), source)  # last: what the file was made of
             n_frames = fixed.shape[1]

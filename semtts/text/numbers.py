@@ -212,7 +212,9 @@ def _money(match: re.Match) -> str:
     cents = match.group("minor")
     sign = "minus " if match.group("sign") or match.group("neg") else ""
     if cents and (minor_one is None or len(cents) > 2):
-        return f" {sign}{_decimal_words(major, cents)} {major_many} "
+        if cents.rstrip("0") and (minor_one is None or len(cents.rstrip("0")) > 2):
+            return f" {sign}{_decimal_words(major, cents.rstrip('0'))} {major_many} "
+        cents = cents.rstrip("0")[:2]  # "¥1.00", "$1.500": no finer part than the cents
     minor = int((cents + "0")[:2]) if cents else 0
     parts = []
     if major != "0" or not minor:
