@@ -54,6 +54,7 @@ semtts.errors.ConfigError: --compile_mode fast: choose among default, reduce-ove
 max-autotune-no-cudagraphs
 """
 
+import types
 from typing import Any
 
 import torch
@@ -157,7 +158,8 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
 def compile_for_training(block: nn.Module, options: dict[str, Any]) -> None:
     """Compile ``block``'s forward for training calls only, in place: with gradients on and not
     ``reverse``; other calls (synthesis, a flow run backwards) run the eager forward, kept as
-    ``block.eager_forward``. Blocks of one class share their compiled graphs.
+    ``block.eager_forward``. Blocks of one class share their compiled graphs. Both are methods
+    of the block, so a deep copy of it runs its own weights.
 
     Example
     -------
@@ -170,14 +172,15 @@ def compile_for_training(block: nn.Module, options: dict[str, Any]) -> None:
     >>> compiled_graph_count() - before
     1
     """
-    block.eager_forward = block.forward
-    compiled = torch.compile(block.eager_forward, **options)
+    eager = type(block).forward
+    compiled = torch.compile(eager, **options)
 
-    def forward(*args: Any, **kwargs: Any) -> Any:
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         training_call = torch.is_grad_enabled() and not kwargs.get("reverse", False)
-        return (compiled if training_call else block.eager_forward)(*args, **kwargs)
+        return (compiled if training_call else eager)(self, *args, **kwargs)
 
-    block.forward = forward
+    block.eager_forward = types.MethodType(eager, block)
+    block.forward = types.MethodType(forward, block)
 
 
 def compiled_graph_count() -> int:

@@ -269,3 +269,8 @@ def test_blocks_compiled_for_training_run_synthesis_eagerly():
     torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(again, reference(x, mask, g=g)[0])
     torch.testing.assert_close(logdet, reference(x, mask, g=g)[1])
+    copied = copy.deepcopy(flow)  # a copy runs its own weights, compiled or not
+    torch.nn.init.zeros_(copied.proj.weight)
+    torch.testing.assert_close(copied(x, mask, g=g)[1], copied.eager_forward(x, mask, g=g)[1])
+    assert not torch.allclose(copied(x, mask, g=g)[1], flow(x, mask, g=g)[1])
+    torch.testing.assert_close(flow(x, mask, g=g)[1], logdet)
