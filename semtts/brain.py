@@ -203,7 +203,6 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         self._avg_count: torch.Tensor | None = None
         self._eval_sample = None
         self._batch_plan: dict | None = None  # how the training epoch is cut into batches (checked on resume)
-        self._graph_steps = False  # parts replayed as CUDA graphs (--compile_mode reduce-overhead): mark each step
 
     # ------------------------------------------------------------------ set-up
 
@@ -249,7 +248,6 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                    "dynamic": self.compile_using_dynamic_shape_tracing}
         keys = compile_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),
                              self.compile_module_keys, options)
-        self._graph_steps = uses_cuda_graphs(self.compile_mode)
         logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
@@ -393,7 +391,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
             return self._skip_unreadable_batch()
         self.on_fit_batch_start(batch, True)
         self.global_step += 1
-        if self._graph_steps:
+        if self.graph_steps:
             begin_step()
         disc = self.modules.discriminator
         with self.training_ctx:
@@ -537,10 +535,15 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
             self._eval_sample = (predictions, batch)
         return mel_l1.detach().cpu()
 
+    @property
+    def graph_steps(self) -> bool:
+        """Whether ``--compile`` replays parts as CUDA graphs (``--compile_mode reduce-overhead``)."""
+        return bool(self.compile) and uses_cuda_graphs(self.compile_mode)
+
     def _eager_if_graphed(self) -> contextlib.AbstractContextManager:
         """Under a CUDA-graph ``--compile_mode``, run the compiled parts eagerly: evaluation decodes
         whole utterances of every length (a graph holds one shape) and keeps a batch's outputs."""
-        return torch.compiler.set_stance("force_eager") if self._graph_steps else contextlib.nullcontext()
+        return torch.compiler.set_stance("force_eager") if self.graph_steps else contextlib.nullcontext()
 
     def _synthesize_sample(self, predictions: VITSForward, batch: PaddedBatch) -> torch.Tensor:
         """Synthesise the first item of a batch from its text (at most 4x its length)."""

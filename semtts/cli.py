@@ -31,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from semtts.audio_formats import AUDIO_SUFFIXES
 from semtts.errors import ConfigError, DataError, entry_point, first_line
 from semtts.host_memory import keep_freed_memory
 
@@ -44,10 +45,6 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message} (see --help)")
 
 
-# Suffixes of audio formats: written as one file when soundfile can write them, else refused.
-_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".wma", ".aif", ".aiff",
-                   ".aifc", ".au", ".caf", ".w64", ".rf64", ".wv", ".ape", ".alac", ".amr", ".webm", ".mka", ".spx",
-                   ".raw", ".pcm"}
 _MAX_OPSET_FALLBACK = 20
 
 
@@ -222,7 +219,7 @@ def _add_eval_parser(sub) -> None:
 def _audio_file(output: Path) -> bool:
     """Whether ``output`` names an audio file (else a folder); a format soundfile cannot write is a ConfigError."""
     suffix = output.suffix.lower()
-    if suffix not in _AUDIO_SUFFIXES or output.is_dir():
+    if suffix not in AUDIO_SUFFIXES or output.is_dir():
         return False
     import soundfile as sf
 
@@ -348,13 +345,13 @@ def _write(path: Path, wav, sample_rate: int) -> None:
 
 
 def _load(model: str, device: str, precision: str = "fp32", max_frames_per_token: int | None = None):
-    from semtts.graphed_inference import check_precision
-    from semtts.pretrained import DEFAULT_MAX_FRAMES_PER_TOKEN, SemTTS, resolve_device
+    from semtts.graphed_inference import MAX_FRAMES_PER_TOKEN, check_precision
+    from semtts.pretrained import SemTTS, resolve_device
 
     check_precision(precision, resolve_device(device, "--device"), "--precision")  # (the flag the user typed)
     return SemTTS.from_hparams(source=model, run_opts={
         "device": device, "precision": precision,
-        "max_frames_per_token": max_frames_per_token or DEFAULT_MAX_FRAMES_PER_TOKEN})
+        "max_frames_per_token": max_frames_per_token or MAX_FRAMES_PER_TOKEN})
 
 
 def _check_device(device: str) -> None:

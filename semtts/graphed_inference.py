@@ -51,7 +51,7 @@ from semtts.lobes.vits.input_checks import check_tokens, int64_on
 from semtts.lobes.vits.synthesizer import VITSInference
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
 
-__all__ = ["DECODE_DTYPES", "DurationsTooLong", "GraphedSynthesizer", "check_precision", "cuda_index"]
+__all__ = ["DECODE_DTYPES", "MAX_FRAMES_PER_TOKEN", "DurationsTooLong", "GraphedSynthesizer", "check_precision", "cuda_index"]
 
 DECODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 """The precisions synthesis can decode in (SpeechBrain's ``--precision`` names)."""
@@ -138,6 +138,11 @@ class _Graph:
         return self.outputs
 
 
+MAX_FRAMES_PER_TOKEN = 200
+"""The default limit on the predicted frames per token, past which synthesis stops before decoding (``semtts
+synth --max-frames-per-token``): 200 frames are 2.3 s per phoneme at 22.05 kHz, far past any real speech."""
+
+
 class DurationsTooLong(RuntimeError):
     """Predicted durations past :attr:`GraphedSynthesizer.max_frames_per_token`, refused before decoding."""
 
@@ -176,7 +181,7 @@ class GraphedSynthesizer(nn.Module):
 
     def __init__(self, generator: nn.Module, token_bucket: int = 32, frame_bucket: int = 128,
                  enabled: bool = True, max_graphs: int = 64, precision: str = "fp32",
-                 max_frames_per_token: int | None = 200):
+                 max_frames_per_token: int | None = MAX_FRAMES_PER_TOKEN):
         super().__init__()
         if max_frames_per_token is not None and max_frames_per_token < 1:
             raise ConfigError("graphed synthesis: max_frames_per_token must be >= 1 or None, "

@@ -28,7 +28,8 @@ import torch
 
 from semtts.audio import read_checked_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
-from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer, check_precision
+from semtts.graphed_inference import (MAX_FRAMES_PER_TOKEN, DurationsTooLong, GraphedSynthesizer,
+                                      check_precision)
 from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
@@ -40,10 +41,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
 """Texts :meth:`SemTTS.synthesize` synthesizes together at most (``semtts synth --batch-size``)."""
-
-DEFAULT_MAX_FRAMES_PER_TOKEN = 200
-"""The average frames per token past which a text is refused before decoding (``semtts synth
---max-frames-per-token``): 200 frames are 2.3 s per phoneme at 22.05 kHz, far past any real speech."""
 
 RUN_OPTS = {"device": "cpu, cuda or cuda:N (default cpu)",
             "cuda_graphs": "bool: replay synthesis from CUDA graphs on a CUDA device (default True)",
@@ -140,7 +137,7 @@ def check_run_opts(run_opts: dict | None) -> dict:
         raise ConfigError(f"run_opts: cuda_graphs must be True or False, got {cuda_graphs!r}")
     device, precision = resolve_device(run_opts.get("device")), run_opts.get("precision", "fp32")
     check_precision(precision, device, "run_opts")
-    most = run_opts.get("max_frames_per_token", DEFAULT_MAX_FRAMES_PER_TOKEN)
+    most = run_opts.get("max_frames_per_token", MAX_FRAMES_PER_TOKEN)
     if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 1):
         raise ConfigError(f"run_opts: max_frames_per_token must be an integer >= 1 or None, got {most!r}")
     return {"device": device, "cuda_graphs": cuda_graphs, "precision": precision, "max_frames_per_token": most}
@@ -211,7 +208,7 @@ class SemTTS(PackedModel):
 
     def __init__(self, folder: Path, packed: dict, generator: torch.nn.Module, frontend: Frontend,
                  device: torch.device, cuda_graphs: bool = True, precision: str = "fp32",
-                 max_frames_per_token: int | None = DEFAULT_MAX_FRAMES_PER_TOKEN):
+                 max_frames_per_token: int | None = MAX_FRAMES_PER_TOKEN):
         super().__init__(folder, packed, frontend, device)
         self.generator = generator
         self.synthesizer = GraphedSynthesizer(generator, enabled=cuda_graphs, precision=precision,

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from semtts.audio import audio_info, load_audio, resample, save_audio
+from semtts.audio_formats import AUDIO_SUFFIXES
 from semtts.data.manifest import CACHE_ROOT, DATA_ROOT, write_json_atomic
 from semtts.errors import ConfigError, SemttsError
 
@@ -215,10 +216,6 @@ def _placeholder_path(path: Path, root: str | Path | None, placeholder: str) -> 
     return f"{placeholder}/{relative.as_posix()}"
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aif", ".aiff", ".au", ".sph")
-"""Audio files whose cached copies could share a name (``a.flac`` and ``a.wav`` both cache as ``a.wav``)."""
-
-
 def _cache_relative_path(raw: dict, path: Path, data_root: str | Path | None) -> Path:
     """The cached file's path under the cache folder: the corpus-relative
     path with a ``.wav`` suffix, or ``_external/<spk>/<utt_id>.wav``. A
@@ -235,7 +232,8 @@ def _cache_relative_path(raw: dict, path: Path, data_root: str | Path | None) ->
 
 
 def _has_audio_sibling(path: Path) -> bool:
-    """Whether another audio file (:data:`AUDIO_SUFFIXES`) of ``path``'s stem lies beside it."""
+    """Whether another audio file (:data:`semtts.audio_formats.AUDIO_SUFFIXES`) of ``path``'s stem lies beside
+    it (``a.flac`` and ``a.wav`` would both cache as ``a.wav``)."""
     return any(other.suffix.lower() in AUDIO_SUFFIXES and other.name != path.name
                for other in path.parent.glob(f"{glob.escape(path.stem)}.*"))
 

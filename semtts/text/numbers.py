@@ -209,12 +209,10 @@ def _money(match: re.Match) -> str:
     ``$0.001``, ``¥7.5``: finer than a cent, or a currency without cents, as a decimal amount."""
     major_one, major_many, minor_one, minor_many = _CURRENCIES[match.group("cur") or match.group("cur2")]
     major = match.group("major").replace(",", "").lstrip("0") or "0"
-    cents = match.group("minor")
+    cents = (match.group("minor") or "").rstrip("0")  # "¥1.00", "$1.500": trailing zeros add nothing
     sign = "minus " if match.group("sign") or match.group("neg") else ""
     if cents and (minor_one is None or len(cents) > 2):
-        if cents.rstrip("0") and (minor_one is None or len(cents.rstrip("0")) > 2):
-            return f" {sign}{_decimal_words(major, cents.rstrip('0'))} {major_many} "
-        cents = cents.rstrip("0")[:2]  # "¥1.00", "$1.500": no finer part than the cents
+        return f" {sign}{_decimal_words(major, cents)} {major_many} "
     minor = int((cents + "0")[:2]) if cents else 0
     parts = []
     if major != "0" or not minor:
