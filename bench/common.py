@@ -121,7 +121,6 @@ def gpu_busy_ms(step: Callable[[], Any], steps: int) -> float:
     return device_busy_ms(prof.events()) / steps
 
 
-
 def emit(record: dict[str, Any], out: str | None = None) -> None:
     """Print one JSON line (and append it to ``out`` when given)."""
     line = json.dumps(record, sort_keys=False)

@@ -27,8 +27,8 @@ is reported as skipped.
     python bench/train_step.py                               # tiny model, CPU
     python bench/train_step.py --compile                     # torch.compile of discriminator and decoder
     python bench/train_step.py --compile --vary_batches      # a new batch (new lengths) every step
-    python bench/train_step.py --device cuda --compile --compile_mode reduce-overhead \
-        --compile_module_keys decoder discriminator          # the fixed-shape parts as CUDA graphs
+    python bench/train_step.py --device cuda --compile --compile_mode reduce-overhead \\
+        --compile_module_keys decoder discriminator          # the fixed-length parts as CUDA graphs
     python bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \\
         --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out bench/results/train_step_cuda.jsonl
 """
