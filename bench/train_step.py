@@ -29,8 +29,16 @@ is reported as skipped.
     python bench/train_step.py --compile --vary_batches      # a new batch (new lengths) every step
     python bench/train_step.py --device cuda --compile --compile_mode reduce-overhead \\
         --compile_module_keys decoder discriminator          # the fixed-length parts as CUDA graphs
+    python bench/train_step.py --device cuda --compile --compile_mode reduce-overhead \\
+        --pad_frames_to 32 --pad_tokens_to 16 --batch_pool 4 --bucketed   # every part as CUDA graphs
     python bench/train_step.py --device cuda --config hparams/model/vits_base.yaml \\
         --batch_sizes 32 64 --precisions fp32 bf16 fp16 --out bench/results/train_step_cuda.jsonl
+
+With ``--pad_frames_to`` and ``--pad_tokens_to`` above 1 the batches are padded to
+multiples of those lengths, and under a CUDA-graph ``--compile_mode`` every part runs
+as CUDA graphs, one recorded per padded shape. ``--batch_pool K`` then times the
+steady state of a long training, whose batches take a few padded shapes again and
+again: K batches in turn, each seen twice (recorded) before the timed steps.
 """
 
 import argparse
@@ -122,6 +130,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         hp = load_hparams(args.config, folder)
+        hp.update(pad_frames_to=args.pad_frames_to, pad_tokens_to=args.pad_tokens_to)
         modules = {"generator": hp["generator"], "discriminator": hp["discriminator"]}
         if args.channels_last_disc:  # experiment: the period discriminators' Conv2d weights in NHWC
             modules["discriminator"].to(memory_format=torch.channels_last)
@@ -148,16 +157,21 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         spectrogram = hp["spectrogram"]
         # one batch, or with --vary_batches a new one (new lengths) for every step
         busy = args.gpu_busy and device.type == "cuda"
-        n_steps = 1 + args.warmup + (3 if busy else 2) * args.steps
+        warmup = max(args.warmup, 2 * args.batch_pool)  # a pool: every batch seen twice (CUDA graphs recorded)
+        n_steps = 1 + warmup + (3 if busy else 2) * args.steps
+        n_batches = args.batch_pool or (n_steps if args.vary_batches else 1)
         batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
                               args.max_seconds, seed=batch_size + 1000 * i, bucketed=args.bucketed)
-                   for i in range(n_steps if args.vary_batches else 1)]
+                   for i in range(n_batches)]
         audio_s = statistics.mean(float(b.sig.lengths.sum() * b.sig.data.shape[1]) / spectrogram.sample_rate
                                   for b in batches)
         tokens_mean = round(statistics.mean(float((b.token_ids.lengths * b.token_ids.data.shape[1]).mean())
                                             for b in batches), 1)
-        padded_s = statistics.mean(b.sig.data.shape[1] / spectrogram.sample_rate for b in batches)
-        fresh = (item for b in batches for item in host_copies(b, n_steps // len(batches), device))
+        multiple = args.pad_frames_to * spectrogram.hop_length
+        padded_s = statistics.mean(-(-b.sig.data.shape[1] // multiple) * multiple / spectrogram.sample_rate
+                                   for b in batches)
+        copies = [host_copies(b, -(-n_steps // n_batches), device) for b in batches]
+        fresh = (next(copies[i % n_batches]) for i in range(n_steps))  # the batches in turn
         graphs_before, skips_before = compiled_graph_count(), cudagraph_skips()
         step = lambda: brain.fit_batch(next(fresh))  # noqa: E731
         if device.type == "cuda":
@@ -167,7 +181,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
             step()  # the first step (compiles with --compile)
             brain.settle_steps()
             first_s = time.perf_counter() - started
-            ms = median_ms(step, device, warmup=args.warmup, iters=args.steps)
+            ms = median_ms(step, device, warmup=warmup, iters=args.steps)
             steady_ms, enqueue_ms = steady_step_ms(step, device, args.steps)
             busy_ms = round(gpu_busy_ms(step, args.steps), 1) if busy else None
         except torch.OutOfMemoryError as err:
@@ -183,6 +197,8 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
                 "compile_module_keys": args.compile and args.compile_module_keys,
                 "compiled_graphs": compiled_graph_count() - graphs_before, "vary_batches": args.vary_batches,
+                "batch_pool": args.batch_pool, "pad_frames_to": args.pad_frames_to,
+                "pad_tokens_to": args.pad_tokens_to,
                 # compiled parts that a CUDA-graph mode ran without graphs (the reasons are in the log)
                 "cudagraph_skips": cudagraph_skips() - skips_before,
                 "cudnn_benchmark": torch.backends.cudnn.benchmark, "channels_last_disc": args.channels_last_disc,
@@ -244,6 +260,13 @@ def main(argv=None) -> None:
                              "(default: lengths uniform over --min_seconds..--max_seconds in every batch)")
     parser.add_argument("--vary_batches", action="store_true",
                         help="a new batch (new lengths) at every step, as in training: shows recompilations")
+    parser.add_argument("--batch_pool", type=int, default=0,
+                        help="cycle through this many batches of new lengths (0: one, or --vary_batches); the "
+                             "warm-up then shows each twice, so that the timed steps replay recorded CUDA graphs")
+    parser.add_argument("--pad_frames_to", type=int, default=1,
+                        help="pad each batch to a multiple of this many frames (train_A.yaml's pad_frames_to)")
+    parser.add_argument("--pad_tokens_to", type=int, default=1,
+                        help="pad each batch to a multiple of this many tokens (train_A.yaml's pad_tokens_to)")
     parser.add_argument("--channels_last_disc", action="store_true",
                         help="experiment: period-discriminator Conv2d weights in channels-last (NHWC) layout")
     parser.add_argument("--channels_last_conv1d", action="store_true",

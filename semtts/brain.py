@@ -50,6 +50,7 @@ from semtts.brain_checkpoints import CheckpointedTraining, batch_plan
 from semtts.compiled_parts import begin_step, compile_parts, uses_cuda_graphs
 from semtts.data.dataset import absolute_lengths, check_speaker_mode, speaker_inputs
 from semtts.errors import ConfigError, DataError, NonFiniteLossError
+from semtts.length_padding import check_multiple, pad_length_to
 from semtts.run_options import check_run_options
 from semtts.lobes.vits.input_checks import int64_on
 from semtts.lobes.vits.segments import slice_segments
@@ -119,7 +120,8 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         ``audio_log_interval`` (steps), ``keep_checkpoints``; optional
         ``tensorboard_folder``, ``train_logger``, ``seed``, ``c_spk`` (> 0: the
         CAM++ speaker-consistency term, :mod:`semtts.speaker_consistency`),
-        ``lambda_sem`` and its schedule (stages B, C: :mod:`semtts.semantic_distillation`).
+        ``lambda_sem`` and its schedule (stages B, C: :mod:`semtts.semantic_distillation`),
+        ``pad_frames_to`` and ``pad_tokens_to`` (:mod:`semtts.length_padding`).
     run_opts : dict or RunOptions, optional
         SpeechBrain's run options (``--device``, ``--precision``, ...).
     checkpointer : AtomicCheckpointer, optional
@@ -188,6 +190,8 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         self.keep_checkpoints = int(hparams["keep_checkpoints"])
         if min(self.log_interval, self.audio_log_interval, self.keep_checkpoints) < 1:
             raise ConfigError("log_interval, audio_log_interval and keep_checkpoints must be >= 1")
+        self.pad_frames_to, self.pad_tokens_to = (check_multiple(key, hparams.get(key, 1))  # few batch shapes
+                                                  for key in ("pad_frames_to", "pad_tokens_to"))
         # SpeechBrain's self.scaler serves the generator; the discriminator gets its own
         self.scaler_g = self.scaler
         self.scaler_d = torch.GradScaler(self.device_type, enabled=self.scaler.is_enabled())
@@ -246,9 +250,11 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                               "use --compile_mode default")
         options = {"mode": self.compile_mode, "fullgraph": self.compile_using_fullgraph,
                    "dynamic": self.compile_using_dynamic_shape_tracing}
+        few_lengths = self.pad_frames_to > 1 and self.pad_tokens_to > 1
         keys = compile_parts(_unwrap(self.modules["generator"]), _unwrap(self.modules["discriminator"]),
-                             self.compile_module_keys, options)
-        logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode})")
+                             self.compile_module_keys, options, graph_lengths=few_lengths)
+        logger.info(f"VITSBrain: compiled {', '.join(keys)} (mode {self.compile_mode}"
+                    f"{', lengths padded: every part as CUDA graphs' if few_lengths and self.graph_steps else ''})")
 
     def fit(self, epoch_counter: Any, train_set: Any, valid_set: Any = None, progressbar: bool | None = None,
             train_loader_kwargs: dict | None = None, valid_loader_kwargs: dict | None = None) -> None:
@@ -313,6 +319,8 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
         semantic = {} if self.semantic is None else self.semantic.inputs(  # teacher features (stages B, C)
             batch, stage == sb.Stage.TRAIN, self.global_step - 1, self.device, host_teacher_lengths)
         wav, tokens = batch.sig.data.float(), batch.token_ids.data
+        if stage == sb.Stage.TRAIN:  # few shapes (every part masks its padding: the same training)
+            wav, tokens = pad_length_to(wav, self.pad_frames_to * hop), pad_length_to(tokens, self.pad_tokens_to)
         wav_lengths, token_lengths, spec_lengths = (int64_on(lengths, self.device) for lengths in (
             host_wav_lengths, host_token_lengths, host_spec_lengths))
         spec = self.spectrogram.linear_spectrogram(wav, wav_lengths)  # [B, F, T // hop], float32, per item
@@ -493,11 +501,7 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                     self.tensorboard.add_scalar("train/fp16_overflow_steps", self.outcomes.overflows,
                                                 self.global_step)
         if media and self.tensorboard is not None:
-            self._log_media("train", predictions)
-
-    def _log_media(self, split: str, predictions: VITSForward, synthesized: torch.Tensor | None = None) -> None:
-        """Alignment and mel images and audio of the first item (main process)."""
-        log_media(self.tensorboard, split, self.global_step, self.spectrogram, predictions, synthesized)
+            log_media(self.tensorboard, "train", self.global_step, self.spectrogram, predictions)
 
     # ------------------------------------------------------------------ evaluation and stages
 
@@ -593,7 +597,8 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
                 predictions, batch = self._eval_sample
                 with self._eager_if_graphed():
                     sample = self._synthesize_sample(predictions, batch)
-                self._log_media(stage.name.lower(), predictions, sample)
+                log_media(self.tensorboard, stage.name.lower(), self.global_step, self.spectrogram, predictions,
+                          sample)
             self.tensorboard.flush()
         self._eval_sample = None
         if stage == sb.Stage.VALID:

@@ -35,9 +35,11 @@ cuDNN's included, cost the host nothing, which is what a host-bound step
 needs (a graph is recorded per batch size, all in one memory pool). The
 variable-length parts are compiled in the same mode without CUDA graphs (a
 graph holds one shape; new lengths at every step would record one each
-time). The Brain marks where each training step begins
-(:func:`begin_step`), so a step's graph outputs are not taken for ones
-still in use.
+time), unless the batches are padded to a few lengths (``pad_frames_to``
+and ``pad_tokens_to`` above 1, :mod:`semtts.length_padding`): then they too
+run as CUDA graphs, one recorded per padded shape (``graph_lengths``). The
+Brain marks where each training step begins (:func:`begin_step`), so a
+step's graph outputs are not taken for ones still in use.
 
 Example
 -------
@@ -104,7 +106,7 @@ def begin_step() -> None:
 
 
 def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str] | None,
-                  options: dict[str, Any]) -> list[str]:
+                  options: dict[str, Any], graph_lengths: bool = False) -> list[str]:
     """``torch.compile`` the chosen parts in place.
 
     Arguments
@@ -122,6 +124,9 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
         :data:`DYNAMIC_SHAPE_PARTS` are always compiled with ``dynamic=True``, in the
         mode :data:`MODES` gives them (no CUDA graphs); the fixed-length parts with
         ``dynamic=None`` (automatic) unless ``dynamic`` is True.
+    graph_lengths : bool
+        The batches take few lengths (padded to multiples): the :data:`DYNAMIC_SHAPE_PARTS`
+        get ``options``'s own mode, CUDA graphs included (one recorded per shape).
 
     Returns
     -------
@@ -136,7 +141,7 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
     mode = options.get("mode") or "default"
     if mode not in MODES:
         raise ConfigError(f"--compile_mode {mode}: choose among {', '.join(MODES)}")
-    dynamic = {**options, "dynamic": True, "mode": MODES[mode]}
+    dynamic = {**options, "dynamic": True, "mode": mode if graph_lengths else MODES[mode]}
     fixed = {**options, "dynamic": True if options.get("dynamic") else None}  # None: a symbolic batch size later
     for key in keys:
         if key == "discriminator":  # both training steps go through judge()

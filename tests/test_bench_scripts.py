@@ -20,6 +20,8 @@ SCRIPTS = {
     "infer": ["bench/infer.py", *TINY, "--tokens", "20", "--iters", "1", "--precisions", "fp32", "bf16", "--onnx"],
     "train_step": [*STEP, "--precisions", "fp32", "bf16"],
     "train_step_bucketed": [*STEP, "--precisions", "bf16", "--bucketed"],
+    "train_step_padded_pool": [*STEP, "--precisions", "bf16", "--bucketed", "--pad_frames_to", "8",
+                               "--pad_tokens_to", "4", "--batch_pool", "2"],
     "train_step_nhwc_conv1d": [*STEP, "--precisions", "bf16", "--channels_last_conv1d", "--vary_batches"],
     "conv_shapes": ["bench/conv_shapes.py", *TINY, "--batch_size", "1", "--precision", "bf16", "--iters", "1"],
     "op_count": ["bench/op_count.py", *TINY, "--batch_size", "1", "--flops_batch_size", "1"],
@@ -67,7 +69,7 @@ def test_bench_doctests(tmp_path):
     assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-3000:]
 
 
-@pytest.mark.parametrize("sections, status, why", [("graphs profile compile", 2, "no_cuda"),
+@pytest.mark.parametrize("sections, status, why", [("graphs graphs_all profile compile", 2, "no_cuda"),
                                                    ("graphs tests bogus", 2, "unknown_section")])
 def test_gpu_run_refuses_in_one_line_without_cuda_or_with_an_unknown_section(tmp_path, sections, status, why):
     """The default sections are known to the GPU script, which stops at once (its last line a JSON summary)

@@ -211,20 +211,48 @@ def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeyp
     assert torch.isfinite(value) and compiled_graph_count() == graphs and marks == [1, 2]
 
 
+def test_padded_lengths_give_every_part_cuda_graphs(tmp_path, monkeypatch):
+    """Batches padded to multiples of a length (pad_frames_to, pad_tokens_to > 1) take few shapes: under
+    ``--compile_mode reduce-overhead`` the variable-length parts get the mode too, CUDA graphs included."""
+    from tests.test_brain import make_run
+
+    compiled, real_compile = [], torch.compile
+
+    def recording_compile(fn, mode=None, dynamic=None, fullgraph=False):
+        compiled.append((mode, dynamic))
+        return real_compile(fn, backend="eager", dynamic=dynamic, fullgraph=fullgraph)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    for pads, variable_mode in (({"pad_frames_to": 8}, "default"),
+                                ({"pad_frames_to": 8, "pad_tokens_to": 4}, "reduce-overhead")):
+        compiled.clear()
+        _, _, brain = make_run(tmp_path / str(len(pads)), 0, pads, checkpoint=False,
+                               run_opts={"compile": True, "compile_mode": "reduce-overhead",
+                                         "compile_module_keys": ["decoder", "flow"]})
+        brain.on_fit_start()
+        assert compiled == [("reduce-overhead", None), (variable_mode, True)], pads
+
+
+GRAPHED = {"fixed-length parts": ({"compile_module_keys": ["decoder", "discriminator"]}, {}),
+           "every part, padded lengths": ({}, {"pad_frames_to": 8, "pad_tokens_to": 4})}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-def test_cuda_graph_parts_train_as_eager_does(tmp_path):
-    """``--compile_mode reduce-overhead`` on the decoder and the discriminator: inductor replays them as CUDA
-    graphs (none declined), and four steps (warm-up, recording, replays) give eager's losses and gradient
-    norms."""
+@pytest.mark.parametrize("graphed", GRAPHED)
+def test_cuda_graph_parts_train_as_eager_does(tmp_path, graphed):
+    """``--compile_mode reduce-overhead`` on the decoder and the discriminator, or on every part of batches
+    padded to few lengths: inductor replays them as CUDA graphs (none declined), and four steps (warm-up,
+    recording, replays) give eager's losses and gradient norms (eager on the same padded batches)."""
     from torch._dynamo.utils import counters
 
     from tests.test_brain import fixed_batch, make_run
 
+    keys, pads = GRAPHED[graphed]
     runs = []
     for graphs in (False, True):
-        extra = {"compile": True, "compile_mode": "reduce-overhead",
-                 "compile_module_keys": ["decoder", "discriminator"]} if graphs else {}
-        _, _, brain = make_run(tmp_path / str(graphs), 0, {"log_interval": 1000, "audio_log_interval": 1000},
+        extra = {"compile": True, "compile_mode": "reduce-overhead", **keys} if graphs else {}
+        _, _, brain = make_run(tmp_path / str(graphs), 0, {"log_interval": 1000, "audio_log_interval": 1000,
+                                                           **pads},
                                checkpoint=False, run_opts={"device": "cuda", **extra})
         brain.on_fit_start()
         brain.modules.train()
@@ -232,7 +260,8 @@ def test_cuda_graph_parts_train_as_eager_does(tmp_path):
         torch.manual_seed(1)
         stats = []
         for _ in range(4):  # cudagraph trees: the first call warms up, the second records, then replays
-            brain.fit_batch(fixed_batch())
+            with torch._inductor.config.patch(fallback_random=True):  # eager's random numbers (dropout, noise)
+                brain.fit_batch(fixed_batch())
             stats.append({k: float(v) for k, v in brain.step_stats.items()})
         brain.settle_steps()
         assert brain.nonfinite_total == 0
