@@ -163,3 +163,47 @@ def test_stage_8_refuses_runaway_durations(tmp_path):
         synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))
     hp.update(noise_scale_w=0.8, length_scale=1.0)
     assert synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))["utterances"] == 2
+
+
+def test_stage_8_synthesizes_a_batch_out_of_device_memory_in_halves(tmp_path, monkeypatch):
+    """A batch that runs out of device memory is synthesized in halves, down to single utterances (the same
+    audio as a batch size of 1, without noise); an utterance that does not fit alone is named."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.dataset import DynamicItemDataset
+
+    from semtts.audio import load_audio
+    from semtts.stages import synthesize
+
+    with open(ROOT / "hparams/model/vits_tiny.yaml") as f:
+        generator = load_hyperpyyaml(f, {"n_vocab": 20, "n_speakers": 2})["generator"].eval()
+    torch.manual_seed(0)
+    data = DynamicItemDataset({f"u{i}": {"token_ids": torch.randint(1, 20, (4 + 2 * i,)), "spk_id": i % 2}
+                               for i in range(3)})
+    hp = {"sample_rate": 22050, "hop_length": generator.hop_length, "spk_embed_dim": 0, "synth_batch_size": 1,
+          "n_speakers": 2, "noise_scale": 0.0, "noise_scale_w": 0.0, "length_scale": 1.0}
+    alone = synthesize.synthesize_split(hp, generator, data, tmp_path / "alone", torch.device("cpu"))
+    calls, real_call = [], GraphedSynthesizer.__call__
+
+    def small_device(self, tokens, *args, **kwargs):
+        calls.append(tokens.shape)
+        if tokens.size(0) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real_call(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(GraphedSynthesizer, "__call__", small_device)
+    logged = []
+    monkeypatch.setattr(synthesize, "log", lambda stage, message: logged.append(message))
+    report = synthesize.synthesize_split({**hp, "synth_batch_size": 3}, generator, data, tmp_path / "split",
+                                         torch.device("cpu"))
+    assert report["utterances"] == 3 and report["audio_seconds"] == alone["audio_seconds"]
+    # the batch of 3, its halves of 1 and 2, then the 2 alone, each as wide as its longest item
+    assert [tuple(shape) for shape in calls] == [(3, 8), (1, 4), (2, 8), (1, 6), (1, 8)]
+    for i in range(3):
+        torch.testing.assert_close(load_audio(tmp_path / "split" / f"u{i}.wav")[0],
+                                   load_audio(tmp_path / "alone" / f"u{i}.wav")[0])
+    assert logged == ["split: 2 times a batch ran out of device memory and was synthesized in halves (first at u0); "
+                      "a smaller synth_batch_size avoids the retries"]
+    monkeypatch.setattr(GraphedSynthesizer, "__call__", lambda *a, **k: (_ for _ in ()).throw(
+        torch.OutOfMemoryError("CUDA out of memory")))
+    with pytest.raises(DataError, match=r"^u0: out of device memory synthesizing it alone \(4 tokens\); "):
+        synthesize.synthesize_split(hp, generator, data, tmp_path / "none", torch.device("cpu"))

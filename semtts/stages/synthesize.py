@@ -27,6 +27,11 @@ held-out speakers of ``test_unseen`` are synthesized zero-shot, each from one
 reference recording (by default its first utterance by id). A split whose
 speakers a speaker-id table cannot condition on is skipped with a log line.
 
+Utterances are synthesized ``synth_batch_size`` at a time; a batch that runs
+out of device memory is synthesized in halves (down to single utterances,
+logged once per split), so one long utterance does not stop the stage, and one
+that does not fit alone is an error naming it.
+
 A stage-B or C model synthesizes from text alone: its semantics are the
 student's (SemPred), never the Whisper teacher's, and Whisper is not imported.
 
@@ -143,31 +148,33 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
     loader = make_dataloader(dataset, batch_size=hp["synth_batch_size"], shuffle=False)
     durations, silent, audio_s, start = {}, [], 0.0, time.perf_counter()
     synthesizer = GraphedSynthesizer(generator, enabled=False)  # eager (a new shape every batch); checks durations
+    split_batches = []  # the first item of each batch that ran out of device memory (synthesized in halves)
     for batch in loader:
         tokens = batch.token_ids.data.to(device)
         lengths = absolute_lengths(batch.token_ids)
         sid = batch.spk_id.to(device) if hp["n_speakers"] > 0 else None
         spk_embed = batch.spk_embed.data.to(device).float() if embedded else None
+        inputs = {"tokens": tokens, "lengths": lengths, "sid": sid, "spk_embed": spk_embed}
         try:
-            out = synthesizer(tokens, lengths, sid=sid, spk_embed=spk_embed, noise_scale=hp["noise_scale"],
-                              noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
+            items = _synthesize_in_parts(synthesizer, hp, list(batch.id), inputs, split_batches)
         except DurationsTooLong as err:  # refused before hours of audio were decoded
             shown = ", ".join(batch.id[:3]) + (" ..." if len(batch.id) > 3 else "")
             raise DataError(f"{out_dir.name}: batch {shown}: the predicted durations are {err} "
                             f"(noise_scale_w {hp['noise_scale_w']}, length_scale {hp['length_scale']}); is the "
                             "model trained long enough?") from None
-        for i, utt_id in enumerate(batch.id):
-            n = int(out.wav_lengths[i])
-            wav = out.waveform[i, 0, :n].float().cpu()
+        for utt_id, wav, item_durations in items:
+            n = wav.numel()
             if not torch.isfinite(wav).all():
                 raise DataError(f"{utt_id}: the generator produced non-finite audio")
             if wav.abs().max() < 1e-4:
                 silent.append(utt_id)
             save_audio(out_dir / f"{utt_id}.wav", wav, sample_rate)
-            item_durations = out.durations[i, : int(lengths[i])].tolist()
             durations[utt_id] = {"durations": item_durations, "n_samples": n}
             assert n == sum(item_durations) * hop, f"{utt_id}: length does not match the durations"
             audio_s += n / sample_rate
+    if split_batches:
+        log("8", f"{out_dir.name}: {len(split_batches)} times a batch ran out of device memory and was synthesized "
+                 f"in halves (first at {split_batches[0]}); a smaller synth_batch_size avoids the retries")
     seconds = time.perf_counter() - start
     write_json_atomic(out_dir / "durations.json", durations)
     report = {"utterances": len(durations), "audio_seconds": round(audio_s, 2),
@@ -176,6 +183,35 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
         report["references"] = references
     write_json_atomic(out_dir / "report.json", report)
     return report
+
+
+def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[str], inputs: dict,
+                         split_batches: list[str]) -> list[tuple[str, torch.Tensor, list[int]]]:
+    """Synthesize one batch: ``(id, float32 CPU waveform, per-token durations)`` per item. A batch that
+    runs out of device memory is synthesized in two halves, each as wide as its longest item (recursively;
+    its first id is added to ``split_batches``); one utterance that does not fit alone is a
+    :class:`DataError` naming it."""
+    try:
+        out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"], spk_embed=inputs["spk_embed"],
+                          noise_scale=hp["noise_scale"], noise_scale_w=hp["noise_scale_w"],
+                          length_scale=hp["length_scale"])
+        return [(utt_id, out.waveform[i, 0, : int(out.wav_lengths[i])].float().cpu(),
+                 out.durations[i, : int(inputs["lengths"][i])].tolist()) for i, utt_id in enumerate(ids)]
+    except torch.OutOfMemoryError:
+        if len(ids) == 1:
+            raise DataError(f"{ids[0]}: out of device memory synthesizing it alone ({int(inputs['lengths'][0])} "
+                            "tokens); synthesize on a larger device or lower length_scale") from None
+    if torch.cuda.is_available():  # (out of the except block: the failed call's tensors are freed)
+        torch.cuda.empty_cache()
+    split_batches.append(ids[0])
+    half = len(ids) // 2
+    parts = [{key: None if value is None else value[part] for key, value in inputs.items()}
+             for part in (slice(0, half), slice(half, None))]
+    for part in parts:  # each part as long as its longest item
+        width = int(part["lengths"].max())
+        part["tokens"] = part["tokens"][:, :width]
+    return (_synthesize_in_parts(synthesizer, hp, ids[:half], parts[0], split_batches)
+            + _synthesize_in_parts(synthesizer, hp, ids[half:], parts[1], split_batches))
 
 
 def synthesize_stage(args: StageArgs, stage: str) -> bool:
