@@ -185,7 +185,7 @@ def test_number_reader_alone_and_mandarin():
     assert expand_english_numbers("555-1234").strip() == "five hundred fifty five to twelve thirty four"
     assert expand_english_numbers("March 3") == "March three"
     # Mandarin numbers do not change.
-    assert expand_mandarin_numbers("2008年, -5, 1,000, 3/4") == "二零零八年, 负五, 一千, 三/四"
+    assert expand_mandarin_numbers("2008年, -5, 1,000, 3/4") == "二零零八年, 负五, 一千, 四分之三"
     assert expand_mandarin_numbers("9" * 5000 + "%") == "百分之" + "九" * 5000  # past int()'s limit
 
 
@@ -319,15 +319,43 @@ MANDARIN_FRACTIONS_AND_MINUS = [
     ("\u00bd\u2212\u2153", "二分之一减三分之一"),
     ("\u22125", "负五"),
     ("\u22125%", "负百分之五"),
-    # not changed: the hyphen between numbers, a slash, a minus sign inside a word
-    ("5-3", "五-三"),
-    ("3/4", "三/四"),
+    # not changed: a minus sign inside a word
     ("a\u22125", "a\u2212五"),
 ]
 
 
 @pytest.mark.parametrize("raw, expected", MANDARIN_FRACTIONS_AND_MINUS)
 def test_mandarin_vulgar_fractions_and_minus_sign(raw, expected):
+    assert expand_mandarin_numbers(raw) == expected
+
+
+# Mandarin dates, slashes and hyphens between numbers -----------------------------------
+MANDARIN_DATES_SLASHES_HYPHENS = [
+    ("2026-11-27", "二零二六年十一月二十七日"),
+    ("2026/11/27号", "二零二六年十一月二十七号"),  # its own 日 or 号 kept, not doubled
+    ("2026.1.5日", "二零二六年一月五日"),
+    ("2024-02-29", "二零二四年二月二十九日"),  # a leap day
+    ("2026-02-29", "二零二六,零二,二九"),  # no such day: digit by digit
+    ("2026-11", "二零二六年十一月"),
+    ("3/4的人", "四分之三的人"),
+    ("3.5/4", "四分之三点五"),
+    ("1/2/3", "一,二,三"),
+    ("5-10岁", "五到十岁"),  # ascending: a range
+    ("第3-5章", "第三到五章"),
+    ("1,000-2,000元", "一千到二千元"),
+    ("1.5-2.5米", "一点五到二点五米"),
+    ("5%-10%", "百分之五到百分之十"),  # no minus sign after the percent
+    ("1990-1995年", "一九九零到一九九五年"),  # years before 年, both digit by digit
+    ("比分3-1", "比分三比一"),  # otherwise a score
+    ("3-3", "三比三"),
+    ("010-12345678", "零一零,一二三四五六七八"),  # a leading zero, or five digits: a phone number
+    ("400-800-1234", "四零零,八零零,一二三四"),
+    ("a-5", "a-五"),  # no number before the hyphen
+]
+
+
+@pytest.mark.parametrize("raw, expected", MANDARIN_DATES_SLASHES_HYPHENS)
+def test_mandarin_dates_slashes_and_hyphens(raw, expected):
     assert expand_mandarin_numbers(raw) == expected
 
 

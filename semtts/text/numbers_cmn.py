@@ -1,5 +1,6 @@
 """Mandarin numbers read as hanzi numerals: integers (with 万 / 亿 grouping),
-decimals, percents, signs, years before 年, vulgar fractions and the minus sign.
+decimals, percents, signs, years before 年, dates, fractions, ranges, scores,
+phone numbers and the minus sign.
 
 The Mandarin cleaner of :mod:`semtts.text.cleaners` runs
 :func:`expand_mandarin_numbers`; English numbers are read by
@@ -7,11 +8,21 @@ The Mandarin cleaner of :mod:`semtts.text.cleaners` runs
 一千), a four-digit year before 年 is read digit by digit (``"2008年"`` is
 二零零八年), ``%`` becomes 百分之 (``"-5%"`` is 负百分之五). A minus sign
 (``-`` or U+2212 ``−``) not inside a word is read 负 (``"−5"`` is 负五); the
-Unicode minus sign between numbers subtracts (``"5−3"`` is 五减三), where the
-hyphen ``-`` is left as it is. The vulgar fractions of :data:`VULGAR_FRACTIONS`
-(the set the English cleaner reads) and the NFKC spelling ``"1⁄2"`` with the
-fraction slash U+2044 are read 分之, a whole part before one with 又
-(``"½杯"`` is 二分之一杯, ``"2½"`` 二又二分之一, ``"⅔"`` 三分之二).
+Unicode minus sign between numbers subtracts (``"5−3"`` is 五减三); the
+hyphen between numbers joins a range, a score or a phone number (below).
+The vulgar fractions of :data:`VULGAR_FRACTIONS` (the set the English
+cleaner reads) and the NFKC spelling ``"1⁄2"`` with the fraction slash
+U+2044 are read 分之, a whole part before one with 又 (``"½杯"`` is
+二分之一杯, ``"2½"`` 二又二分之一, ``"⅔"`` 三分之二).
+
+Dates with a year, ``yyyy-mm-dd``, ``yyyy/mm/dd`` or ``yyyy.mm.dd``, are read
+年月日 (``"2026-11-27"`` is 二零二六年十一月二十七日) when the day exists; a
+slash between two numbers is a fraction (``"3/4"`` is 四分之三). Two numbers
+joined by a hyphen are a range, 到, when the second is larger (``"5-10岁"`` is
+五到十岁), otherwise a score, 比 (``"3-1"`` is 三比一); more than two numbers so
+joined, or a number with a leading zero or of five digits or more among them,
+are read digit by digit, a comma between groups (``"010-12345678"`` is
+零一零,一二三四五六七八).
 
 Example
 -------
@@ -21,6 +32,7 @@ Example
 '二又二分之一杯, 五减三, 负五'
 """
 
+import calendar
 import re
 import unicodedata
 from typing import Callable
@@ -132,15 +144,65 @@ def _cmn_fraction(match: re.Match) -> str:
     return ("负" if match.group("sign") else "") + spoken
 
 
+def _cmn_plain(number: str) -> str:
+    """An unsigned integer or decimal, ``"3.5"``: 三点五."""
+    whole, _, fraction = number.partition(".")
+    return _cmn_integer(whole) + ("点" + _cmn_digits(fraction) if fraction else "")
+
+
+def _cmn_groups(groups: list[str]) -> str:
+    """Numbers read digit by digit, a comma between them (a phone number, a code)."""
+    return ",".join(_cmn_digits(g) for g in groups)
+
+
+def _cmn_date(match: re.Match) -> str:
+    """``2026-11-27``: 二零二六年十一月二十七日; a day that does not exist: its numbers digit by digit."""
+    year, month, day = (int(match.group(k)) for k in ("year", "month", "day"))
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        return _cmn_groups(match.group("year", "month", "day")) + (match.group("suffix") or "")
+    return f"{_cmn_digits(match.group('year'))}年{number_to_hanzi(month)}月{number_to_hanzi(day)}" \
+        + (match.group("suffix") or "日")
+
+
+def _cmn_hyphenated(match: re.Match) -> str:
+    """``5-10``: 五到十; ``3-1``: 三比一; ``2026-11``: 二零二六年十一月; ``010-12345678``, ``1-2-3``: digit by
+    digit, a comma between groups. The numbers of a range or a score are read by the rules after this one."""
+    groups = match.group(0).split("-")
+    whole = all(g.isdigit() for g in groups)
+    if whole and (len(groups) > 2 or any(len(g) >= 5 or (len(g) > 1 and g.startswith("0")) for g in groups)):
+        return _cmn_groups(groups)
+    if len(groups) > 2:  # decimals or percents in a row
+        return ",".join(groups)
+    first, second = groups
+    if whole and len(first) == 4 and len(second) <= 2 and 1 <= int(second) <= 12:
+        return f"{_cmn_digits(first)}年{number_to_hanzi(int(second))}月"
+    if whole and len(first) == len(second) == 4 and match.string.startswith("年", match.end()):  # years
+        return f"{_cmn_digits(first)}到{_cmn_digits(second)}"
+    larger = float(second.rstrip("%")) > float(first.rstrip("%"))
+    return f"{first}{'到' if larger else '比'}{second}"
+
+
+def _cmn_slash(match: re.Match) -> str:
+    """``3/4``: 四分之三; ``1/2/3`` (no date): digit by digit, a comma between groups."""
+    groups = match.group(0).split("/")
+    if len(groups) > 2:
+        return _cmn_groups(groups) if all(g.isdigit() for g in groups) else ",".join(groups)
+    return _cmn_plain(groups[1]) + "分之" + _cmn_plain(groups[0])
+
+
 # a minus sign ("-" or U+2212) before a number, not inside a word or a number ("a-5", "1.-5" are no sign)
 _CMN_SIGN = r"(?:(?<![0-9a-zA-Z.])(?P<sign>[-\u2212]))?"
 
 _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
+    (re.compile(r"(?<![\d./-])(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<day>\d{1,2})"
+                r"(?![\d/-]|\.\d)(?P<suffix>[日号])?"), _cmn_date),
+    (re.compile(r"(?<![\d./-])\d+(?:\.\d+)?%?(?:-\d+(?:\.\d+)?%?)+(?![\d/-]|\.\d)"), _cmn_hyphenated),
+    (re.compile(r"(?<![\d./])\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)+(?![\d/]|\.\d)"), _cmn_slash),
     # the minus sign U+2212 between numbers subtracts ("5 − 3", "½−⅓", "5%−3%"); the hyphen "5-3" is left
     (re.compile(rf"(?<=[\d%{VULGAR_FRACTIONS}])\s*\u2212\s*(?=[\d{VULGAR_FRACTIONS}])"), "减"),
     (re.compile(r"(?<!\d)(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
-    # "½", "2½", "2 ½", and NFKC's "1⁄2", "2 1⁄2" (the fraction slash U+2044; "3/4" may be a date, and is left)
+    # "½", "2½", "2 ½", and NFKC's "1⁄2", "2 1⁄2" (the fraction slash U+2044)
     (re.compile(_CMN_SIGN
                 + rf"(?:(?<![\d.])(?P<whole>\d+)(?: ?(?=[{VULGAR_FRACTIONS}])| (?=\d+\u2044\d)))?"
                 + rf"(?:(?P<vulgar>[{VULGAR_FRACTIONS}])|(?<![\d.])(?P<num>\d+)\u2044(?P<den>\d+))(?P<percent>%)?"),
@@ -153,9 +215,10 @@ _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
 def expand_mandarin_numbers(text: str) -> str:
     """Read the Arabic numbers of a Mandarin text as hanzi numerals (see the module docstring).
 
-    Thousands separators are dropped, a four-digit year before 年 is read
-    digit by digit, ``%`` becomes 百分之, a minus sign (``-`` or U+2212) not
-    inside a word 负, U+2212 between numbers 减, vulgar fractions 分之.
+    Thousands separators are dropped, dates with a year are read 年月日, a
+    four-digit year before 年 digit by digit, ``%`` becomes 百分之, a minus
+    sign (``-`` or U+2212) not inside a word 负, U+2212 between numbers 减,
+    vulgar fractions and ``a/b`` 分之, a hyphen between two numbers 到 or 比.
 
     Arguments
     ---------
@@ -175,6 +238,8 @@ def expand_mandarin_numbers(text: str) -> str:
     '二零零八年, 负五, 一千'
     >>> expand_mandarin_numbers("½杯, ⅔, −2¾, 5−3")
     '二分之一杯, 三分之二, 负二又四分之三, 五减三'
+    >>> expand_mandarin_numbers("2026-11-27, 3/4, 5-10岁, 3-1")
+    '二零二六年十一月二十七日, 四分之三, 五到十岁, 三比一'
     """
     for pattern, replacement in _CMN_NUMBER_RULES:
         text = pattern.sub(replacement, text)
