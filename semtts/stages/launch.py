@@ -7,8 +7,8 @@ process per GPU) and differs in what reaches the console:
 - process 0 writes to the console as a single-process stage does; the other
   processes write to files under ``--log_dir``
   (``<run id>_<random>/attempt_0/<local rank>/stdout.log``, ``stderr.log``;
-  one folder per run, kept), so a start-up error is printed once, not once
-  per process;
+  one folder per run, the last :data:`KEPT_RUNS` kept), so a start-up error
+  is printed once, not once per process;
 - torchrun's own warnings and its ``ChildFailedError`` report are left out
   (also its notice that it sets ``OMP_NUM_THREADS=1`` in every process where
   it is unset). When process 0 failed, it has said why (a one-line
@@ -36,7 +36,10 @@ from typing import Any
 
 from semtts.errors import ConfigError, entry_point
 
-__all__ = ["error_line", "failure_line", "failure_report", "main", "torchrun_args"]
+__all__ = ["error_line", "failure_line", "failure_report", "main", "prune_run_logs", "torchrun_args"]
+
+KEPT_RUNS = 5
+"""The run folders of a ``--log_dir`` kept: a new run removes the oldest beyond these."""
 
 QUIET_LOGGERS = ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher")
 """torchrun's loggers, left out: their warnings and errors (an OMP_NUM_THREADS banner, a line per
@@ -183,6 +186,42 @@ def failure_report(failures: dict[int, Any], nproc: int, log_dir: str | Path) ->
     return failure_line(rank, failure.exitcode, nproc, log_dir, said[rank]), status
 
 
+def prune_run_logs(log_dir: str | Path, keep: int = KEPT_RUNS) -> list[Path]:
+    """Remove the oldest run folders of ``log_dir`` (torchrun's ``<run id>_<random>/attempt_*``), so
+    that with the run about to start ``keep`` remain.
+
+    Arguments
+    ---------
+    log_dir : str or Path
+        The launcher's ``--log_dir``.
+    keep : int
+        Runs kept, the new one included.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for age, name in enumerate(["new_a", "mid_b", "old_c", "notes"]):
+    ...     (root / name / ("attempt_0" if name != "notes" else "")).mkdir(parents=True)
+    ...     os.utime(root / name, (1000 - age, 1000 - age))
+    >>> [p.name for p in prune_run_logs(root, keep=3)], sorted(p.name for p in root.iterdir())
+    (['old_c'], ['mid_b', 'new_a', 'notes'])
+    """
+    import shutil
+
+    runs = sorted((p for p in Path(log_dir).glob("*") if p.is_dir() and any(p.glob("attempt_*"))),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = runs[max(keep - 1, 0):]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     """Run ``MODULE ARGS...`` in ``--nproc`` processes; see the module docstring."""
@@ -204,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(quiet)
 
     Path(options.log_dir).mkdir(parents=True, exist_ok=True)
+    prune_run_logs(options.log_dir)
     try:
         run(parse_args(torchrun_args(options.nproc, options.log_dir, options.module, options.args)))
     except ChildFailedError as err:
