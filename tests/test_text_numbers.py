@@ -348,9 +348,22 @@ MANDARIN_DATES_SLASHES_HYPHENS = [
     ("1990-1995年", "一九九零到一九九五年"),  # years before 年, both digit by digit
     ("比分3-1", "比分三比一"),  # otherwise a score
     ("3-3", "三比三"),
-    ("010-12345678", "零一零,一二三四五六七八"),  # a leading zero, or five digits: a phone number
+    ("010-12345678", "零一零,一二三四五六七八"),  # a leading zero, or seven digits: a phone number
     ("400-800-1234", "四零零,八零零,一二三四"),
     ("a-5", "a-五"),  # no number before the hyphen
+    # review: signs, percents, year ranges, times, codes
+    ("-3/4", "负四分之三"),
+    ("2023/10", "二零二三年十月"),
+    ("降低20-30%", "降低百分之二十到百分之三十"),
+    ("月薪10000-20000元", "月薪一万到二万元"),
+    ("2022-23赛季", "二零二二到二三赛季"),
+    ("1990-95年", "一九九零到九五年"),
+    ("9:00-17:00", "九点到十七点"),
+    ("8:30", "八点三十分"),
+    ("2:05", "两点零五分"),
+    ("A100-40GB", "A一百-四十GB"),  # a code: no range, no score
+    ("G1234-1次", "G一千二百三十四-一次"),
+    ("PyCharm 2023.3.2", "PyCharm 二千零二十三点三.二"),  # a version: no date
 ]
 
 

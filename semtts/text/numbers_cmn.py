@@ -15,14 +15,18 @@ cleaner reads) and the NFKC spelling ``"1⁄2"`` with the fraction slash
 U+2044 are read 分之, a whole part before one with 又 (``"½杯"`` is
 二分之一杯, ``"2½"`` 二又二分之一, ``"⅔"`` 三分之二).
 
-Dates with a year, ``yyyy-mm-dd``, ``yyyy/mm/dd`` or ``yyyy.mm.dd``, are read
-年月日 (``"2026-11-27"`` is 二零二六年十一月二十七日) when the day exists; a
-slash between two numbers is a fraction (``"3/4"`` is 四分之三). Two numbers
-joined by a hyphen are a range, 到, when the second is larger (``"5-10岁"`` is
-五到十岁), otherwise a score, 比 (``"3-1"`` is 三比一); more than two numbers so
-joined, or a number with a leading zero or of five digits or more among them,
-are read digit by digit, a comma between groups (``"010-12345678"`` is
-零一零,一二三四五六七八).
+Times are read 点 and 分 (``"9:05"`` is 九点零五分, ``"2:00"`` 两点). Dates with
+a year, ``yyyy-mm-dd``, ``yyyy/mm/dd`` or ``yyyy.mm.dd``, are read 年月日
+(``"2026-11-27"`` is 二零二六年十一月二十七日) when the day exists, a year and
+a month 年月 (``"2026-11"``, ``"2026/11"``); a slash between two numbers is
+otherwise a fraction (``"3/4"`` is 四分之三). Two numbers joined by a hyphen
+are a range, 到, when the second is larger (``"5-10岁"`` is 五到十岁,
+``"20-30%"`` 百分之二十到百分之三十, ``"2022-23赛季"`` 二零二二到二三赛季),
+otherwise a score, 比 (``"3-1"`` is 三比一); more than two numbers so joined,
+or a number with a leading zero or of seven digits or more among them, are
+read digit by digit, a comma between groups (``"010-12345678"`` is
+零一零,一二三四五六七八). Numbers inside a word or a code (``"A100-40GB"``,
+``"PyCharm 2023.3.2"``) are read one by one.
 
 Example
 -------
@@ -164,30 +168,63 @@ def _cmn_date(match: re.Match) -> str:
         + (match.group("suffix") or "日")
 
 
+_YEAR_WORDS = ("年", "赛季", "学年", "年度", "财年")
+"""Words after which two hyphenated numbers are years (``"2022-23赛季"``)."""
+
+
+def _cmn_year_month(year: str, month: str) -> str | None:
+    """``2026``, ``11``: 二零二六年十一月, for a year of 1900 to 2099 and a month; else None."""
+    if len(year) == 4 and 1900 <= int(year) <= 2099 and len(month) <= 2 and 1 <= int(month) <= 12:
+        return f"{_cmn_digits(year)}年{number_to_hanzi(int(month))}月"
+    return None
+
+
 def _cmn_hyphenated(match: re.Match) -> str:
-    """``5-10``: 五到十; ``3-1``: 三比一; ``2026-11``: 二零二六年十一月; ``010-12345678``, ``1-2-3``: digit by
-    digit, a comma between groups. The numbers of a range or a score are read by the rules after this one."""
+    """``5-10``: 五到十; ``3-1``: 三比一; ``2026-11``: 二零二六年十一月; ``2022-23赛季``: 二零二二到二三赛季;
+    ``010-12345678``, ``1-2-3``: digit by digit, a comma between groups. The numbers of a range or a
+    score are read by the rules after this one (``20-30%``: 百分之二十到百分之三十)."""
     groups = match.group(0).split("-")
     whole = all(g.isdigit() for g in groups)
-    if whole and (len(groups) > 2 or any(len(g) >= 5 or (len(g) > 1 and g.startswith("0")) for g in groups)):
+    if whole and (len(groups) > 2 or any(len(g) >= 7 or (len(g) > 1 and g.startswith("0")) for g in groups)):
         return _cmn_groups(groups)
     if len(groups) > 2:  # decimals or percents in a row
         return ",".join(groups)
     first, second = groups
-    if whole and len(first) == 4 and len(second) <= 2 and 1 <= int(second) <= 12:
-        return f"{_cmn_digits(first)}年{number_to_hanzi(int(second))}月"
-    if whole and len(first) == len(second) == 4 and match.string.startswith("年", match.end()):  # years
-        return f"{_cmn_digits(first)}到{_cmn_digits(second)}"
+    if whole and len(first) == 4 and match.string.startswith(_YEAR_WORDS, match.end()):
+        if len(second) == 4 or (len(second) == 2 and int(second) > int(first[2:])):  # a range of years
+            return f"{_cmn_digits(first)}到{_cmn_digits(second)}"
+    if whole and (year_month := _cmn_year_month(first, second)):
+        return year_month
+    if second.endswith("%") and not first.endswith("%"):  # "20-30%": both percents
+        first += "%"
     larger = float(second.rstrip("%")) > float(first.rstrip("%"))
     return f"{first}{'到' if larger else '比'}{second}"
 
 
 def _cmn_slash(match: re.Match) -> str:
-    """``3/4``: 四分之三; ``1/2/3`` (no date): digit by digit, a comma between groups."""
-    groups = match.group(0).split("/")
+    """``3/4``: 四分之三; ``-3/4``: 负四分之三; ``2023/10``: 二零二三年十月; ``1/2/3`` (no date): digit by digit,
+    a comma between groups."""
+    sign = "负" if match.group("sign") else ""
+    groups = match.group("numbers").split("/")
     if len(groups) > 2:
-        return _cmn_groups(groups) if all(g.isdigit() for g in groups) else ",".join(groups)
-    return _cmn_plain(groups[1]) + "分之" + _cmn_plain(groups[0])
+        return sign + (_cmn_groups(groups) if all(g.isdigit() for g in groups) else ",".join(groups))
+    if all(g.isdigit() for g in groups) and (year_month := _cmn_year_month(*groups)):
+        return sign + year_month
+    return sign + _cmn_plain(groups[1]) + "分之" + _cmn_plain(groups[0])
+
+
+def _cmn_clock(hour: str, minute: str) -> str:
+    """``9``, ``05``: 九点零五分 (两点 for two o'clock; no 分 on the hour)."""
+    spoken = ("两" if int(hour) == 2 else number_to_hanzi(int(hour))) + "点"
+    if int(minute):
+        spoken += ("零" if minute.startswith("0") else "") + number_to_hanzi(int(minute)) + "分"
+    return spoken
+
+
+def _cmn_time(match: re.Match) -> str:
+    """``9:30``: 九点三十分; ``9:00-17:00``: 九点到十七点."""
+    spoken = _cmn_clock(match.group("h1"), match.group("m1"))
+    return spoken + ("到" + _cmn_clock(match.group("h2"), match.group("m2")) if match.group("h2") else "")
 
 
 # a minus sign ("-" or U+2212) before a number, not inside a word or a number ("a-5", "1.-5" are no sign)
@@ -195,10 +232,16 @@ _CMN_SIGN = r"(?:(?<![0-9a-zA-Z.])(?P<sign>[-\u2212]))?"
 
 _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
-    (re.compile(r"(?<![\d./-])(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<day>\d{1,2})"
-                r"(?![\d/-]|\.\d)(?P<suffix>[日号])?"), _cmn_date),
-    (re.compile(r"(?<![\d./-])\d+(?:\.\d+)?%?(?:-\d+(?:\.\d+)?%?)+(?![\d/-]|\.\d)"), _cmn_hyphenated),
-    (re.compile(r"(?<![\d./])\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)+(?![\d/]|\.\d)"), _cmn_slash),
+    # times, dates, and numbers joined by hyphens or slashes; none inside a word or a code ("A100-40GB",
+    # "PyCharm 2023.3.2")
+    (re.compile(r"(?<![\d:.])(?P<h1>[01]?\d|2[0-4]):(?P<m1>[0-5]\d)"
+                r"(?:\s*[-~～]\s*(?P<h2>[01]?\d|2[0-4]):(?P<m2>[0-5]\d))?(?![\d:])"), _cmn_time),
+    (re.compile(r"(?<![\w./:-])(?<![A-Za-z]\s)(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)"
+                r"(?P<day>\d{1,2})(?![\d/:-]|\.\d)(?P<suffix>[日号])?", re.ASCII), _cmn_date),
+    (re.compile(r"(?<![\w./:-])\d+(?:\.\d+)?%?(?:-\d+(?:\.\d+)?%?)+(?![\d/:-]|\.\d)", re.ASCII),
+     _cmn_hyphenated),
+    (re.compile(_CMN_SIGN + r"(?<![\w./:])(?P<numbers>\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)+)(?![\d/:]|\.\d)",
+                re.ASCII), _cmn_slash),
     # the minus sign U+2212 between numbers subtracts ("5 − 3", "½−⅓", "5%−3%"); the hyphen "5-3" is left
     (re.compile(rf"(?<=[\d%{VULGAR_FRACTIONS}])\s*\u2212\s*(?=[\d{VULGAR_FRACTIONS}])"), "减"),
     (re.compile(r"(?<!\d)(\d{4})(?=年)"), lambda m: _cmn_digits(m.group(1))),
