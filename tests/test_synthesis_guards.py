@@ -196,13 +196,30 @@ def test_stage_8_synthesizes_a_batch_out_of_device_memory_in_halves(tmp_path, mo
     report = synthesize.synthesize_split({**hp, "synth_batch_size": 3}, generator, data, tmp_path / "split",
                                          torch.device("cpu"))
     assert report["utterances"] == 3 and report["audio_seconds"] == alone["audio_seconds"]
-    # the batch of 3, its halves of 1 and 2, then the 2 alone, each as wide as its longest item
-    assert [tuple(shape) for shape in calls] == [(3, 8), (1, 4), (2, 8), (1, 6), (1, 8)]
+    # the batch of 3, its halves of 1 and 2: the 2 are split without trying (more than fitted), each part
+    # as wide as its longest item
+    assert [tuple(shape) for shape in calls] == [(3, 8), (1, 4), (1, 6), (1, 8)]
     for i in range(3):
         torch.testing.assert_close(load_audio(tmp_path / "split" / f"u{i}.wav")[0],
                                    load_audio(tmp_path / "alone" / f"u{i}.wav")[0])
-    assert logged == ["split: 2 times a batch ran out of device memory and was synthesized in halves (first at u0); "
-                      "a smaller synth_batch_size avoids the retries"]
+    assert logged == ["split: out of device memory 1x (first at u0): those batches were synthesized in halves, "
+                      "and later ones of more than 1 utterances split (synth_batch_size 1 avoids the retries)"]
+    # cuDNN's and cuBLAS's allocation failures are RuntimeErrors: out of memory too; other errors are not
+    for error, caught in ((RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
+                          (RuntimeError("CUDA error: an illegal memory access was encountered"), False)):
+        def failing(self, tokens, *args, error=error, **kwargs):
+            if tokens.size(0) > 1:
+                raise error
+            return real_call(self, tokens, *args, **kwargs)
+
+        monkeypatch.setattr(GraphedSynthesizer, "__call__", failing)
+        if caught:
+            assert synthesize.synthesize_split({**hp, "synth_batch_size": 3}, generator, data, tmp_path / "cudnn",
+                                               torch.device("cpu"))["utterances"] == 3
+        else:
+            with pytest.raises(RuntimeError, match="illegal memory access"):
+                synthesize.synthesize_split({**hp, "synth_batch_size": 3}, generator, data, tmp_path / "other",
+                                            torch.device("cpu"))
     monkeypatch.setattr(GraphedSynthesizer, "__call__", lambda *a, **k: (_ for _ in ()).throw(
         torch.OutOfMemoryError("CUDA out of memory")))
     with pytest.raises(DataError, match=r"^u0: out of device memory synthesizing it alone \(4 tokens\); "):

@@ -28,9 +28,10 @@ reference recording (by default its first utterance by id). A split whose
 speakers a speaker-id table cannot condition on is skipped with a log line.
 
 Utterances are synthesized ``synth_batch_size`` at a time; a batch that runs
-out of device memory is synthesized in halves (down to single utterances,
-logged once per split), so one long utterance does not stop the stage, and one
-that does not fit alone is an error naming it.
+out of device memory (torch's, cuDNN's or cuBLAS's) is synthesized in halves,
+down to single utterances, and later batches larger than what fitted are split
+without trying (one log line per test set), so one long utterance does not stop
+the stage; one that does not fit alone is an error naming it.
 
 A stage-B or C model synthesizes from text alone: its semantics are the
 student's (SemPred), never the Whisper teacher's, and Whisper is not imported.
@@ -40,6 +41,7 @@ student's (SemPred), never the Whisper teacher's, and Whisper is not imported.
 
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -148,7 +150,7 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
     loader = make_dataloader(dataset, batch_size=hp["synth_batch_size"], shuffle=False)
     durations, silent, audio_s, start = {}, [], 0.0, time.perf_counter()
     synthesizer = GraphedSynthesizer(generator, enabled=False)  # eager (a new shape every batch); checks durations
-    split_batches = []  # the first item of each batch that ran out of device memory (synthesized in halves)
+    splits = MemorySplits()  # batches that ran out of device memory (synthesized in halves)
     for batch in loader:
         tokens = batch.token_ids.data.to(device)
         lengths = absolute_lengths(batch.token_ids)
@@ -156,7 +158,7 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
         spk_embed = batch.spk_embed.data.to(device).float() if embedded else None
         inputs = {"tokens": tokens, "lengths": lengths, "sid": sid, "spk_embed": spk_embed}
         try:
-            items = _synthesize_in_parts(synthesizer, hp, list(batch.id), inputs, split_batches)
+            items = _synthesize_in_parts(synthesizer, hp, list(batch.id), inputs, splits)
         except DurationsTooLong as err:  # refused before hours of audio were decoded
             shown = ", ".join(batch.id[:3]) + (" ..." if len(batch.id) > 3 else "")
             raise DataError(f"{out_dir.name}: batch {shown}: the predicted durations are {err} "
@@ -172,9 +174,10 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
             durations[utt_id] = {"durations": item_durations, "n_samples": n}
             assert n == sum(item_durations) * hop, f"{utt_id}: length does not match the durations"
             audio_s += n / sample_rate
-    if split_batches:
-        log("8", f"{out_dir.name}: {len(split_batches)} times a batch ran out of device memory and was synthesized "
-                 f"in halves (first at {split_batches[0]}); a smaller synth_batch_size avoids the retries")
+    if splits.first_ids:
+        log("8", f"{out_dir.name}: out of device memory {len(splits.first_ids)}x (first at {splits.first_ids[0]}): "
+                 f"those batches were synthesized in halves, and later ones of more than {splits.most_items} "
+                 f"utterances split (synth_batch_size {splits.most_items} avoids the retries)")
     seconds = time.perf_counter() - start
     write_json_atomic(out_dir / "durations.json", durations)
     report = {"utterances": len(durations), "audio_seconds": round(audio_s, 2),
@@ -185,33 +188,56 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
     return report
 
 
+@dataclass
+class MemorySplits:
+    """What stage 8 learnt of the device's memory in one split: the first utterance of each batch that
+    ran out of it, and the most utterances a batch had that fitted after that (larger batches are then
+    split without trying)."""
+
+    first_ids: list[str] = field(default_factory=list)
+    most_items: int | None = None
+
+
+def _out_of_memory(err: RuntimeError) -> bool:
+    """Whether ``err`` is the device running out of memory (torch's, or cuDNN's or cuBLAS's allocation)."""
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "ALLOC_FAILED" in text
+
+
 def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[str], inputs: dict,
-                         split_batches: list[str]) -> list[tuple[str, torch.Tensor, list[int]]]:
+                         splits: MemorySplits) -> list[tuple[str, torch.Tensor, list[int]]]:
     """Synthesize one batch: ``(id, float32 CPU waveform, per-token durations)`` per item. A batch that
-    runs out of device memory is synthesized in two halves, each as wide as its longest item (recursively;
-    its first id is added to ``split_batches``); one utterance that does not fit alone is a
-    :class:`DataError` naming it."""
-    try:
-        out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"], spk_embed=inputs["spk_embed"],
-                          noise_scale=hp["noise_scale"], noise_scale_w=hp["noise_scale_w"],
-                          length_scale=hp["length_scale"])
-        return [(utt_id, out.waveform[i, 0, : int(out.wav_lengths[i])].float().cpu(),
-                 out.durations[i, : int(inputs["lengths"][i])].tolist()) for i, utt_id in enumerate(ids)]
-    except torch.OutOfMemoryError:
-        if len(ids) == 1:
-            raise DataError(f"{ids[0]}: out of device memory synthesizing it alone ({int(inputs['lengths'][0])} "
-                            "tokens); synthesize on a larger device or lower length_scale") from None
-    if torch.cuda.is_available():  # (out of the except block: the failed call's tensors are freed)
-        torch.cuda.empty_cache()
-    split_batches.append(ids[0])
+    runs out of device memory, or has more utterances than fitted after that (``splits``), is synthesized
+    in two halves, each as wide as its longest item (recursively); one utterance that does not fit alone
+    is a :class:`DataError` naming it."""
+    if splits.most_items is None or len(ids) <= splits.most_items:
+        out = None
+        try:
+            out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"],
+                              spk_embed=inputs["spk_embed"], noise_scale=hp["noise_scale"],
+                              noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
+        except RuntimeError as err:
+            if not _out_of_memory(err):
+                raise
+            if len(ids) == 1:
+                raise DataError(f"{ids[0]}: out of device memory synthesizing it alone "
+                                f"({int(inputs['lengths'][0])} tokens); synthesize on a larger device or "
+                                "lower length_scale") from None
+        if out is not None:  # (copied to the host as they are: no device memory needed)
+            return [(utt_id, out.waveform[i, 0, : int(out.wav_lengths[i])].cpu().float(),
+                     out.durations[i, : int(inputs["lengths"][i])].tolist()) for i, utt_id in enumerate(ids)]
+        if torch.cuda.is_available():  # (out of the except block: the failed call's tensors are freed)
+            torch.cuda.empty_cache()
+        splits.first_ids.append(ids[0])
+        splits.most_items = len(ids) // 2 if splits.most_items is None else min(splits.most_items, len(ids) // 2)
     half = len(ids) // 2
     parts = [{key: None if value is None else value[part] for key, value in inputs.items()}
              for part in (slice(0, half), slice(half, None))]
     for part in parts:  # each part as long as its longest item
         width = int(part["lengths"].max())
         part["tokens"] = part["tokens"][:, :width]
-    return (_synthesize_in_parts(synthesizer, hp, ids[:half], parts[0], split_batches)
-            + _synthesize_in_parts(synthesizer, hp, ids[half:], parts[1], split_batches))
+    return (_synthesize_in_parts(synthesizer, hp, ids[:half], parts[0], splits)
+            + _synthesize_in_parts(synthesizer, hp, ids[half:], parts[1], splits))
 
 
 def synthesize_stage(args: StageArgs, stage: str) -> bool:
