@@ -12,15 +12,14 @@
 # Default sections (SECTIONS="graphs graphs_all"; the H200 run of 2026-11-27 measured infer and train_core,
 # bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed out at 330 s before its
 # first record). They run in this order:
-#   graphs      a check that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
-#               parts, and every part of batches padded to few lengths), then the eager train step, bf16, batch
-#               32 and 64, bucketed, new lengths every step (the baseline; ~3 min)
+#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length parts,
+#               and every part of batches padded to few lengths, two shapes in turn; ~2 min)
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn (the steady state of a long training, its padded shapes all recorded), batch 32
-#               then 64 (at most 300 s)
-#   graphs      new lengths every step, batch 32 and 64, with only the decoder and the discriminator compiled, as
-#               CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left before the
-#               deadline)
+#               then 64, after the same batches eager (the comparison; at most 60 + 300 s)
+#   graphs      new lengths every step, batch 32 and 64, eager, then with only the decoder and the discriminator
+#               compiled, as CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left
+#               before the deadline)
 # Every train-step record has gpu_busy_ms, the GPU's own time per step.
 # By name only: profile (where a bf16 batch-32 step's time goes, and the GPU's busy time in it, eager and with
 # the fixed-length parts as CUDA graphs; ~3-4 min), infer (eager and CUDA-graph synthesis at 100/200/400
@@ -29,10 +28,10 @@
 # in torch.compile's default mode, then eager on the same batches), tests (CUDA-only tests), mas (Triton
 # kernel check against the CPU and timing), train (train_core plus fp16, and bf16/fp16 with every 1-D
 # convolution in NHWC), conv_shapes (every convolution call of a step timed alone per layout), compile_nhwc,
-# campplus, whisper, experiments, compile (batch 32, every part compiled, the variable-length ones without CUDA
-# graphs: new lengths every step) (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on
-# an H200 in bench/results/gpu_h200/). Each section writes its own jsonl (profile a .txt), all of it is in
-# OUT_DIR/log.txt; the default call leaves 4 files, "tests mas infer" 4 (the tool returns at most 8).
+# campplus, whisper, experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on
+# an H200 in bench/results/gpu_h200/), compile (batch 32, every part compiled, the variable-length ones without
+# CUDA graphs: new lengths every step). Each section writes its own jsonl (profile a .txt), all of it is in
+# OUT_DIR/log.txt; the default call leaves 5 files, "tests mas infer" 4 (the tool returns at most 8).
 # Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 540) after the start, so
 # one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
@@ -55,8 +54,8 @@ finish() {  # finish STATUS [WHY]: the one-line summary, the log completed, exit
     exit "$1"
 }
 echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-540} s ($(date +%H:%M:%S))"
-known=" graphs graphs_all compile profile infer train_core train compile_default compile_nhwc conv_shapes tests mas campplus"
-known+=" whisper experiments "
+known=" graphs graphs_all compile profile infer train_core train compile_default compile_nhwc conv_shapes tests mas"
+known+=" campplus whisper experiments "
 for s in $sections; do
     [[ $known == *" $s "* ]] || { echo "gpu_run: unknown section '$s' (known:$known)"; finish 2 unknown_section; }
 done
@@ -121,17 +120,22 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 
 # a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
-if want graphs; then
-    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms),
-    # then eager on the batches the timed sections use, for the comparison on the same machine
+if want graphs || want graphs_all; then
+    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms)
     step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
-    step graphs_eager 90 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --out "$out/train_step_vary_eager.jsonl"
 fi
 if want graphs_all; then
-    # every part as CUDA graphs, one per padded shape; gpu_busy_ms: what the GPU itself needs of such a step
-    step graphs_all 300 "${train[@]}" --batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed --gpu_busy \
-        --compile --compile_mode reduce-overhead --pad_frames_to 32 --pad_tokens_to 16 --batch_pool 4 \
+    # every part as CUDA graphs, one per padded shape, after the same batches eager; gpu_busy_ms: what the GPU
+    # itself needs of such a step
+    pool=(--batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed --gpu_busy --pad_frames_to 32 --pad_tokens_to 16
+          --batch_pool 4)
+    step graphs_all_eager 60 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
+    step graphs_all 300 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
+fi
+if want graphs; then
+    # eager on the batches the graphs section times, for the comparison on the same machine
+    step graphs_eager 90 "${train[@]}" --batch_sizes 32 64 "${vary[@]}" --out "$out/train_step_vary_eager.jsonl"
 fi
 if want compile; then
     # every part --compile takes (semtts.compiled_parts), batch 32 only (at batch 32 and 64 it did not finish

@@ -38,7 +38,8 @@ With ``--pad_frames_to`` and ``--pad_tokens_to`` above 1 the batches are padded 
 multiples of those lengths, and under a CUDA-graph ``--compile_mode`` every part runs
 as CUDA graphs, one recorded per padded shape. ``--batch_pool K`` then times the
 steady state of a long training, whose batches take a few padded shapes again and
-again: K batches in turn, each seen twice (recorded) before the timed steps.
+again: K batches in turn, each seen three times (warmed up, recorded, replayed)
+before the timed steps.
 """
 
 import argparse
@@ -157,7 +158,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         spectrogram = hp["spectrogram"]
         # one batch, or with --vary_batches a new one (new lengths) for every step
         busy = args.gpu_busy and device.type == "cuda"
-        warmup = max(args.warmup, 2 * args.batch_pool)  # a pool: every batch seen twice (CUDA graphs recorded)
+        warmup = max(args.warmup, 3 * args.batch_pool)  # a pool: every batch seen 3 times (graphs recorded)
         n_steps = 1 + warmup + (3 if busy else 2) * args.steps
         n_batches = args.batch_pool or (n_steps if args.vary_batches else 1)
         batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
@@ -262,7 +263,7 @@ def main(argv=None) -> None:
                         help="a new batch (new lengths) at every step, as in training: shows recompilations")
     parser.add_argument("--batch_pool", type=int, default=0,
                         help="cycle through this many batches of new lengths (0: one, or --vary_batches); the "
-                             "warm-up then shows each twice, so that the timed steps replay recorded CUDA graphs")
+                             "warm-up shows each three times, so that the timed steps replay recorded CUDA graphs")
     parser.add_argument("--pad_frames_to", type=int, default=1,
                         help="pad each batch to a multiple of this many frames (train_A.yaml's pad_frames_to)")
     parser.add_argument("--pad_tokens_to", type=int, default=1,
@@ -279,6 +280,10 @@ def main(argv=None) -> None:
                         help="torch.backends.cudnn.benchmark = True (cuDNN picks kernels per shape)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.batch_pool < 0 or args.pad_frames_to < 1 or args.pad_tokens_to < 1:
+        parser.error("--batch_pool must be >= 0, --pad_frames_to and --pad_tokens_to >= 1")
+    if args.batch_pool and args.vary_batches:
+        parser.error("--batch_pool and --vary_batches: choose one (a pool of batches, or a new one every step)")
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     device = torch.device(args.device)
     on_cuda = device.type == "cuda"

@@ -37,7 +37,14 @@ variable-length parts are compiled in the same mode without CUDA graphs (a
 graph holds one shape; new lengths at every step would record one each
 time), unless the batches are padded to a few lengths (``pad_frames_to``
 and ``pad_tokens_to`` above 1, :mod:`semtts.length_padding`): then they too
-run as CUDA graphs, one recorded per padded shape (``graph_lengths``). The
+run as CUDA graphs (``graph_lengths``). A step's graphs form one path of
+inductor's CUDA-graph tree, so each combination of batch size and padded
+lengths is recorded once (warmed up, then recorded: two slower steps), and
+the graphs of the parts after the first that changed are recorded again
+for it. What stays eager between the graphs: the text encoder's embedding,
+norms and residuals, the duration predictor's flows outside its blocks,
+the spectrograms, the alignment search, the losses and the optimizers; an
+eager result that feeds a graph is copied into its input buffer. The
 Brain marks where each training step begins (:func:`begin_step`), so a
 step's graph outputs are not taken for ones still in use.
 
@@ -122,8 +129,8 @@ def compile_parts(generator: nn.Module, discriminator: nn.Module, keys: list[str
     options : dict
         ``torch.compile`` keyword arguments (``mode``, ``fullgraph``, ``dynamic``); the
         :data:`DYNAMIC_SHAPE_PARTS` are always compiled with ``dynamic=True``, in the
-        mode :data:`MODES` gives them (no CUDA graphs); the fixed-length parts with
-        ``dynamic=None`` (automatic) unless ``dynamic`` is True.
+        mode :data:`MODES` gives them (no CUDA graphs) unless ``graph_lengths``; the
+        fixed-length parts with ``dynamic=None`` (automatic) unless ``dynamic`` is True.
     graph_lengths : bool
         The batches take few lengths (padded to multiples): the :data:`DYNAMIC_SHAPE_PARTS`
         get ``options``'s own mode, CUDA graphs included (one recorded per shape).

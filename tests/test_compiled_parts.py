@@ -233,21 +233,25 @@ def test_padded_lengths_give_every_part_cuda_graphs(tmp_path, monkeypatch):
         assert compiled == [("reduce-overhead", None), (variable_mode, True)], pads
 
 
-GRAPHED = {"fixed-length parts": ({"compile_module_keys": ["decoder", "discriminator"]}, {}),
-           "every part, padded lengths": ({}, {"pad_frames_to": 8, "pad_tokens_to": 4})}
+GRAPHED = {"fixed-length parts": ({"compile_module_keys": ["decoder", "discriminator"]}, {}, 1),
+           "every part, padded lengths": ({}, {"pad_frames_to": 8, "pad_tokens_to": 4}, 2)}
+"""Run options and hparams of the graphed runs, and how many batches of other shapes they take in turn."""
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize("graphed", GRAPHED)
 def test_cuda_graph_parts_train_as_eager_does(tmp_path, graphed):
     """``--compile_mode reduce-overhead`` on the decoder and the discriminator, or on every part of batches
-    padded to few lengths: inductor replays them as CUDA graphs (none declined), and four steps (warm-up,
-    recording, replays) give eager's losses and gradient norms (eager on the same padded batches)."""
+    padded to few lengths (two batch sizes and padded lengths in turn: two paths of the graph tree):
+    inductor replays them as CUDA graphs (none declined), and every step (warm-up, recording, replays of
+    each shape) gives eager's losses and gradient norms (eager on the same padded batches)."""
+    from speechbrain.dataio.batch import PaddedBatch
     from torch._dynamo.utils import counters
 
-    from tests.test_brain import fixed_batch, make_run
+    from tests.test_brain import fixed_batch, make_run, synthetic_items
 
-    keys, pads = GRAPHED[graphed]
+    keys, pads, n_shapes = GRAPHED[graphed]
+    batches = [fixed_batch, lambda: PaddedBatch(synthetic_items(3, 6144, 9, seed=2))][:n_shapes]
     runs = []
     for graphs in (False, True):
         extra = {"compile": True, "compile_mode": "reduce-overhead", **keys} if graphs else {}
@@ -259,9 +263,9 @@ def test_cuda_graph_parts_train_as_eager_does(tmp_path, graphed):
         skips, graphs = counters["inductor"]["cudagraph_skips"], compiled_graph_count()
         torch.manual_seed(1)
         stats = []
-        for _ in range(4):  # cudagraph trees: the first call warms up, the second records, then replays
+        for step in range(max(4, 3 * n_shapes)):  # cudagraph trees: per shape a warm-up, a recording, replays
             with torch._inductor.config.patch(fallback_random=True):  # eager's random numbers (dropout, noise)
-                brain.fit_batch(fixed_batch())
+                brain.fit_batch(batches[step % n_shapes]())
             stats.append({k: float(v) for k, v in brain.step_stats.items()})
         brain.settle_steps()
         assert brain.nonfinite_total == 0

@@ -102,3 +102,41 @@ def test_evaluation_batches_are_not_padded_further(tmp_path):
 def test_bad_length_multiples_are_one_line_errors(tmp_path, key, value):
     with pytest.raises(ConfigError, match=f"^{key}: {value!r} is not a whole number of at least 1$"):
         make_run(tmp_path, 0, {key: value}, checkpoint=False)
+
+
+def test_stage_c_trains_the_same_on_batches_padded_further(tmp_path):
+    """Stage C (SemPred, its loss and the adapter, teacher features of their own length): padding the audio
+    and the tokens further changes no loss or gradient norm."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    from semtts.brain import VITSBrain
+    from semtts.lobes.vits.semantic_vits import SemanticVITS
+    from tests.test_semantic_stages import D, ROOT
+
+    stats = []
+    for pads in ({}, {"pad_frames_to": 8, "pad_tokens_to": 4}):
+        torch.manual_seed(0)
+        folder = ROOT / "hparams"
+        hp = load_hyperpyyaml((folder / "model" / "vits_tiny.yaml").read_text(),
+                              {"n_speakers": 2, "disc_periods": [2], "p_dropout": 0.0})
+        hp.update(load_hyperpyyaml((folder / "train_C.yaml").read_text(),
+                                   {"output_folder": str(tmp_path / str(len(pads))), "sempred_hidden": 16,
+                                    "p_teacher_steps": 10, **pads}))
+        generator = SemanticVITS(hp["generator"], D, use_adapter=True, sempred_hidden=16)
+        with torch.no_grad():
+            generator.adapter.gate.fill_(1.0)  # the adapter's output counts
+        brain = VITSBrain({"generator": generator, "discriminator": hp["discriminator"]}, hparams=hp,
+                          run_opts={"device": "cpu"})
+        brain.on_fit_start()
+        brain.modules.eval()  # no dropout: its masks would be drawn over more positions
+        gen = torch.Generator().manual_seed(4)
+        items = [{"sig": torch.randn(n, generator=gen) * 0.1, "token_ids": torch.arange(1, 1 + t), "spk_id": i,
+                  "teacher": torch.randn(f, D, generator=gen)}
+                 for i, (n, t, f) in enumerate(((8192, 9, 19), (7168, 6, 16)))]
+        torch.manual_seed(3)
+        with length_independent_noise():
+            brain.fit_batch(PaddedBatch(items))
+        stats.append({k: float(v) for k, v in brain.step_stats.items()})
+    assert stats[0]["sem"] > 0
+    for key, value in stats[0].items():
+        assert stats[1][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
