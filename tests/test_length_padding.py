@@ -140,3 +140,16 @@ def test_stage_c_trains_the_same_on_batches_padded_further(tmp_path):
     assert stats[0]["sem"] > 0
     for key, value in stats[0].items():
         assert stats[1][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+def test_cudnn_benchmark_is_a_yes_or_no_checked_at_start_up(tmp_path):
+    from semtts.stages.train import train
+    from tests.ddp_train_worker import write_corpus_yaml
+
+    corpus = write_corpus_yaml(tmp_path)
+    with pytest.raises(ConfigError, match=r"^--cudnn_benchmark: expected True or False, got '1'$"):
+        train("A", [str(corpus), "--cudnn_benchmark", "1"])
+    corpus.write_text(corpus.read_text() + "cudnn_benchmark: 1\n")  # a recipe's file that sets it
+    with pytest.raises(ConfigError, match=r"^cudnn_benchmark: 1 is not True or False$"):
+        train("A", [str(corpus)])
+    assert not (tmp_path / "exp").exists()  # nothing built, nothing written

@@ -211,6 +211,7 @@ def prune_run_logs(log_dir: str | Path, keep: int = KEPT_RUNS) -> list[Path]:
     ...     os.utime(root / name, (1000 - age, 1000 - age))
     >>> [p.name for p in prune_run_logs(root, keep=3)], sorted(p.name for p in root.iterdir())
     (['old_c'], ['mid_b', 'new_a', 'notes'])
+    >>> import shutil; shutil.rmtree(root)
     """
     import shutil
 

@@ -433,6 +433,9 @@ def train(stage: str, argv: list[str] | None = None) -> int:
     include = ("model_hparams", STAGE_FILES[stage])
     probe = load_stage_hparams(args.hparams_file, args.overrides, include=include[1:])
     check_run_options(run_opts, probe)  # before --force sets checkpoints aside or the marker goes
+    cudnn_benchmark = probe.get("cudnn_benchmark", False)
+    if not isinstance(cudnn_benchmark, bool):
+        raise ConfigError(f"cudnn_benchmark: {cudnn_benchmark!r} is not True or False")
     vectors = load_speaker_vectors(probe)  # start-up check of spk_emb/meta.json, before anything is built
     teacher = None
     if stage != "A":
@@ -479,6 +482,7 @@ def train(stage: str, argv: list[str] | None = None) -> int:
             spectrogram=hp["spectrogram"],  # items too short to train on are skipped, named
         )
         init_from_previous_stage(hp, stage, generator, hp["discriminator"])
+        torch.backends.cudnn.benchmark = cudnn_benchmark  # (CUDA only: the CPU ignores it)
         checkpointer = make_checkpointer(hp["save_folder"], generator, hp["discriminator"], hp["epoch_counter"])
         brain = VITSBrain(
             modules={"generator": generator, "discriminator": hp["discriminator"]},
