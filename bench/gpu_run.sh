@@ -12,11 +12,11 @@
 # Default sections (SECTIONS="graphs graphs_all"; the H200 run of 2026-11-27 measured infer and train_core,
 # bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed out at 330 s before its
 # first record). They run in this order:
-#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length parts,
-#               and every part of batches padded to few lengths, two shapes in turn; ~2 min)
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn (the steady state of a long training, its padded shapes all recorded), batch 32
 #               then 64, cudnn.benchmark on, after the same batches eager (the comparison; at most 60 + 300 s)
+#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length parts,
+#               and every part of batches padded to few lengths, two shapes in turn; ~2 min)
 #   graphs      new lengths every step, batch 32 and 64, eager, then with only the decoder and the discriminator
 #               compiled, as CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left
 #               before the deadline)
@@ -120,10 +120,6 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 
 # a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
-if want graphs || want graphs_all; then
-    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms)
-    step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
-fi
 if want graphs_all; then
     # every part as CUDA graphs, one per padded shape, after the same batches eager; gpu_busy_ms: what the GPU
     # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur; in eager bf16 it measured 272 /
@@ -133,6 +129,10 @@ if want graphs_all; then
     step graphs_all_eager 60 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
     step graphs_all 300 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
+fi
+if want graphs || want graphs_all; then
+    # that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms)
+    step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
 fi
 if want graphs; then
     # eager on the batches the graphs section times, for the comparison on the same machine
