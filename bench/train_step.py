@@ -184,13 +184,14 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
             first_s = time.perf_counter() - started
             ms = median_ms(step, device, warmup=warmup, iters=args.steps)
             steady_ms, enqueue_ms = steady_step_ms(step, device, args.steps)
-            busy_ms = round(gpu_busy_ms(step, args.steps), 1) if busy else None
+            busy_ms, busy_error = measured_busy_ms(step, args.steps) if busy else (None, None)
         except torch.OutOfMemoryError as err:
             return {**record, "error": f"out of memory: {str(err).splitlines()[0]}"}
         return {**record, "audio_s_per_batch": round(audio_s, 2), "tokens_mean": tokens_mean,
                 "bucketed": args.bucketed, "padded_s": round(padded_s, 2),  # the padded length of the batches
                 "median_ms": round(ms, 1), "steady_ms": round(steady_ms, 1), "enqueue_ms": round(enqueue_ms, 1),
                 "gpu_busy_ms": busy_ms,  # with --gpu_busy: the GPU's own time per step (the floor)
+                "gpu_busy_error": busy_error,  # why it is missing, when it is
                 "audio_s_per_s": round(audio_s / (steady_ms / 1000.0), 2),
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
                 # a CPU's peak RSS cannot be reset: it covers every earlier setting of this run too
@@ -206,6 +207,16 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "channels_last_conv1d": args.channels_last_conv1d,
                 "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
+
+
+def measured_busy_ms(step, steps: int) -> tuple[float | None, str | None]:
+    """:func:`common.gpu_busy_ms` of ``steps`` steps, or None and why: a profiler that fails or sees no
+    kernel (as it may in CUDA-graph replays) costs this field, not the record."""
+    try:
+        busy = gpu_busy_ms(step, steps)
+    except Exception as err:  # noqa: BLE001 - the profiler's own failure, reported in the record
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+    return (round(busy, 1), None) if busy > 0 else (None, "the profiler saw no kernel")
 
 
 def cudagraph_skips() -> int:
