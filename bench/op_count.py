@@ -13,8 +13,23 @@ With ``--flops_batch_size N`` it also counts the floating-point operations
 of one step on N items of ``bench/train_step.py``'s LJSpeech-like lengths
 (2-10 s): how much of a step's GPU time the arithmetic itself can explain.
 
+``--graphed none fixed all`` counts instead what the host would still
+launch with parts replayed as CUDA graphs (``--compile_mode
+reduce-overhead``): none, the decoder and the discriminator, or every
+compiled part of batches padded to few lengths (``pad_frames_to``,
+``pad_tokens_to``). The parts are compiled as ``compile_parts`` compiles
+them, by a backend that runs their forward and backward graphs as they are
+and marks them; ``host_ops`` are the profiler's outermost ATen operators
+outside those graphs (``host_ops_launching`` those of them that launch a
+kernel: no views, no cast to the type a tensor has), ``graph_calls`` the
+graphs run (one replay each on a GPU). torch.compile steps aside under the operator counter above, hence the
+profiler here, whose count differs from the counter's (operators as called,
+not as dispatched below autograd): compare ``host_ops`` with ``host_ops``.
+Not counted: the copies of eager inputs into a graph's buffers.
+
     python bench/op_count.py --config hparams/model/vits_base.yaml --precisions fp32 bf16 \\
         --flops_batch_size 4 --out bench/results/op_count_cpu.jsonl
+    python bench/op_count.py --precisions bf16 --graphed none fixed all --out bench/results/op_count_cpu.jsonl
 """
 
 import argparse
@@ -22,6 +37,7 @@ import collections
 import contextlib
 import sys
 import tempfile
+import unittest.mock
 from pathlib import Path
 
 import torch
@@ -60,19 +76,98 @@ class OperatorCounter(TorchDispatchMode):
             self.parts.pop()
 
 
+def as_on_cuda() -> None:
+    """Run the step as on CUDA: kernel-1 convolutions as products, fused AdamW and device-side skips."""
+    import semtts.brain
+    import semtts.lobes.vits.pointwise
+    import semtts.update_gate
+
+    semtts.lobes.vits.pointwise.MATMUL_DEVICES.add("cpu")
+    semtts.brain.build_optimizer = lambda opt_class, module, device: opt_class(module.parameters(), fused=True)
+    semtts.update_gate.supports_device_skip = lambda opt: getattr(opt, "_step_supports_amp_scaling", False)
+
+
+GRAPHED = {"none": [], "fixed": ["decoder", "discriminator"], "all": None}
+"""``--graphed``: the parts compiled (replayed as CUDA graphs on a GPU); ``all`` (None: every part) also
+pads the batches to multiples of 32 frames and 16 tokens."""
+GRAPH_MARK = "semtts::compiled_graph"
+NO_KERNEL = {f"aten::{name}" for name in ("detach", "view", "unsqueeze", "squeeze", "transpose", "expand", "slice",
+                                          "select", "reshape", "narrow", "alias", "permute", "t", "as_strided",
+                                          "split", "chunk", "unbind", "_unsafe_view", "view_as", "unflatten",
+                                          "flatten", "numpy_T", "expand_as", "split_with_sizes", "empty", "lift_fresh")}
+"""Operators that launch no kernel (views, and ``empty``'s allocation)."""
+
+
+def marking_backend():
+    """A ``torch.compile`` backend that runs the forward and backward graphs as they are, each call inside a
+    profiler range named :data:`GRAPH_MARK`."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    def compiler(gm, example_inputs):
+        def run(*args):
+            with torch.profiler.record_function(GRAPH_MARK):
+                return gm(*args)
+        return make_boxed_func(run)
+
+    return aot_autograd(fw_compiler=compiler, bw_compiler=compiler)
+
+
+def count_host_ops(config: str, precision: str, batch_size: int, graphed: str,
+                   seconds: tuple[float, float] = (1.0, 1.5)) -> dict:
+    """The outermost ATen operators one training step runs outside the graphs of the ``graphed`` parts
+    (:data:`GRAPHED`), and the graphs it runs, after a first step that compiles them."""
+    from semtts.brain import VITSBrain
+
+    as_on_cuda()
+    torch.manual_seed(0)
+    run_opts = {"device": "cpu", "precision": precision, "noprogressbar": True}
+    real_compile, backend = torch.compile, marking_backend()
+    with tempfile.TemporaryDirectory() as folder, unittest.mock.patch.object(
+            torch, "compile", lambda fn, mode=None, dynamic=None, fullgraph=False:
+            real_compile(fn, backend=backend, dynamic=dynamic, fullgraph=fullgraph)):
+        hp = load_hparams(config, folder)
+        if GRAPHED[graphed] != []:
+            run_opts |= {"compile": True, "compile_mode": "reduce-overhead", "compile_module_keys": GRAPHED[graphed]}
+        if graphed == "all":
+            hp.update(pad_frames_to=32, pad_tokens_to=16)
+        brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
+                          run_opts=run_opts)
+        brain.on_fit_start()
+        brain.modules.train()
+        spec = hp["spectrogram"]
+        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, *seconds, seed=batch_size)
+        fresh = host_copies(batch, 2, torch.device("cpu"))
+        brain.fit_batch(next(fresh))
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            brain.fit_batch(next(fresh))
+    host_ops = launching = graph_calls = 0
+    for event in prof.events():
+        if event.name == GRAPH_MARK:
+            graph_calls += 1
+            continue
+        if not event.name.startswith("aten::"):
+            continue
+        parent, outermost = event.cpu_parent, True
+        while parent is not None:
+            if parent.name.startswith("aten::") or parent.name == GRAPH_MARK:
+                outermost = False
+                break
+            parent = parent.cpu_parent
+        if outermost:
+            host_ops += 1
+            # (a view, or a cast to the type a tensor has, launches nothing)
+            launching += event.name not in NO_KERNEL and (event.name != "aten::to" or bool(event.cpu_children))
+    return {"graphed": graphed, "host_ops": host_ops, "host_ops_launching": launching, "graph_calls": graph_calls}
+
+
 def count_step(config: str, precision: str, batch_size: int, seconds: tuple[float, float] = (1.0, 1.5),
                flops: bool = False) -> dict:
     """The operator counts (or with ``flops`` the floating-point operations) of one training step
     (after a first, unmeasured one) on ``batch_size`` items of ``seconds`` (min, max) of audio."""
-    import semtts.brain
-    import semtts.lobes.vits.pointwise
-    import semtts.update_gate
     from semtts.brain import VITSBrain
 
-    # kernel-1 convolutions as products, fused AdamW and device-side skips: what a CUDA step runs
-    semtts.lobes.vits.pointwise.MATMUL_DEVICES.add("cpu")
-    semtts.brain.build_optimizer = lambda opt_class, module, device: opt_class(module.parameters(), fused=True)
-    semtts.update_gate.supports_device_skip = lambda opt: getattr(opt, "_step_supports_amp_scaling", False)
+    as_on_cuda()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         hp = load_hparams(config, folder)
@@ -113,12 +208,19 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=2, help="counts do not depend on it")
     parser.add_argument("--flops_batch_size", type=int, default=0,
                         help="also count the FLOPs of a step on this many items of 2-10 s (fp32; 0: no)")
+    parser.add_argument("--graphed", nargs="*", choices=sorted(GRAPHED), default=None,
+                        help="count the host's operators outside the CUDA graphs of these parts instead (see above)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     info = machine_info(torch.device("cpu"))
     for precision in args.precisions:
         record = {"bench": "op_count", **info, "config": Path(args.config).name,
                   "precision": precision, "batch_size": args.batch_size}
+        if args.graphed:
+            for graphed in args.graphed:
+                emit({**record, "bench": "host_ops", **count_host_ops(args.config, precision, args.batch_size,
+                                                                       graphed)}, args.out)
+            continue
         emit({**record, **count_step(args.config, precision, args.batch_size)}, args.out)
     if args.flops_batch_size:
         record = {"bench": "flop_count", **info, "config": Path(args.config).name, "precision": "fp32",

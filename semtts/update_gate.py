@@ -167,7 +167,14 @@ class UpdateGate:
         if not with_grad:  # a zero norm where the other checks live
             return torch.zeros((), device=params[0].device if params else None)
         limit = max_grad_norm if max_grad_norm and max_grad_norm > 0 else math.inf
-        return torch.nn.utils.clip_grad_norm_(with_grad, limit)
+        grads = [p.grad for p in with_grad]
+        if len({(g.device, g.dtype) for g in grads}) > 1:
+            return torch.nn.utils.clip_grad_norm_(with_grad, limit)
+        # torch's clip_grad_norm_, without its per-tensor .to(device) calls (one host call per parameter)
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if limit < math.inf:
+            torch._foreach_mul_(grads, torch.clamp(limit / (norm + 1e-6), max=1.0))
+        return norm
 
     def update(self, checks: list[torch.Tensor], max_grad_norm: float | None,
                also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,8 @@ SCRIPTS = {
     "train_step_nhwc_conv1d": [*STEP, "--precisions", "bf16", "--channels_last_conv1d", "--vary_batches"],
     "conv_shapes": ["bench/conv_shapes.py", *TINY, "--batch_size", "1", "--precision", "bf16", "--iters", "1"],
     "op_count": ["bench/op_count.py", *TINY, "--batch_size", "1", "--flops_batch_size", "1"],
+    "op_count_graphed": ["bench/op_count.py", *TINY, "--batch_size", "1", "--precisions", "bf16", "--graphed",
+                         "none", "all"],
     "mas": ["bench/mas.py", "--backends", "cpu", "--sizes", "16", "--iters", "1"],
     "campplus": ["bench/campplus.py", "--batch", "1", "--seconds", "1", "--iters", "1", "--warmup", "0"],
     "whisper_features": ["bench/whisper_features.py", "--utterances", "2", "--iters", "1"],

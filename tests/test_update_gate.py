@@ -72,3 +72,21 @@ def test_step_outcomes_take_three_flags_per_step():
         outcomes.add(7, torch.ones(2))  # the scaler's flag cannot be left out (it was read as 'applied')
     outcomes.add(8, torch.tensor([1.0, 1.0, 0.0]))
     assert outcomes.settle() == 0 and outcomes.overflows == 1 and outcomes.total == 0
+
+
+@pytest.mark.parametrize("limit", [0.5, 1e6, None])
+def test_clipping_is_torchs_clip_grad_norm(limit):
+    """The gate's clipping (foreach norms, no per-parameter host call) gives torch's norm and gradients."""
+    import copy
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    reference, x = copy.deepcopy(net), torch.randn(5, 4)
+    for model in (net, reference):
+        model(x).square().sum().backward()
+    want = torch.nn.utils.clip_grad_norm_(reference.parameters(), limit or float("inf"))
+    got = UpdateGate(torch.optim.AdamW(net.parameters()), torch.GradScaler("cpu", enabled=False)).clip(limit)
+    torch.testing.assert_close(got, want)
+    for param, expected in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(param.grad, expected.grad)
+    assert (limit is not None and float(want) > limit) == (limit == 0.5)  # only the first limit clips
