@@ -87,6 +87,30 @@ def as_on_cuda() -> None:
     semtts.update_gate.supports_device_skip = lambda opt: getattr(opt, "_step_supports_amp_scaling", False)
 
 
+@contextlib.contextmanager
+def one_step_later(config: str, precision: str, batch_size: int, seconds: tuple[float, float],
+                   run_opts: dict | None = None, hparams: dict | None = None):
+    """A Brain run as on CUDA (:func:`as_on_cuda`) on the CPU, after one training step (which compiles what
+    ``run_opts`` compile): ``(brain, a fresh copy of the batch for the next step, sample rate)``."""
+    from semtts.brain import VITSBrain
+
+    as_on_cuda()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        hp = load_hparams(config, folder)
+        hp.update(hparams or {})
+        brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
+                          run_opts={"device": "cpu", "precision": precision, "noprogressbar": True,
+                                    **(run_opts or {})})
+        brain.on_fit_start()
+        brain.modules.train()
+        spec = hp["spectrogram"]
+        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, *seconds, seed=batch_size)
+        fresh = host_copies(batch, 2, torch.device("cpu"))
+        brain.fit_batch(next(fresh))
+        yield brain, next(fresh), spec.sample_rate
+
+
 GRAPHED = {"none": [], "fixed": ["decoder", "discriminator"], "all": None}
 """``--graphed``: the parts compiled (replayed as CUDA graphs on a GPU); ``all`` (None: every part) also
 pads the batches to multiples of 32 frames and 16 tokens."""
@@ -117,30 +141,16 @@ def count_host_ops(config: str, precision: str, batch_size: int, graphed: str,
                    seconds: tuple[float, float] = (1.0, 1.5)) -> dict:
     """The outermost ATen operators one training step runs outside the graphs of the ``graphed`` parts
     (:data:`GRAPHED`), and the graphs it runs, after a first step that compiles them."""
-    from semtts.brain import VITSBrain
-
-    as_on_cuda()
-    torch.manual_seed(0)
-    run_opts = {"device": "cpu", "precision": precision, "noprogressbar": True}
+    run_opts = {}
+    if GRAPHED[graphed] != []:
+        run_opts = {"compile": True, "compile_mode": "reduce-overhead", "compile_module_keys": GRAPHED[graphed]}
+    pads = {"pad_frames_to": 32, "pad_tokens_to": 16} if graphed == "all" else {}
     real_compile, backend = torch.compile, marking_backend()
-    with tempfile.TemporaryDirectory() as folder, unittest.mock.patch.object(
-            torch, "compile", lambda fn, mode=None, dynamic=None, fullgraph=False:
-            real_compile(fn, backend=backend, dynamic=dynamic, fullgraph=fullgraph)):
-        hp = load_hparams(config, folder)
-        if GRAPHED[graphed] != []:
-            run_opts |= {"compile": True, "compile_mode": "reduce-overhead", "compile_module_keys": GRAPHED[graphed]}
-        if graphed == "all":
-            hp.update(pad_frames_to=32, pad_tokens_to=16)
-        brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
-                          run_opts=run_opts)
-        brain.on_fit_start()
-        brain.modules.train()
-        spec = hp["spectrogram"]
-        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, *seconds, seed=batch_size)
-        fresh = host_copies(batch, 2, torch.device("cpu"))
-        brain.fit_batch(next(fresh))
+    with unittest.mock.patch.object(torch, "compile", lambda fn, mode=None, dynamic=None, fullgraph=False:
+                                    real_compile(fn, backend=backend, dynamic=dynamic, fullgraph=fullgraph)), \
+            one_step_later(config, precision, batch_size, seconds, run_opts, pads) as (brain, batch, _):
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            brain.fit_batch(next(fresh))
+            brain.fit_batch(batch)
     host_ops = launching = graph_calls = 0
     for event in prof.events():
         if event.name == GRAPH_MARK:
@@ -165,31 +175,18 @@ def count_step(config: str, precision: str, batch_size: int, seconds: tuple[floa
                flops: bool = False) -> dict:
     """The operator counts (or with ``flops`` the floating-point operations) of one training step
     (after a first, unmeasured one) on ``batch_size`` items of ``seconds`` (min, max) of audio."""
-    from semtts.brain import VITSBrain
-
-    as_on_cuda()
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as folder:
-        hp = load_hparams(config, folder)
-        brain = VITSBrain({"generator": hp["generator"], "discriminator": hp["discriminator"]}, hparams=hp,
-                          run_opts={"device": "cpu", "precision": precision, "noprogressbar": True})
-        brain.on_fit_start()
-        brain.modules.train()
-        spec = hp["spectrogram"]
-        batch = make_batch(batch_size, spec.sample_rate, spec.hop_length, *seconds, seed=batch_size)
-        fresh = host_copies(batch, 2, torch.device("cpu"))
-        brain.fit_batch(next(fresh))
+    with one_step_later(config, precision, batch_size, seconds) as (brain, batch, sample_rate):
         if flops:
             with FlopCounterMode(display=False) as flop_counter:
-                brain.fit_batch(next(fresh))
+                brain.fit_batch(batch)
             tflop = flop_counter.get_total_flops() / 1e12
-            audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / spec.sample_rate
+            audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / sample_rate
             return {"audio_s": round(audio_s, 2), "tflop": round(tflop, 3),
                     "tflop_per_item": round(tflop / batch_size, 4)}
         counter = OperatorCounter()
         label_regions(brain, counter.part)  # the parts bench/profile_train_step.py times
         with counter:
-            brain.fit_batch(next(fresh))
+            brain.fit_batch(batch)
     by_part = collections.Counter()
     for (part, _), n in counter.counts.items():
         by_part[part] += n
