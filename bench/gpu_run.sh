@@ -14,9 +14,10 @@
 # first record). They run in this order:
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn (the steady state of a long training, its padded shapes all recorded), batch 32
-#               then 64, cudnn.benchmark on, after the same batches eager (the comparison; at most 60 + 300 s)
-#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length parts,
-#               and every part of batches padded to few lengths, two shapes in turn; ~2 min)
+#               then 64, cudnn.benchmark on, after the same batches eager (the comparison; at most 120 + 300 s);
+#               then, as a step of graphs_all or graphs (graphs_check), that the graphed parts train as eager does
+#               (tiny model, CUDA-only test: the fixed-length parts, and every part of batches padded to few
+#               lengths, two shapes in turn; ~2 min; what is left before the deadline)
 #   graphs      new lengths every step, batch 32 and 64, eager, then with only the decoder and the discriminator
 #               compiled, as CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left
 #               before the deadline)
@@ -122,11 +123,11 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
 if want graphs_all; then
     # every part as CUDA graphs, one per padded shape, after the same batches eager; gpu_busy_ms: what the GPU
-    # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur; in eager bf16 it measured 272 /
-    # 298 ms against 278 / 325 at batch 32 / 64 on the H200, while the host set the pace)
+    # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur; eager and host-bound, it gained
+    # 3% / 1% at batch 32 / 64 in bf16 on the H200, results/gpu_h200/train_step*.jsonl of one run)
     pool=(--batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed --gpu_busy --pad_frames_to 32 --pad_tokens_to 16
           --batch_pool 4 --cudnn_benchmark)
-    step graphs_all_eager 60 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
+    step graphs_all_eager 120 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
     step graphs_all 300 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
 fi

@@ -21,11 +21,12 @@ compiled part of batches padded to few lengths (``pad_frames_to``,
 them, by a backend that runs their forward and backward graphs as they are
 and marks them; ``host_ops`` are the profiler's outermost ATen operators
 outside those graphs (``host_ops_launching`` those of them that launch a
-kernel: no views, no cast to the type a tensor has), ``graph_calls`` the
-graphs run (one replay each on a GPU). torch.compile steps aside under the operator counter above, hence the
-profiler here, whose count differs from the counter's (operators as called,
-not as dispatched below autograd): compare ``host_ops`` with ``host_ops``.
-Not counted: the copies of eager inputs into a graph's buffers.
+kernel: no views, no cast or reshape that copies nothing), ``graph_calls``
+the graphs run (one replay each on a GPU). torch.compile steps aside under
+the operator counter above, hence the profiler here, whose count differs
+from the counter's (operators as called, not as dispatched below autograd):
+compare ``host_ops`` with ``host_ops``, not with ``ops_total``. Not
+counted: the copies of eager inputs into a graph's buffers.
 
     python bench/op_count.py --config hparams/model/vits_base.yaml --precisions fp32 bf16 \\
         --flops_batch_size 4 --out bench/results/op_count_cpu.jsonl
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import unittest.mock
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -89,7 +91,7 @@ def as_on_cuda() -> None:
 
 @contextlib.contextmanager
 def one_step_later(config: str, precision: str, batch_size: int, seconds: tuple[float, float],
-                   run_opts: dict | None = None, hparams: dict | None = None):
+                   run_opts: dict | None = None, hparams: dict | None = None) -> Iterator[tuple[Any, Any, int]]:
     """A Brain run as on CUDA (:func:`as_on_cuda`) on the CPU, after one training step (which compiles what
     ``run_opts`` compile): ``(brain, a fresh copy of the batch for the next step, sample rate)``."""
     from semtts.brain import VITSBrain
@@ -116,13 +118,15 @@ GRAPHED = {"none": [], "fixed": ["decoder", "discriminator"], "all": None}
 pads the batches to multiples of 32 frames and 16 tokens."""
 GRAPH_MARK = "semtts::compiled_graph"
 NO_KERNEL = {f"aten::{name}" for name in ("detach", "view", "unsqueeze", "squeeze", "transpose", "expand", "slice",
-                                          "select", "reshape", "narrow", "alias", "permute", "t", "as_strided",
-                                          "split", "chunk", "unbind", "_unsafe_view", "view_as", "unflatten",
-                                          "flatten", "numpy_T", "expand_as", "split_with_sizes", "empty", "lift_fresh")}
+                                          "select", "narrow", "alias", "permute", "t", "as_strided", "split",
+                                          "chunk", "unbind", "_unsafe_view", "view_as", "unflatten", "numpy_T",
+                                          "expand_as", "split_with_sizes", "empty", "lift_fresh")}
 """Operators that launch no kernel (views, and ``empty``'s allocation)."""
+COPY_IF_NEEDED = {"aten::to", "aten::reshape", "aten::flatten", "aten::contiguous"}
+"""Operators that launch a kernel only when they copy (then the profiler shows an operator under them)."""
 
 
-def marking_backend():
+def marking_backend() -> Callable:
     """A ``torch.compile`` backend that runs the forward and backward graphs as they are, each call inside a
     profiler range named :data:`GRAPH_MARK`."""
     from functorch.compile import make_boxed_func
@@ -145,6 +149,7 @@ def count_host_ops(config: str, precision: str, batch_size: int, graphed: str,
     if GRAPHED[graphed] != []:
         run_opts = {"compile": True, "compile_mode": "reduce-overhead", "compile_module_keys": GRAPHED[graphed]}
     pads = {"pad_frames_to": 32, "pad_tokens_to": 16} if graphed == "all" else {}
+    torch._dynamo.reset()  # (graphs of an earlier count, compiled by another backend instance)
     real_compile, backend = torch.compile, marking_backend()
     with unittest.mock.patch.object(torch, "compile", lambda fn, mode=None, dynamic=None, fullgraph=False:
                                     real_compile(fn, backend=backend, dynamic=dynamic, fullgraph=fullgraph)), \
@@ -166,8 +171,8 @@ def count_host_ops(config: str, precision: str, batch_size: int, graphed: str,
             parent = parent.cpu_parent
         if outermost:
             host_ops += 1
-            # (a view, or a cast to the type a tensor has, launches nothing)
-            launching += event.name not in NO_KERNEL and (event.name != "aten::to" or bool(event.cpu_children))
+            # (a view, or a cast or reshape that copies nothing, launches nothing)
+            launching += event.name not in NO_KERNEL and (event.name not in COPY_IF_NEEDED or bool(event.cpu_children))
     return {"graphed": graphed, "host_ops": host_ops, "host_ops_launching": launching, "graph_calls": graph_calls}
 
 
@@ -205,7 +210,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=2, help="counts do not depend on it")
     parser.add_argument("--flops_batch_size", type=int, default=0,
                         help="also count the FLOPs of a step on this many items of 2-10 s (fp32; 0: no)")
-    parser.add_argument("--graphed", nargs="*", choices=sorted(GRAPHED), default=None,
+    parser.add_argument("--graphed", nargs="+", choices=sorted(GRAPHED), default=None,
                         help="count the host's operators outside the CUDA graphs of these parts instead (see above)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)

@@ -50,6 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -209,12 +210,24 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
 
 
-def measured_busy_ms(step, steps: int) -> tuple[float | None, str | None]:
+def measured_busy_ms(step: Callable[[], Any], steps: int) -> tuple[float | None, str | None]:
     """:func:`common.gpu_busy_ms` of ``steps`` steps, or None and why: a profiler that fails or sees no
-    kernel (as it may in CUDA-graph replays) costs this field, not the record."""
+    kernel (as it may in CUDA-graph replays) costs this field, not the record; a step that fails
+    raises as it would unprofiled."""
+    failed: list[BaseException] = []
+
+    def watched() -> Any:
+        try:
+            return step()
+        except BaseException as err:
+            failed.append(err)
+            raise
+
     try:
-        busy = gpu_busy_ms(step, steps)
+        busy = gpu_busy_ms(watched, steps)
     except Exception as err:  # noqa: BLE001 - the profiler's own failure, reported in the record
+        if failed:
+            raise failed[0] from None
         return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
     return (round(busy, 1), None) if busy > 0 else (None, "the profiler saw no kernel")
 

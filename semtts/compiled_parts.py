@@ -41,10 +41,12 @@ run as CUDA graphs (``graph_lengths``). A step's graphs form one path of
 inductor's CUDA-graph tree, so each combination of batch size and padded
 lengths is recorded once (warmed up, then recorded: two slower steps), and
 the graphs of the parts after the first that changed are recorded again
-for it. What stays eager between the graphs: the text encoder's embedding,
-norms and residuals, the duration predictor's flows outside its blocks,
-the spectrograms, the alignment search, the losses and the optimizers; an
-eager result that feeds a graph is copied into its input buffer. The
+for it. What stays eager between the graphs includes the text encoder's
+embedding, norms, residuals and projection, the duration predictor's
+pointwise convolutions and its flows outside its blocks, stage B and C's
+student and adapter, the spectrograms, the alignment search, the losses
+and the optimizers; an eager result that feeds a graph is copied into its
+input buffer (``bench/op_count.py --graphed`` counts what is left). The
 Brain marks where each training step begins (:func:`begin_step`), so a
 step's graph outputs are not taken for ones still in use.
 

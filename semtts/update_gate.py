@@ -148,6 +148,7 @@ class UpdateGate:
             factor = torch.where(ok > 0, 1.0, float("nan")).to(grads[0].dtype)
             torch._foreach_mul_(grads, factor)
 
+    @torch.no_grad()
     def clip(self, max_grad_norm: float | None) -> torch.Tensor:
         """Unscale the gradients, clip them to ``max_grad_norm`` (none if 0 or
         unset) and return their norm before clipping (a device tensor).

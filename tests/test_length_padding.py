@@ -143,6 +143,8 @@ def test_stage_c_trains_the_same_on_batches_padded_further(tmp_path):
 
 
 def test_cudnn_benchmark_is_a_yes_or_no_checked_at_start_up(tmp_path):
+    """``cudnn_benchmark`` must be True or False, from the command line or a recipe's file: a one-line
+    error before anything is built."""
     from semtts.stages.train import train
     from tests.ddp_train_worker import write_corpus_yaml
 

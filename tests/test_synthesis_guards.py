@@ -203,7 +203,7 @@ def test_stage_8_synthesizes_a_batch_out_of_device_memory_in_halves(tmp_path, mo
         torch.testing.assert_close(load_audio(tmp_path / "split" / f"u{i}.wav")[0],
                                    load_audio(tmp_path / "alone" / f"u{i}.wav")[0])
     assert logged == ["split: out of device memory 1x (first at u0): those batches were synthesized in halves, "
-                      "and later ones of more than 1 utterances split (synth_batch_size 1 avoids the retries)"]
+                      "and later ones of more than 1 utterance(s) split (synth_batch_size 1 may avoid the retries)"]
     # cuDNN's and cuBLAS's allocation failures are RuntimeErrors: out of memory too; other errors are not
     for error, caught in ((RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
                           (RuntimeError("CUDA error: an illegal memory access was encountered"), False)):

@@ -364,6 +364,13 @@ MANDARIN_DATES_SLASHES_HYPHENS = [
     ("A100-40GB", "A一百-四十GB"),  # a code: no range, no score
     ("G1234-1次", "G一千二百三十四-一次"),
     ("PyCharm 2023.3.2", "PyCharm 二千零二十三点三.二"),  # a version: no date
+    # second review: zero-padded months and seasons, ratios and scores with a colon
+    ("2026-09", "二零二六年九月"),
+    ("于2026-01发布", "于二零二六年一月发布"),
+    ("2008-09赛季", "二零零八到零九赛季"),
+    ("比例1:25", "比例一比二十五"),
+    ("比分3:1", "比分三比一"),
+    ("24:30", "二十四:三十"),  # no such time
 ]
 
 

@@ -75,18 +75,28 @@ def test_step_outcomes_take_three_flags_per_step():
 
 
 @pytest.mark.parametrize("limit", [0.5, 1e6, None])
-def test_clipping_is_torchs_clip_grad_norm(limit):
-    """The gate's clipping (foreach norms, no per-parameter host call) gives torch's norm and gradients."""
+@pytest.mark.parametrize("grads", ["float32", "bfloat16", "mixed", "inf"])
+def test_clipping_is_torchs_clip_grad_norm(limit, grads):
+    """The gate's clipping (foreach norms, no per-parameter host call) gives torch's norm and gradients:
+    float32 or bfloat16 gradients, mixed types (torch's own function then), a non-finite gradient."""
     import copy
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    if grads in ("bfloat16", "mixed"):
+        (net if grads == "bfloat16" else net[1]).to(torch.bfloat16)
     reference, x = copy.deepcopy(net), torch.randn(5, 4)
     for model in (net, reference):
-        model(x).square().sum().backward()
+        model[1](model[0](x.to(model[0].weight.dtype)).to(model[1].weight.dtype)).float().square().sum().backward()
+        if grads == "inf":
+            model[1].bias.grad[0] = float("inf")
     want = torch.nn.utils.clip_grad_norm_(reference.parameters(), limit or float("inf"))
     got = UpdateGate(torch.optim.AdamW(net.parameters()), torch.GradScaler("cpu", enabled=False)).clip(limit)
     torch.testing.assert_close(got, want)
+    assert not got.requires_grad
+    if grads == "inf" and limit is None:  # torch multiplies by inf / inf; the gate leaves the step's skip to it
+        return
     for param, expected in zip(net.parameters(), reference.parameters()):
-        torch.testing.assert_close(param.grad, expected.grad)
-    assert (limit is not None and float(want) > limit) == (limit == 0.5)  # only the first limit clips
+        torch.testing.assert_close(param.grad, expected.grad, equal_nan=True)
+    if grads == "float32":
+        assert (limit is not None and float(want) > limit) == (limit == 0.5)  # only the first limit clips

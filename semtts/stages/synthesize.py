@@ -177,7 +177,7 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
     if splits.first_ids:
         log("8", f"{out_dir.name}: out of device memory {len(splits.first_ids)}x (first at {splits.first_ids[0]}): "
                  f"those batches were synthesized in halves, and later ones of more than {splits.most_items} "
-                 f"utterances split (synth_batch_size {splits.most_items} avoids the retries)")
+                 f"utterance(s) split (synth_batch_size {splits.most_items} may avoid the retries)")
     seconds = time.perf_counter() - start
     write_json_atomic(out_dir / "durations.json", durations)
     report = {"utterances": len(durations), "audio_seconds": round(audio_s, 2),
@@ -191,8 +191,7 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
 @dataclass
 class MemorySplits:
     """What stage 8 learnt of the device's memory in one split: the first utterance of each batch that
-    ran out of it, and the most utterances a batch had that fitted after that (larger batches are then
-    split without trying)."""
+    ran out of it, and half the smallest such batch (larger batches are then split without trying)."""
 
     first_ids: list[str] = field(default_factory=list)
     most_items: int | None = None

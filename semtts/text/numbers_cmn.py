@@ -26,7 +26,8 @@ otherwise a score, 比 (``"3-1"`` is 三比一); more than two numbers so joined
 or a number with a leading zero or of seven digits or more among them, are
 read digit by digit, a comma between groups (``"010-12345678"`` is
 零一零,一二三四五六七八). Numbers inside a word or a code (``"A100-40GB"``,
-``"PyCharm 2023.3.2"``) are read one by one.
+``"PyCharm 2023.3.2"``) get none of these readings. After 比, 比例 or 比分 a
+colon joins a ratio or a score (``"比例1:25"`` is 比例一比二十五).
 
 Example
 -------
@@ -185,16 +186,17 @@ def _cmn_hyphenated(match: re.Match) -> str:
     score are read by the rules after this one (``20-30%``: 百分之二十到百分之三十)."""
     groups = match.group(0).split("-")
     whole = all(g.isdigit() for g in groups)
+    if whole and len(groups) == 2 and len(groups[0]) == 4:  # a year first: years, or a year and a month
+        first, second = groups
+        if match.string.startswith(_YEAR_WORDS, match.end()) and len(second) in (2, 4):  # "2008-09赛季"
+            return f"{_cmn_digits(first)}到{_cmn_digits(second)}"
+        if year_month := _cmn_year_month(first, second):  # "2026-09"
+            return year_month
     if whole and (len(groups) > 2 or any(len(g) >= 7 or (len(g) > 1 and g.startswith("0")) for g in groups)):
         return _cmn_groups(groups)
     if len(groups) > 2:  # decimals or percents in a row
         return ",".join(groups)
     first, second = groups
-    if whole and len(first) == 4 and match.string.startswith(_YEAR_WORDS, match.end()):
-        if len(second) == 4 or (len(second) == 2 and int(second) > int(first[2:])):  # a range of years
-            return f"{_cmn_digits(first)}到{_cmn_digits(second)}"
-    if whole and (year_month := _cmn_year_month(first, second)):
-        return year_month
     if second.endswith("%") and not first.endswith("%"):  # "20-30%": both percents
         first += "%"
     larger = float(second.rstrip("%")) > float(first.rstrip("%"))
@@ -234,7 +236,9 @@ _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
     (re.compile(r"(\d{1,3}),(?=\d{3}(?!\d))"), r"\1"),
     # times, dates, and numbers joined by hyphens or slashes; none inside a word or a code ("A100-40GB",
     # "PyCharm 2023.3.2")
-    (re.compile(r"(?<![\d:.])(?P<h1>[01]?\d|2[0-4]):(?P<m1>[0-5]\d)"
+    # a ratio or a score after 比, 比例, 比分 ("比例1:25": 一比二十五), before times
+    (re.compile(r"(?:(?<=比)|(?<=比例)|(?<=比分))\s*(\d+)\s*[:：]\s*(\d+)(?![\d:])"), r"\1比\2"),
+    (re.compile(r"(?<![\d:.])(?P<h1>[01]?\d|2[0-3]):(?P<m1>[0-5]\d)"
                 r"(?:\s*[-~～]\s*(?P<h2>[01]?\d|2[0-4]):(?P<m2>[0-5]\d))?(?![\d:])"), _cmn_time),
     (re.compile(r"(?<![\w./:-])(?<![A-Za-z]\s)(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)"
                 r"(?P<day>\d{1,2})(?![\d/:-]|\.\d)(?P<suffix>[日号])?", re.ASCII), _cmn_date),
