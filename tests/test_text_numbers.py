@@ -371,12 +371,29 @@ MANDARIN_DATES_SLASHES_HYPHENS = [
     ("比例1:25", "比例一比二十五"),
     ("比分3:1", "比分三比一"),
     ("24:30", "二十四:三十"),  # no such time
+    # a tilde between numbers: a range whatever their order
+    ("3~5天", "三到五天"),
+    ("10~5", "十到五"),
+    ("20~30%", "百分之二十到百分之三十"),
+    ("2022~23赛季", "二零二二到二三赛季"),
 ]
 
 
 @pytest.mark.parametrize("raw, expected", MANDARIN_DATES_SLASHES_HYPHENS)
 def test_mandarin_dates_slashes_and_hyphens(raw, expected):
     assert expand_mandarin_numbers(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("5~10岁", "五到十岁"),  # before, the tilde was dropped: 五十岁, fifty
+    ("5\uff5e10岁", "五到十岁"),  # the full-width tilde
+    ("5\u201310岁", "五到十岁"),  # an en dash
+    ("5\u201410岁", "五到十岁"),  # an em dash
+    ("2022\u201323赛季", "二零二二到二三赛季"),
+    ("你好\u2014世界", "你好,世界"),  # a dash that is no range: a pause, as before
+])
+def test_mandarin_cleaner_reads_range_marks_between_numbers(raw, expected):
+    assert mandarin_cleaner(raw) == expected
 
 
 @pytest.mark.parametrize(

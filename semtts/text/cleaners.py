@@ -213,6 +213,9 @@ _CMN_PUNCT_MAP = str.maketrans({
 # Vulgar fractions are kept from NFKC, which glues a whole part to the numerator ("2½" "21⁄2"), for the
 # numbers reader; so is the minus sign U+2212 (a sign 负, or 减 between numbers), "-" where it is no number's.
 _CMN_VULGAR_FRACTION_RE = re.compile(f"([{VULGAR_FRACTIONS}])")
+# A tilde (NFKC's for ～), an en or an em dash between numbers marks a range ("5~10岁"), read 到 by the numbers
+# reader; elsewhere the dashes are pauses (_CMN_PUNCT_MAP) and a tilde is dropped.
+_CMN_RANGE_MARK_RE = re.compile(r"(?<=[\d%])\s*[~\u2013\u2014]\s*(?=\d)")
 _CMN_DROP_RE = re.compile(r"[\"'“”‘’「」『』《》〈〉【】()\[\]{}]")
 _CMN_DISALLOWED_RE = re.compile(rf"[^{HANZI}a-z,.!?;:\- ]+")
 _CMN_HANZI_SPACE_RE = re.compile(rf"(?<=[{HANZI}]) +(?=[{HANZI}])")
@@ -226,7 +229,7 @@ def _nfkc_keeping_fractions(text: str) -> str:
 
 
 def _mandarin(text: str, removed: Counter | None) -> str:
-    text = _nfkc_keeping_fractions(text).translate(_CMN_PUNCT_MAP)
+    text = _CMN_RANGE_MARK_RE.sub("~", _nfkc_keeping_fractions(text)).translate(_CMN_PUNCT_MAP)
     text = _CMN_DROP_RE.sub("", text)
     # Toned pinyin written in the text ("ni3 hao3") is kept as it is (ü as
     # v); everything else has its numbers read and its other characters dropped.

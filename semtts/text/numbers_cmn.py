@@ -26,7 +26,9 @@ otherwise a score, 比 (``"3-1"`` is 三比一); more than two numbers so joined
 or a number with a leading zero or of seven digits or more among them, are
 read digit by digit, a comma between groups (``"010-12345678"`` is
 零一零,一二三四五六七八). Numbers inside a word or a code (``"A100-40GB"``,
-``"PyCharm 2023.3.2"``) get none of these readings. After 比, 比例 or 比分 a
+``"PyCharm 2023.3.2"``) get none of these readings. A tilde between numbers
+is a range whatever their order (``"3~5天"`` is 三到五天; the Mandarin cleaner
+makes ``～``, ``–`` and ``—`` between numbers a tilde). After 比, 比例 or 比分 a
 colon joins a ratio or a score (``"比例1:25"`` is 比例一比二十五).
 
 Example
@@ -184,6 +186,14 @@ def _cmn_hyphenated(match: re.Match) -> str:
     """``5-10``: 五到十; ``3-1``: 三比一; ``2026-11``: 二零二六年十一月; ``2022-23赛季``: 二零二二到二三赛季;
     ``010-12345678``, ``1-2-3``: digit by digit, a comma between groups. The numbers of a range or a
     score are read by the rules after this one (``20-30%``: 百分之二十到百分之三十)."""
+    if "~" in match.group(0):  # a range mark ("5~10岁"; the cleaner's for ～, – and — too): 到 between all
+        ranges = match.group(0).split("~")
+        if len(ranges) == 2 and all(g.isdigit() for g in ranges) and len(ranges[0]) == 4 \
+                and len(ranges[1]) in (2, 4) and match.string.startswith(_YEAR_WORDS, match.end()):  # "2022~23年"
+            return "到".join(_cmn_digits(g) for g in ranges)
+        if ranges[-1].endswith("%"):  # "20~30%": all percents
+            ranges = [g if g.endswith("%") else g + "%" for g in ranges]
+        return "到".join(ranges)
     groups = match.group(0).split("-")
     whole = all(g.isdigit() for g in groups)
     if whole and len(groups) == 2 and len(groups[0]) == 4:  # a year first: years, or a year and a month
@@ -242,7 +252,7 @@ _CMN_NUMBER_RULES: list[tuple[re.Pattern, str | Callable[[re.Match], str]]] = [
                 r"(?:\s*[-~～]\s*(?P<h2>[01]?\d|2[0-4]):(?P<m2>[0-5]\d))?(?![\d:])"), _cmn_time),
     (re.compile(r"(?<![\w./:-])(?<![A-Za-z]\s)(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)"
                 r"(?P<day>\d{1,2})(?![\d/:-]|\.\d)(?P<suffix>[日号])?", re.ASCII), _cmn_date),
-    (re.compile(r"(?<![\w./:-])\d+(?:\.\d+)?%?(?:-\d+(?:\.\d+)?%?)+(?![\d/:-]|\.\d)", re.ASCII),
+    (re.compile(r"(?<![\w./:~-])\d+(?:\.\d+)?%?(?:[-~]\d+(?:\.\d+)?%?)+(?![\d/:~-]|\.\d)", re.ASCII),
      _cmn_hyphenated),
     (re.compile(_CMN_SIGN + r"(?<![\w./:])(?P<numbers>\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)+)(?![\d/:]|\.\d)",
                 re.ASCII), _cmn_slash),
