@@ -126,6 +126,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
     from semtts.brain import VITSBrain
     from semtts.compiled_parts import compiled_graph_count
     from semtts.errors import ConfigError
+    from semtts.length_padding import padded_length
 
     record = {"bench": "train_step", **info, "config": args.config, "precision": precision,
               "batch_size": batch_size, "threads": torch.get_num_threads()}
@@ -169,8 +170,8 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                                   for b in batches)
         tokens_mean = round(statistics.mean(float((b.token_ids.lengths * b.token_ids.data.shape[1]).mean())
                                             for b in batches), 1)
-        multiple = args.pad_frames_to * spectrogram.hop_length
-        padded_s = statistics.mean(-(-b.sig.data.shape[1] // multiple) * multiple / spectrogram.sample_rate
+        multiple = args.pad_frames_to * spectrogram.hop_length  # as the Brain pads a training batch
+        padded_s = statistics.mean(padded_length(b.sig.data.shape[1], multiple) / spectrogram.sample_rate
                                    for b in batches)
         copies = [host_copies(b, -(-n_steps // n_batches), device) for b in batches]
         fresh = (next(copies[i % n_batches]) for i in range(n_steps))  # the batches in turn

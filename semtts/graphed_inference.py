@@ -51,7 +51,8 @@ from semtts.lobes.vits.input_checks import check_tokens, int64_on
 from semtts.lobes.vits.synthesizer import VITSInference
 from semtts.lobes.vits.text_encoder import TextEncoderOutput
 
-__all__ = ["DECODE_DTYPES", "MAX_FRAMES_PER_TOKEN", "DurationsTooLong", "GraphedSynthesizer", "check_precision", "cuda_index"]
+__all__ = ["DECODE_DTYPES", "MAX_FRAMES_PER_TOKEN", "DurationsTooLong", "GraphedSynthesizer", "check_precision",
+           "cuda_index", "out_of_memory"]
 
 DECODE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 """The precisions synthesis can decode in (SpeechBrain's ``--precision`` names)."""
@@ -145,6 +146,20 @@ synth --max-frames-per-token``): 200 frames are 2.3 s per phoneme at 22.05 kHz, 
 
 class DurationsTooLong(RuntimeError):
     """Predicted durations past :attr:`GraphedSynthesizer.max_frames_per_token`, refused before decoding."""
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation that failed: torch's (CUDA or host), cuDNN's or cuBLAS's, Python's.
+
+    Example
+    -------
+    >>> [out_of_memory(e) for e in (torch.OutOfMemoryError("CUDA out of memory"), MemoryError(),
+    ...  RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), RuntimeError("illegal memory access"))]
+    [True, True, True, False]
+    """
+    text = str(err)
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
+        s in text for s in ("out of memory", "can't allocate memory", "ALLOC_FAILED"))
 
 
 class GraphedSynthesizer(nn.Module):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from semtts.errors import ConfigError
 
-__all__ = ["check_multiple", "pad_length_to"]
+__all__ = ["check_multiple", "pad_length_to", "padded_length"]
 
 
 def check_multiple(name: str, value: Any) -> int:
@@ -55,6 +55,17 @@ def check_multiple(name: str, value: Any) -> int:
     return value
 
 
+def padded_length(length: int, multiple: int) -> int:
+    """``length`` rounded up to a multiple of ``multiple``.
+
+    Example
+    -------
+    >>> padded_length(18, 8), padded_length(16, 8), padded_length(7, 1)
+    (24, 16, 7)
+    """
+    return -(-length // multiple) * multiple
+
+
 def pad_length_to(x: torch.Tensor, multiple: int, value: float = 0.0) -> torch.Tensor:
     """Pad the last dimension of ``x`` with ``value`` at its end, up to a multiple of ``multiple``.
 
@@ -72,5 +83,5 @@ def pad_length_to(x: torch.Tensor, multiple: int, value: float = 0.0) -> torch.T
     torch.Tensor
         ``[..., ceil(T / multiple) * multiple]`` (``x`` itself when no padding is needed).
     """
-    extra = -x.size(-1) % multiple
+    extra = padded_length(x.size(-1), multiple) - x.size(-1)
     return F.pad(x, (0, extra), value=value) if extra else x

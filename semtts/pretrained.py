@@ -29,7 +29,7 @@ import torch
 from semtts.audio import read_checked_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.graphed_inference import (MAX_FRAMES_PER_TOKEN, DurationsTooLong, GraphedSynthesizer,
-                                      check_precision)
+                                      check_precision, out_of_memory)
 from semtts.inference import check_scales
 from semtts.pack import build_packed_generator, load_weights
 from semtts.packed_model import PackedModel
@@ -149,8 +149,7 @@ def _size_failure(err: BaseException) -> str | None:
     text = str(err)
     if isinstance(err, DurationsTooLong):  # refused before decoding
         return text
-    if isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(
-            s in text for s in ("can't allocate memory", "out of memory")):
+    if out_of_memory(err):
         return "too long to allocate"
     if "inconsistent with step sign" in text:  # torch.arange over non-finite lengths
         return "not finite"

@@ -177,7 +177,20 @@ def test_dynamic_shape_parts_compile_once_for_every_length_and_match_eager(devic
     assert compiled_graph_count() - before == 6
 
 
-def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeypatch):
+@pytest.fixture
+def compiled_modes(monkeypatch) -> list:
+    """The (mode, dynamic) of every ``torch.compile`` call from here on; each compiles with the eager backend."""
+    compiled, real_compile = [], torch.compile
+
+    def recording_compile(fn, mode=None, dynamic=None, fullgraph=False):
+        compiled.append((mode, dynamic))
+        return real_compile(fn, backend="eager", dynamic=dynamic, fullgraph=fullgraph)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    return compiled
+
+
+def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeypatch, compiled_modes):
     """``--compile_mode reduce-overhead``: the fixed-shape parts get it, the variable-length ones the same
     optimisations without CUDA graphs; each training step is marked as a new one for the graph replays, and
     evaluation (whole utterances of every length, a batch's outputs kept for the logs) runs them eagerly."""
@@ -187,13 +200,7 @@ def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeyp
 
     from tests.test_brain import fixed_batch, make_run, synthetic_items
 
-    compiled, real_compile = [], torch.compile
-
-    def recording_compile(fn, mode=None, dynamic=None, fullgraph=False):
-        compiled.append((mode, dynamic))
-        return real_compile(fn, backend="eager", dynamic=dynamic, fullgraph=fullgraph)
-
-    monkeypatch.setattr(torch, "compile", recording_compile)
+    compiled = compiled_modes
     marks = []
     monkeypatch.setattr(semtts.brain, "begin_step", lambda: marks.append(brain.global_step))
     _, _, brain = make_run(tmp_path, 0, {"log_interval": 1000, "audio_log_interval": 1000}, checkpoint=False,
@@ -211,18 +218,12 @@ def test_cuda_graph_modes_mark_every_step_and_evaluate_eagerly(tmp_path, monkeyp
     assert torch.isfinite(value) and compiled_graph_count() == graphs and marks == [1, 2]
 
 
-def test_padded_lengths_give_every_part_cuda_graphs(tmp_path, monkeypatch):
+def test_padded_lengths_give_every_part_cuda_graphs(tmp_path, compiled_modes):
     """Batches padded to multiples of a length (pad_frames_to, pad_tokens_to > 1) take few shapes: under
     ``--compile_mode reduce-overhead`` the variable-length parts get the mode too, CUDA graphs included."""
     from tests.test_brain import make_run
 
-    compiled, real_compile = [], torch.compile
-
-    def recording_compile(fn, mode=None, dynamic=None, fullgraph=False):
-        compiled.append((mode, dynamic))
-        return real_compile(fn, backend="eager", dynamic=dynamic, fullgraph=fullgraph)
-
-    monkeypatch.setattr(torch, "compile", recording_compile)
+    compiled = compiled_modes
     for pads, variable_mode in (({"pad_frames_to": 8}, "default"),
                                 ({"pad_frames_to": 8, "pad_tokens_to": 4}, "reduce-overhead")):
         compiled.clear()

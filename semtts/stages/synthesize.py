@@ -53,7 +53,7 @@ from semtts.data.dataset import absolute_lengths, dataio_prepare
 from semtts.data.manifest import read_manifest, write_json_atomic
 from semtts.data.speaker_vectors import SpeakerVectors
 from semtts.errors import ConfigError, DataError, entry_point
-from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer
+from semtts.graphed_inference import DurationsTooLong, GraphedSynthesizer, out_of_memory
 from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import StageArgs, load_stage_hparams, log, parse_stage_args, read_done, run_stage
 from semtts.stages.train import STAGE_FILES, build_generator, load_speaker_vectors, model_sizes, stage_dir
@@ -197,12 +197,6 @@ class MemorySplits:
     most_items: int | None = None
 
 
-def _out_of_memory(err: RuntimeError) -> bool:
-    """Whether ``err`` is the device running out of memory (torch's, or cuDNN's or cuBLAS's allocation)."""
-    text = str(err)
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "ALLOC_FAILED" in text
-
-
 def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[str], inputs: dict,
                          splits: MemorySplits) -> list[tuple[str, torch.Tensor, list[int]]]:
     """Synthesize one batch: ``(id, float32 CPU waveform, per-token durations)`` per item. A batch that
@@ -216,7 +210,7 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
                               spk_embed=inputs["spk_embed"], noise_scale=hp["noise_scale"],
                               noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
         except RuntimeError as err:
-            if not _out_of_memory(err):
+            if not out_of_memory(err):
                 raise
             if len(ids) == 1:
                 raise DataError(f"{ids[0]}: out of device memory synthesizing it alone "

@@ -208,7 +208,7 @@ def english_cleaner(text: str) -> str:
 #: Character-class body matching hanzi (CJK unified ideographs, extensions, 〇).
 HANZI = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
 _CMN_PUNCT_MAP = str.maketrans({
-    "。": ".", "、": ",", "～": " ", "·": " ", "・": " ", "…": ".", "—": ",", "–": ",",
+    "。": ".", "、": ",", "·": " ", "・": " ", "…": ".", "—": ",", "–": ",",
 })
 # Vulgar fractions are kept from NFKC, which glues a whole part to the numerator ("2½" "21⁄2"), for the
 # numbers reader; so is the minus sign U+2212 (a sign 负, or 减 between numbers), "-" where it is no number's.
