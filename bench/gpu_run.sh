@@ -14,7 +14,7 @@
 # first record). They run in this order:
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn (the steady state of a long training, its padded shapes all recorded), batch 32
-#               then 64, cudnn.benchmark on, after the same batches eager (the comparison; at most 120 + 300 s);
+#               then 64, cudnn.benchmark on, after the same batches eager (the comparison; at most 90 + 420 s);
 #               then, as a step of graphs_all or graphs (graphs_check), that the graphed parts train as eager does
 #               (tiny model, CUDA-only test: the fixed-length parts, and every part of batches padded to few
 #               lengths, two shapes in turn; ~2 min; what is left before the deadline)
@@ -33,13 +33,13 @@
 # an H200 in bench/results/gpu_h200/), compile (batch 32, every part compiled, the variable-length ones without
 # CUDA graphs: new lengths every step). Each section writes its own jsonl (profile a .txt), all of it is in
 # OUT_DIR/log.txt; the default call leaves 5 files, "tests mas infer" 4 (the tool returns at most 8).
-# Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 540) after the start, so
+# Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 570) after the start, so
 # one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
 sections=${SECTIONS-graphs graphs_all}
-deadline=$((SECONDS + ${DEADLINE_S:-540}))
+deadline=$((SECONDS + ${DEADLINE_S:-570}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
 exec > >(tee -a "$out/log.txt") 2>&1
@@ -54,7 +54,7 @@ finish() {  # finish STATUS [WHY]: the one-line summary, the log completed, exit
     wait "$tee_pid" 2>/dev/null
     exit "$1"
 }
-echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-540} s ($(date +%H:%M:%S))"
+echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-570} s ($(date +%H:%M:%S))"
 known=" graphs graphs_all compile profile infer train_core train compile_default compile_nhwc conv_shapes tests mas"
 known+=" campplus whisper experiments "
 for s in $sections; do
@@ -127,8 +127,8 @@ if want graphs_all; then
     # 3% / 1% at batch 32 / 64 in bf16 on the H200, results/gpu_h200/train_step*.jsonl of one run)
     pool=(--batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed --gpu_busy --pad_frames_to 32 --pad_tokens_to 16
           --batch_pool 4 --cudnn_benchmark)
-    step graphs_all_eager 120 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
-    step graphs_all 300 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
+    step graphs_all_eager 90 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
+    step graphs_all 420 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
 fi
 if want graphs || want graphs_all; then

@@ -184,7 +184,15 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
             step()  # the first step (compiles with --compile)
             brain.settle_steps()
             first_s = time.perf_counter() - started
-            ms = median_ms(step, device, warmup=warmup, iters=args.steps)
+            progress(record, f"first step {first_s:.1f} s")
+            warm_s = []  # each warm-up step's time: where graphs are recorded, or parts compiled again
+            for _ in range(warmup):
+                began = time.perf_counter()
+                step()
+                brain.settle_steps()
+                warm_s.append(round(time.perf_counter() - began, 2))
+            progress(record, f"warm-up steps (s): {warm_s}")
+            ms = median_ms(step, device, warmup=0, iters=args.steps)
             steady_ms, enqueue_ms = steady_step_ms(step, device, args.steps)
             busy_ms, busy_error = measured_busy_ms(step, args.steps) if busy else (None, None)
         except torch.OutOfMemoryError as err:
@@ -198,7 +206,7 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
                 # a CPU's peak RSS cannot be reset: it covers every earlier setting of this run too
                 "peak_memory_scope": "this setting" if device.type == "cuda" else "process so far",
-                "first_step_s": round(first_s, 2), "compile": args.compile and args.compile_mode,
+                "first_step_s": round(first_s, 2), "warmup_steps_s": warm_s, "compile": args.compile and args.compile_mode,
                 "compile_module_keys": args.compile and args.compile_module_keys,
                 "compiled_graphs": compiled_graph_count() - graphs_before, "vary_batches": args.vary_batches,
                 "batch_pool": args.batch_pool, "pad_frames_to": args.pad_frames_to,
@@ -209,6 +217,11 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "channels_last_conv1d": args.channels_last_conv1d,
                 "fused_optimizers": brain.gate_g.deferred and brain.gate_d.deferred,
                 "skipped_steps": settled(brain).nonfinite_total, "steps": args.steps}
+
+
+def progress(record: dict, what: str) -> None:
+    """One line on stderr while a setting runs (a step killed by its timeout still shows how far it got)."""
+    print(f"train_step: batch {record['batch_size']} {record['precision']}: {what}", file=sys.stderr, flush=True)
 
 
 def measured_busy_ms(step: Callable[[], Any], steps: int) -> tuple[float | None, str | None]:
