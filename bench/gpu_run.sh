@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks and benchmarks of semtts, for a CUDA machine that has torch, triton and numba (the lent
 # H100/H200 image). The Python packages semtts needs beyond those travel as wheels in .whl/ (ignored by
-# git; carry it) and are installed here into /tmp/semtts_site, offline, when they do not import.
+# git; `bash bench/gpu_wheels.sh` makes it at this machine's .venv versions; carry it) and are installed here
+# into /tmp/semtts_site, offline, when they do not import or HyperPyYAML cannot load a document with them.
 #
 #   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 9 minutes
 #   SECTIONS="tests mas infer" bash bench/gpu_run.sh OUT_DIR   # second call, only if budget is left: ~4 min
@@ -9,15 +10,16 @@
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections (SECTIONS="graphs graphs_all"; the H200 run of 2026-11-27 measured infer and train_core,
-# bench/results/gpu_h200/2026-11-27/, and its compile section, at batch 32 and 64, timed out at 330 s before its
-# first record). They run in this order:
+# Default sections (SECTIONS="graphs_all graphs"). The H200 runs of 2026-11-27 measured infer and train_core
+# (bench/results/gpu_h200/2026-11-27/), then every part as CUDA graphs at batch 32 and 64
+# (bench/results/gpu_h200/2026-11-27-graphs_all/: compiling took 197 s, recording new shapes 2-40 s a step).
+# They run in this order:
+#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
+#               parts, and every part of batches padded to few lengths, two shapes in turn; at most 150 s)
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
-#               batches in turn (the steady state of a long training, its padded shapes all recorded), batch 32
-#               then 64, cudnn.benchmark on, after the same batches eager (the comparison; at most 90 + 420 s);
-#               then, as a step of graphs_all or graphs (graphs_check), that the graphed parts train as eager does
-#               (tiny model, CUDA-only test: the fixed-length parts, and every part of batches padded to few
-#               lengths, two shapes in turn; ~2 min; what is left before the deadline)
+#               batches in turn, spread over the lengths (the steady state of a long training, its padded shapes
+#               all recorded), batch 64 then 32 (GRAPHS_ALL_BATCHES), cudnn.benchmark on, after the same batches
+#               eager (the comparison; at most 100 + 420 s, the second clamped to the deadline)
 #   graphs      new lengths every step, batch 32 and 64, eager, then with only the decoder and the discriminator
 #               compiled, as CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left
 #               before the deadline)
@@ -38,7 +40,7 @@
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-graphs graphs_all}
+sections=${SECTIONS-graphs_all graphs}
 deadline=$((SECONDS + ${DEADLINE_S:-570}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -73,11 +75,13 @@ echo "gpu_run: afterwards copy $out/* to bench/results/gpu_${card:-CARD}/"
 # the packages beyond torch/triton/numba: offline, from .whl/, into $site (no compiling, no dependencies)
 export PYTHONPATH=$PWD:$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-pip_install() {
-    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$@"
+pip_install() {  # --upgrade: an earlier call's install in $site is replaced, not kept
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --upgrade --target "$site" "$@"
 }
-if ! python3 -c "import speechbrain, hyperpyyaml, soundfile" 2>/dev/null && [[ -d .whl ]]; then
-    echo "=== installing .whl/*.whl into $site ($(date +%H:%M:%S))"
+# ready: the packages import and HyperPyYAML loads a document (ruamel.yaml 0.19 imports but cannot load)
+ready="import speechbrain, soundfile; from hyperpyyaml import load_hyperpyyaml; load_hyperpyyaml('a: 1\nb: !ref <a>')"
+if ! python3 -c "$ready" 2>/dev/null && [[ -d .whl ]]; then
+    echo "=== installing .whl/*.whl into $site ($(date +%H:%M:%S); bench/gpu_wheels.sh makes .whl/)"
     if ! pip_install .whl/*.whl; then  # one wheel that does not fit: the others one by one
         for w in .whl/*.whl; do pip_install "$w" || echo "gpu_run: could not install $w"; done
     fi
@@ -91,8 +95,15 @@ for name in ("torch", "triton", "numba", "speechbrain", "hyperpyyaml", "soundfil
         importlib.import_module(name)
     except Exception as err:  # noqa: BLE001 - a broken install is as missing as an absent one
         missing.append(f"{name} ({type(err).__name__}: {err})")
+if not missing:
+    try:
+        from hyperpyyaml import load_hyperpyyaml
+        load_hyperpyyaml("a: 1\nb: !ref <a>")
+    except Exception as err:  # noqa: BLE001 - e.g. a ruamel.yaml that hyperpyyaml cannot use
+        import ruamel.yaml
+        missing.append(f"a working hyperpyyaml ({type(err).__name__}: {err}; ruamel.yaml {ruamel.yaml.__version__})")
 if missing:
-    sys.exit("gpu_run: missing Python packages: " + "; ".join(missing) + " (carry .whl/?)")
+    sys.exit("gpu_run: missing Python packages: " + "; ".join(missing) + " (carry .whl/ from bench/gpu_wheels.sh)")
 import torch, triton
 print("torch", torch.__version__, "triton", triton.__version__, "python", sys.version.split()[0])
 EOF
@@ -121,19 +132,21 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 
 # a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
+if want graphs || want graphs_all; then
+    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms);
+    # never run on a GPU before
+    step graphs_check 150 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
+fi
 if want graphs_all; then
     # every part as CUDA graphs, one per padded shape, after the same batches eager; gpu_busy_ms: what the GPU
-    # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur; eager and host-bound, it gained
-    # 3% / 1% at batch 32 / 64 in bf16 on the H200, results/gpu_h200/train_step*.jsonl of one run)
-    pool=(--batch_sizes 32 64 --precisions bf16 --steps 8 --bucketed --gpu_busy --pad_frames_to 32 --pad_tokens_to 16
-          --batch_pool 4 --cudnn_benchmark)
-    step graphs_all_eager 90 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
+    # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur). The pool's batches spread
+    # evenly over the 2-10 s lengths. Batch 64 first: the H200 run of 2026-11-27 measured batch 32 (96.5 ms),
+    # and its batch 64 on four random buckets that happened to be short (3.6 s per item).
+    pool=(--batch_sizes ${GRAPHS_ALL_BATCHES:-64 32} --precisions bf16 --steps 8 --bucketed --gpu_busy
+          --pad_frames_to 32 --pad_tokens_to 16 --batch_pool 4 --cudnn_benchmark)
+    step graphs_all_eager 100 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
     step graphs_all 420 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
-fi
-if want graphs || want graphs_all; then
-    # that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms)
-    step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
 fi
 if want graphs; then
     # eager on the batches the graphs section times, for the comparison on the same machine

@@ -80,16 +80,18 @@ batches holds items of one bucket."""
 
 
 def make_batch(batch_size: int, sample_rate: int, hop: int, min_s: float, max_s: float, seed: int,
-               bucketed: bool = False) -> PaddedBatch:
+               bucketed: bool = False, anchor_at: float | None = None) -> PaddedBatch:
     """Random audio of LJSpeech-like lengths with about one token per 3.2 frames.
 
     Lengths are uniform in ``[min_s, max_s]``; with ``bucketed``, as the original VITS batches them, every
-    item of the batch lies in the :data:`VITS_BUCKETS` bucket of one such length (less padding).
+    item of the batch lies in the :data:`VITS_BUCKETS` bucket of one such length (less padding): a random
+    one, or the one at ``anchor_at`` (0..1) of the range.
     """
     gen = torch.Generator().manual_seed(seed)
     low, high = min_s, max_s
     if bucketed:
-        anchor = (min_s + (max_s - min_s) * float(torch.rand(1, generator=gen))) * sample_rate / hop  # frames
+        at = float(torch.rand(1, generator=gen)) if anchor_at is None else anchor_at
+        anchor = (min_s + (max_s - min_s) * at) * sample_rate / hop  # frames
         edges = [edge for edge in zip(VITS_BUCKETS, VITS_BUCKETS[1:]) if edge[0] <= anchor < edge[1]]
         if edges:
             low = max(min_s, edges[0][0] * hop / sample_rate)
@@ -163,8 +165,11 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         warmup = max(args.warmup, 3 * args.batch_pool)  # a pool: every batch seen 3 times (graphs recorded)
         n_steps = 1 + warmup + (3 if busy else 2) * args.steps
         n_batches = args.batch_pool or (n_steps if args.vary_batches else 1)
+        # a pool's bucketed batches spread evenly over the lengths (their mean length the same at every batch
+        # size: four random ones once averaged 3.6 s per item at batch 64 and 7.6 s at batch 32)
         batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
-                              args.max_seconds, seed=batch_size + 1000 * i, bucketed=args.bucketed)
+                              args.max_seconds, seed=batch_size + 1000 * i, bucketed=args.bucketed,
+                              anchor_at=(i + 0.5) / n_batches if args.batch_pool else None)
                    for i in range(n_batches)]
         audio_s = statistics.mean(float(b.sig.lengths.sum() * b.sig.data.shape[1]) / spectrogram.sample_rate
                                   for b in batches)

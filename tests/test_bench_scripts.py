@@ -83,3 +83,21 @@ def test_gpu_run_refuses_in_one_line_without_cuda_or_with_an_unknown_section(tmp
                          capture_output=True, text=True, timeout=120)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert out.returncode == status and summary["gpu_run"] == why, out.stdout[-2000:]
+
+
+def test_a_pool_of_bucketed_batches_has_the_same_lengths_at_every_batch_size():
+    """``--batch_pool K`` spreads its bucketed batches evenly over the lengths, so batch 32 and 64 are timed on
+    batches of the same mean length (LJSpeech-like, about 6 s per item), not on whatever K random buckets give."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from train_step import make_batch
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    means = {}
+    for batch_size in (32, 64):
+        seconds = [float(b.sig.lengths.sum() * b.sig.data.shape[1]) / 22050 / batch_size
+                   for b in (make_batch(batch_size, 22050, 256, 2.0, 10.0, seed=batch_size + 1000 * i, bucketed=True,
+                                        anchor_at=(i + 0.5) / 4) for i in range(4))]
+        assert seconds == sorted(seconds) and seconds[0] < 4.0 < 8.0 < seconds[-1], seconds
+        means[batch_size] = sum(seconds) / len(seconds)
+    assert 5.5 < means[32] < 6.5 and abs(means[32] - means[64]) < 0.1, means
