@@ -30,6 +30,7 @@ SCRIPTS = {
     "mas": ["bench/mas.py", "--backends", "cpu", "--sizes", "16", "--iters", "1"],
     "campplus": ["bench/campplus.py", "--batch", "1", "--seconds", "1", "--iters", "1", "--warmup", "0"],
     "whisper_features": ["bench/whisper_features.py", "--utterances", "2", "--iters", "1"],
+    "padded_shapes": ["bench/padded_shapes.py", "--utterances", "300", "--epochs", "2", "--pads", "1x1", "32x16"],
 }
 
 
@@ -64,10 +65,11 @@ def test_gpu_only_scripts_say_so_without_cuda(tmp_path):
 
 
 def test_bench_doctests(tmp_path):
-    """The helpers of the benchmark scripts with doctests (the GPU busy time of a profile) keep them true."""
+    """The helpers of the benchmark scripts with doctests (the GPU busy time of a profile, the padded shapes)
+    keep them true."""
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules",
-                          "bench/common.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          "bench/common.py", "bench/padded_shapes.py"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-3000:]
 
 
@@ -101,3 +103,21 @@ def test_a_pool_of_bucketed_batches_has_the_same_lengths_at_every_batch_size():
         assert seconds == sorted(seconds) and seconds[0] < 4.0 < 8.0 < seconds[-1], seconds
         means[batch_size] = sum(seconds) / len(seconds)
     assert 5.5 < means[32] < 6.5 and abs(means[32] - means[64]) < 0.1, means
+
+
+def test_padded_shapes_counts_a_manifest_and_names_a_bad_item(tmp_path):
+    """A recipe's training manifest gives the durations and token counts; fewer shapes with coarser padding;
+    an item without a duration is a one-line error naming it."""
+    items = {f"u{i}": {"duration": 1.0 + 0.37 * i, "tokens": list(range(20 + 5 * i))} for i in range(40)}
+    manifest = tmp_path / "train.json"
+    manifest.write_text(json.dumps(items))
+    out = run_bench(["bench/padded_shapes.py", "--manifest", str(manifest), "--pads", "1x1", "64x32",
+                     "--max_batch_seconds", "20", "--num_buckets", "4", "--out", str(tmp_path / "o.jsonl")], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    fine, coarse = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert fine["utterances"] == 40 and fine["batches_per_epoch"] > 4
+    assert coarse["shapes"] < fine["shapes"] and coarse["extra_frames"] > fine["extra_frames"] >= 0
+    items["u3"] = {"tokens": [1]}
+    manifest.write_text(json.dumps(items))
+    out = run_bench(["bench/padded_shapes.py", "--manifest", str(manifest)], tmp_path)
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].endswith("item 'u3' has no duration and tokens")
