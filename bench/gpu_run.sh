@@ -5,21 +5,23 @@
 # into /tmp/semtts_site, offline, when they do not import or HyperPyYAML cannot load a document with them.
 #
 #   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 9 minutes
-#   SECTIONS="tests mas infer" bash bench/gpu_run.sh OUT_DIR   # second call, only if budget is left: ~4 min
+#   SECTIONS=graphs_check DEADLINE_S=200 bash bench/gpu_run.sh OUT_DIR2  # at once, if the first left it out
+#   SECTIONS="tests mas infer" bash bench/gpu_run.sh OUT_DIR   # another call, only if budget is left: ~4 min
 #
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections (SECTIONS="graphs_all graphs"). The H200 runs of 2026-11-27 measured infer and train_core
-# (bench/results/gpu_h200/2026-11-27/), then every part as CUDA graphs at batch 32 and 64
+# Default sections (SECTIONS="graphs_all graphs_check graphs"). The H200 runs of 2026-11-27 measured infer and
+# train_core (bench/results/gpu_h200/2026-11-27/), then every part as CUDA graphs at batch 32 and 64
 # (bench/results/gpu_h200/2026-11-27-graphs_all/: compiling took 197 s, recording new shapes 2-40 s a step).
 # They run in this order:
-#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
-#               parts, and every part of batches padded to few lengths, two shapes in turn; at most 150 s)
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn, spread over the lengths (the steady state of a long training, its padded shapes
 #               all recorded), batch 64 then 32 (GRAPHS_ALL_BATCHES), cudnn.benchmark on, after the same batches
 #               eager (the comparison; at most 100 + 420 s, the second clamped to the deadline)
+#   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
+#               parts, and every part of batches padded to few lengths, two shapes in turn; at most 180 s; if
+#               the deadline has passed, a second call at once: SECTIONS=graphs_check DEADLINE_S=200)
 #   graphs      new lengths every step, batch 32 and 64, eager, then with only the decoder and the discriminator
 #               compiled, as CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left
 #               before the deadline)
@@ -40,7 +42,7 @@
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-graphs_all graphs}
+sections=${SECTIONS-graphs_all graphs_check graphs}
 deadline=$((SECONDS + ${DEADLINE_S:-570}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -57,8 +59,8 @@ finish() {  # finish STATUS [WHY]: the one-line summary, the log completed, exit
     exit "$1"
 }
 echo "=== gpu_run: sections \"$sections\", out $out, deadline ${DEADLINE_S:-570} s ($(date +%H:%M:%S))"
-known=" graphs graphs_all compile profile infer train_core train compile_default compile_nhwc conv_shapes tests mas"
-known+=" campplus whisper experiments "
+known=" graphs graphs_all graphs_check compile profile infer train_core train compile_default compile_nhwc conv_shapes"
+known+=" tests mas campplus whisper experiments "
 for s in $sections; do
     [[ $known == *" $s "* ]] || { echo "gpu_run: unknown section '$s' (known:$known)"; finish 2 unknown_section; }
 done
@@ -132,11 +134,6 @@ train=(python3 bench/train_step.py --device cuda --config hparams/model/vits_bas
 
 # a new batch (new lengths) every step, so compiled_graphs shows whether anything compiled again
 vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
-if want graphs || want graphs_all; then
-    # first, that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms);
-    # never run on a GPU before
-    step graphs_check 150 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
-fi
 if want graphs_all; then
     # every part as CUDA graphs, one per padded shape, after the same batches eager; gpu_busy_ms: what the GPU
     # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur). The pool's batches spread
@@ -147,6 +144,11 @@ if want graphs_all; then
     step graphs_all_eager 100 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
     step graphs_all 420 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
+fi
+if want graphs_check; then
+    # that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms); never
+    # run on a GPU yet; what is left before the deadline, or a second call: SECTIONS=graphs_check DEADLINE_S=200
+    step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
 fi
 if want graphs; then
     # eager on the batches the graphs section times, for the comparison on the same machine

@@ -73,7 +73,7 @@ def test_bench_doctests(tmp_path):
     assert out.returncode == 0 and " passed" in out.stdout, out.stdout[-3000:]
 
 
-@pytest.mark.parametrize("sections, status, why", [("graphs graphs_all profile compile", 2, "no_cuda"),
+@pytest.mark.parametrize("sections, status, why", [("graphs_all graphs_check graphs profile compile", 2, "no_cuda"),
                                                    ("graphs tests bogus", 2, "unknown_section")])
 def test_gpu_run_refuses_in_one_line_without_cuda_or_with_an_unknown_section(tmp_path, sections, status, why):
     """The default sections are known to the GPU script, which stops at once (its last line a JSON summary)
