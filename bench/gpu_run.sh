@@ -11,22 +11,22 @@
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections (SECTIONS="graphs_all graphs_check graphs"). The H200 runs of 2026-11-27 measured infer and
+# Default sections (SECTIONS="graphs_all graphs_check"). The H200 runs of 2026-11-27 measured infer and
 # train_core (bench/results/gpu_h200/2026-11-27/), then every part as CUDA graphs at batch 32 and 64
 # (bench/results/gpu_h200/2026-11-27-graphs_all/: compiling took 197 s, recording new shapes 2-40 s a step).
 # They run in this order:
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn, spread over the lengths (the steady state of a long training, its padded shapes
 #               all recorded), batch 64 then 32 (GRAPHS_ALL_BATCHES), cudnn.benchmark on, after the same batches
-#               eager (the comparison; at most 100 + 420 s, the second clamped to the deadline)
+#               eager (the comparison, not profiled; at most 100 + 420 s)
 #   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
 #               parts, and every part of batches padded to few lengths, two shapes in turn; at most 180 s; if
 #               the deadline has passed, a second call at once: SECTIONS=graphs_check DEADLINE_S=200)
-#   graphs      new lengths every step, batch 32 and 64, eager, then with only the decoder and the discriminator
-#               compiled, as CUDA graphs (their launches, cuDNN's included, cost the host nothing; what is left
-#               before the deadline)
-# Every train-step record has gpu_busy_ms, the GPU's own time per step.
-# By name only: profile (where a bf16 batch-32 step's time goes, and the GPU's busy time in it, eager and with
+# By name: graphs (new lengths every step, batch 32 and 64, eager, then with only the decoder and the
+# discriminator compiled, as CUDA graphs: their launches, cuDNN's included, cost the host nothing).
+# Every train-step record of these sections but graphs_all's eager one has gpu_busy_ms, the GPU's own time per
+# step (profiling eager steps takes the host tens of seconds; eager at batch 32 it was 91.8 ms).
+# Also by name only: profile (where a bf16 batch-32 step's time goes, and the GPU's busy time in it, eager and with
 # the fixed-length parts as CUDA graphs; ~3-4 min), infer (eager and CUDA-graph synthesis at 100/200/400
 # tokens, fp32/fp16/bf16 decoder; ~1 min),
 # train_core (eager, batch 32 and 64, bf16 and fp32, then bf16 bucketed; ~2 min), compile_default (as compile,
@@ -36,13 +36,13 @@
 # campplus, whisper, experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on
 # an H200 in bench/results/gpu_h200/), compile (batch 32, every part compiled, the variable-length ones without
 # CUDA graphs: new lengths every step). Each section writes its own jsonl (profile a .txt), all of it is in
-# OUT_DIR/log.txt; the default call leaves 5 files, "tests mas infer" 4 (the tool returns at most 8).
+# OUT_DIR/log.txt; the default call leaves 3 or 4 files, "tests mas infer" 4 (the tool returns at most 8).
 # Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 570) after the start, so
 # one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-graphs_all graphs_check graphs}
+sections=${SECTIONS-graphs_all graphs_check}
 deadline=$((SECONDS + ${DEADLINE_S:-570}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -139,10 +139,11 @@ if want graphs_all; then
     # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur). The pool's batches spread
     # evenly over the 2-10 s lengths. Batch 64 first: the H200 run of 2026-11-27 measured batch 32 (96.5 ms),
     # and its batch 64 on four random buckets that happened to be short (3.6 s per item).
-    pool=(--batch_sizes ${GRAPHS_ALL_BATCHES:-64 32} --precisions bf16 --steps 8 --bucketed --gpu_busy
+    pool=(--batch_sizes ${GRAPHS_ALL_BATCHES:-64 32} --precisions bf16 --steps 8 --bucketed
           --pad_frames_to 32 --pad_tokens_to 16 --batch_pool 4 --cudnn_benchmark)
+    # eager without profiled steps (they take the host tens of seconds): more time for the graphs
     step graphs_all_eager 100 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
-    step graphs_all 420 "${train[@]}" "${pool[@]}" --compile --compile_mode reduce-overhead \
+    step graphs_all 420 "${train[@]}" "${pool[@]}" --gpu_busy --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
 fi
 if want graphs_check; then

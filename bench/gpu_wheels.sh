@@ -20,7 +20,7 @@ for name in "${packages[@]}"; do
         echo "gpu_wheels: $name is not installed in .venv" >&2; exit 1; }
     pins+=("$name==$version")
 done
-rm -rf .whl && mkdir -p .whl
+mkdir -p .whl && rm -f .whl/*.whl  # only the wheels: openai-whisper's sdist (whisper section) stays
 echo "gpu_wheels: ${pins[*]} for Python $python_version"
 "$venv_python" -m pip download -q --no-deps --only-binary=:all: --python-version "$python_version" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \

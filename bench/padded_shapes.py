@@ -13,13 +13,15 @@ corpus's durations for some epochs, pads each batch as the Brain does
 padding: the distinct shapes after the first and the last epoch, and the
 compute the padding adds (padded frames over the batches' own longest).
 
-No GPU and no audio are needed: the durations and token counts come from a
-training manifest (``data/train.json`` of a recipe's output folder) or,
-without one, from LJSpeech-like random lengths (13,100 utterances, 1.1-10.1
-s, mean about 6.6 s, as many tokens as ``bench/train_step.py`` gives).
+No GPU and no audio are needed: the durations and token counts come from
+stage 2's training manifest (``tokens/train.json`` of a recipe's output
+folder) or, without one, from LJSpeech-like random lengths (13,100
+utterances, 1.1-10.1 s, mean about 6.6 s, as many tokens as
+``bench/train_step.py`` gives). Tokens are counted as the model sees them:
+with ``add_blank`` (``train_A.yaml``'s default), ``2n + 1`` for ``n``.
 
     python bench/padded_shapes.py                                    # LJSpeech-like lengths
-    python bench/padded_shapes.py --manifest exp/ljspeech/default/data/train.json --epochs 5
+    python bench/padded_shapes.py --manifest exp/ljspeech/default/tokens/train.json --epochs 5
 """
 
 import argparse
@@ -48,8 +50,8 @@ def ljspeech_like(utterances: int, sample_rate: int, hop: int, seed: int) -> dic
 
 
 def read_manifest(path: Path) -> dict[str, dict]:
-    """``{utt_id: {"duration": seconds, "tokens": count}}`` from a training manifest (its ``tokens`` a list of
-    ids or a count)."""
+    """``{utt_id: {"duration": seconds, "tokens": count}}`` from stage 2's training manifest (its ``tokens`` a
+    list of ids or a count)."""
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -57,7 +59,8 @@ def read_manifest(path: Path) -> dict[str, dict]:
     items = {}
     for utt_id, item in manifest.items():
         if not isinstance(item, dict) or "duration" not in item or "tokens" not in item:
-            raise SystemExit(f"padded_shapes: {path}: item {utt_id!r} has no duration and tokens")
+            raise SystemExit(f"padded_shapes: {path}: item {utt_id!r} has no duration and tokens (stage 2's "
+                             "tokens/train.json has both)")
         tokens = item["tokens"]
         items[utt_id] = {"duration": float(item["duration"]), "tokens": len(tokens) if isinstance(tokens, list)
                          else int(tokens)}
@@ -81,8 +84,9 @@ def batch_shapes(items: dict[str, dict], args) -> list[list[tuple[int, int, int]
         shapes = []
         for batch in sampler:
             chosen = [items[dataset.data_ids[i]] for i in batch]
+            longest_tokens = max(c["tokens"] for c in chosen)
             shapes.append((len(chosen), max(int(c["duration"] * args.sample_rate) for c in chosen),
-                           max(c["tokens"] for c in chosen)))
+                           2 * longest_tokens + 1 if args.add_blank else longest_tokens))
         epochs.append(shapes)
     return epochs
 
@@ -116,7 +120,7 @@ def count_shapes(epochs: list[list[tuple[int, int, int]]], pad_frames_to: int, p
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=None,
-                        help="a training manifest (data/train.json); default: LJSpeech-like random lengths")
+                        help="stage 2's training manifest (tokens/train.json); default: LJSpeech-like lengths")
     parser.add_argument("--utterances", type=int, default=13100, help="without --manifest: how many")
     parser.add_argument("--pads", nargs="*", default=["1x1", "16x8", "32x16", "64x32"],
                         help="paddings to count, FRAMESxTOKENS (pad_frames_to x pad_tokens_to)")
@@ -124,8 +128,10 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=16, help="train_A.yaml's batch_size")
     parser.add_argument("--max_batch_seconds", type=float, default=160.0, help="train_A.yaml's")
     parser.add_argument("--num_buckets", type=int, default=20, help="train_A.yaml's")
-    parser.add_argument("--sample_rate", type=int, default=22050)
-    parser.add_argument("--hop", type=int, default=256)
+    parser.add_argument("--add_blank", type=lambda v: {"true": True, "false": False}[v.lower()], default=True,
+                        help="True / False: tokens interleaved with blanks, as train_A.yaml's add_blank")
+    parser.add_argument("--sample_rate", type=int, default=22050, help="the model's (vits_base.yaml)")
+    parser.add_argument("--hop", type=int, default=256, help="the spectrogram's hop (vits_base.yaml)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -147,7 +153,7 @@ def main(argv=None) -> None:
             "corpus": str(args.manifest) if args.manifest else f"ljspeech_like_{args.utterances}",
             "utterances": len(items), "epochs": args.epochs, "batches_per_epoch": len(epochs[0]),
             "batch_size": args.batch_size, "max_batch_seconds": args.max_batch_seconds,
-            "num_buckets": args.num_buckets}
+            "num_buckets": args.num_buckets, "add_blank": args.add_blank}
     for frames, tokens in pads:
         emit({**info, "pad_frames_to": frames, "pad_tokens_to": tokens,
               **count_shapes(epochs, frames, tokens, args.hop)}, args.out)

@@ -211,7 +211,8 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
                 "peak_memory_mb": round(peak_memory_mb(device), 1),
                 # a CPU's peak RSS cannot be reset: it covers every earlier setting of this run too
                 "peak_memory_scope": "this setting" if device.type == "cuda" else "process so far",
-                "first_step_s": round(first_s, 2), "warmup_steps_s": warm_s, "compile": args.compile and args.compile_mode,
+                "first_step_s": round(first_s, 2), "warmup_steps_s": warm_s,
+                "compile": args.compile and args.compile_mode,
                 "compile_module_keys": args.compile and args.compile_module_keys,
                 "compiled_graphs": compiled_graph_count() - graphs_before, "vary_batches": args.vary_batches,
                 "batch_pool": args.batch_pool, "pad_frames_to": args.pad_frames_to,

@@ -120,4 +120,4 @@ def test_padded_shapes_counts_a_manifest_and_names_a_bad_item(tmp_path):
     items["u3"] = {"tokens": [1]}
     manifest.write_text(json.dumps(items))
     out = run_bench(["bench/padded_shapes.py", "--manifest", str(manifest)], tmp_path)
-    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1].endswith("item 'u3' has no duration and tokens")
+    assert out.returncode == 1 and "item 'u3' has no duration and tokens" in out.stderr.strip().splitlines()[-1]
