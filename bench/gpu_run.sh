@@ -80,9 +80,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 pip_install() {  # --upgrade: an earlier call's install in $site is replaced, not kept
     python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --upgrade --target "$site" "$@"
 }
-# ready: the packages import and HyperPyYAML loads a document (ruamel.yaml 0.19 imports but cannot load)
-ready="import speechbrain, soundfile; from hyperpyyaml import load_hyperpyyaml; load_hyperpyyaml('a: 1\nb: !ref <a>')"
-if ! python3 -c "$ready" 2>/dev/null && [[ -d .whl ]]; then
+# ready: HyperPyYAML loads a document (ruamel.yaml 0.19 imports but cannot load), and the packages import
+export GPU_RUN_READY="from hyperpyyaml import load_hyperpyyaml; load_hyperpyyaml('a: 1\nb: !ref <a>')
+import speechbrain, soundfile"
+if ! python3 -c "$GPU_RUN_READY" 2>/dev/null && [[ -d .whl ]]; then
     echo "=== installing .whl/*.whl into $site ($(date +%H:%M:%S); bench/gpu_wheels.sh makes .whl/)"
     if ! pip_install .whl/*.whl; then  # one wheel that does not fit: the others one by one
         for w in .whl/*.whl; do pip_install "$w" || echo "gpu_run: could not install $w"; done
@@ -90,7 +91,7 @@ if ! python3 -c "$ready" 2>/dev/null && [[ -d .whl ]]; then
 fi
 # fail fast, in one line, if anything the benchmarks import is still missing (whisper: its own section)
 if ! python3 - <<'EOF'; then finish 3 missing_packages; fi
-import importlib, sys
+import importlib, os, sys
 missing = []
 for name in ("torch", "triton", "numba", "speechbrain", "hyperpyyaml", "soundfile", "semtts.brain"):
     try:
@@ -99,8 +100,7 @@ for name in ("torch", "triton", "numba", "speechbrain", "hyperpyyaml", "soundfil
         missing.append(f"{name} ({type(err).__name__}: {err})")
 if not missing:
     try:
-        from hyperpyyaml import load_hyperpyyaml
-        load_hyperpyyaml("a: 1\nb: !ref <a>")
+        exec(os.environ["GPU_RUN_READY"])  # the check that decided the install above
     except Exception as err:  # noqa: BLE001 - e.g. a ruamel.yaml that hyperpyyaml cannot use
         import ruamel.yaml
         missing.append(f"a working hyperpyyaml ({type(err).__name__}: {err}; ruamel.yaml {ruamel.yaml.__version__})")

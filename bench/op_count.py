@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, machine_info  # noqa: E402
 from profile_train_step import label_regions  # noqa: E402
-from train_step import ROOT, host_copies, load_hparams, make_batch  # noqa: E402
+from train_step import ROOT, audio_seconds, host_copies, load_hparams, make_batch  # noqa: E402
 
 CONVOLUTIONS = {"convolution", "convolution_backward"}
 MATMULS = {"mm", "bmm", "addmm", "baddbmm", "addbmm"}
@@ -185,8 +185,7 @@ def count_step(config: str, precision: str, batch_size: int, seconds: tuple[floa
             with FlopCounterMode(display=False) as flop_counter:
                 brain.fit_batch(batch)
             tflop = flop_counter.get_total_flops() / 1e12
-            audio_s = float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / sample_rate
-            return {"audio_s": round(audio_s, 2), "tflop": round(tflop, 3),
+            return {"audio_s": round(audio_seconds(batch, sample_rate), 2), "tflop": round(tflop, 3),
                     "tflop_per_item": round(tflop / batch_size, 4)}
         counter = OperatorCounter()
         label_regions(brain, counter.part)  # the parts bench/profile_train_step.py times

@@ -40,11 +40,10 @@ from train_step import FRAMES_PER_TOKEN  # noqa: E402
 def ljspeech_like(utterances: int, sample_rate: int, hop: int, seed: int) -> dict[str, dict]:
     """Random utterance lengths shaped like LJSpeech's (a beta distribution over 1.1-10.1 s, mean about
     6.6 s, more long ones than short), with about one token per :data:`FRAMES_PER_TOKEN` frames (+-15%)."""
-    gen = torch.Generator().manual_seed(seed)
-    beta = torch.distributions.Beta(torch.tensor(1.82), torch.tensor(1.18))
-    torch.manual_seed(seed)
-    seconds = (1.1 + 9.0 * beta.sample((utterances,))).tolist()
-    noise = (0.85 + 0.3 * torch.rand(utterances, generator=gen)).tolist()
+    with torch.random.fork_rng():  # one seeded stream (Beta.sample takes no generator), the caller's left alone
+        torch.manual_seed(seed)
+        seconds = (1.1 + 9.0 * torch.distributions.Beta(1.82, 1.18).sample((utterances,))).tolist()
+        noise = (0.85 + 0.3 * torch.rand(utterances)).tolist()
     return {f"u{i}": {"duration": s, "tokens": max(1, round(s * sample_rate / hop / FRAMES_PER_TOKEN * n))}
             for i, (s, n) in enumerate(zip(seconds, noise))}
 

@@ -109,6 +109,20 @@ def make_batch(batch_size: int, sample_rate: int, hop: int, min_s: float, max_s:
     return PaddedBatch(items)
 
 
+def make_batches(count: int, batch_size: int, sample_rate: int, hop: int, min_s: float, max_s: float,
+                 bucketed: bool = False, spread: bool = False) -> list[PaddedBatch]:
+    """``count`` :func:`make_batch` batches of new lengths; with ``spread``, bucketed ones spread evenly over the
+    lengths (a pool's mean length then the same at every batch size: four random buckets once averaged 3.6 s
+    per item at batch 64 and 7.6 s at batch 32)."""
+    return [make_batch(batch_size, sample_rate, hop, min_s, max_s, seed=batch_size + 1000 * i, bucketed=bucketed,
+                       anchor_at=(i + 0.5) / count if spread else None) for i in range(count)]
+
+
+def audio_seconds(batch: PaddedBatch, sample_rate: int) -> float:
+    """The audio of ``batch``, in seconds (its relative lengths times its padded length)."""
+    return float(batch.sig.lengths.sum() * batch.sig.data.shape[1]) / sample_rate
+
+
 def host_copies(batch: PaddedBatch, count: int, device: torch.device):
     """An iterator over ``count`` host copies of ``batch``: ``fit_batch`` moves its batch to the device in
     place, so every step gets its own, as from a loader (pinned on CUDA, as semtts' training loader gives it)."""
@@ -165,14 +179,10 @@ def bench_one(args, device: torch.device, precision: str, batch_size: int, info:
         warmup = max(args.warmup, 3 * args.batch_pool)  # a pool: every batch seen 3 times (graphs recorded)
         n_steps = 1 + warmup + (3 if busy else 2) * args.steps
         n_batches = args.batch_pool or (n_steps if args.vary_batches else 1)
-        # a pool's bucketed batches spread evenly over the lengths (their mean length the same at every batch
-        # size: four random ones once averaged 3.6 s per item at batch 64 and 7.6 s at batch 32)
-        batches = [make_batch(batch_size, spectrogram.sample_rate, spectrogram.hop_length, args.min_seconds,
-                              args.max_seconds, seed=batch_size + 1000 * i, bucketed=args.bucketed,
-                              anchor_at=(i + 0.5) / n_batches if args.batch_pool else None)
-                   for i in range(n_batches)]
-        audio_s = statistics.mean(float(b.sig.lengths.sum() * b.sig.data.shape[1]) / spectrogram.sample_rate
-                                  for b in batches)
+        batches = make_batches(n_batches, batch_size, spectrogram.sample_rate, spectrogram.hop_length,
+                               args.min_seconds, args.max_seconds, bucketed=args.bucketed,
+                               spread=bool(args.batch_pool))
+        audio_s = statistics.mean(audio_seconds(b, spectrogram.sample_rate) for b in batches)
         tokens_mean = round(statistics.mean(float((b.token_ids.lengths * b.token_ids.data.shape[1]).mean())
                                             for b in batches), 1)
         multiple = args.pad_frames_to * spectrogram.hop_length  # as the Brain pads a training batch

@@ -92,14 +92,13 @@ def test_a_pool_of_bucketed_batches_has_the_same_lengths_at_every_batch_size():
     batches of the same mean length (LJSpeech-like, about 6 s per item), not on whatever K random buckets give."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        from train_step import make_batch
+        from train_step import audio_seconds, make_batches
     finally:
         sys.path.remove(str(ROOT / "bench"))
     means = {}
     for batch_size in (32, 64):
-        seconds = [float(b.sig.lengths.sum() * b.sig.data.shape[1]) / 22050 / batch_size
-                   for b in (make_batch(batch_size, 22050, 256, 2.0, 10.0, seed=batch_size + 1000 * i, bucketed=True,
-                                        anchor_at=(i + 0.5) / 4) for i in range(4))]
+        seconds = [audio_seconds(b, 22050) / batch_size
+                   for b in make_batches(4, batch_size, 22050, 256, 2.0, 10.0, bucketed=True, spread=True)]
         assert seconds == sorted(seconds) and seconds[0] < 4.0 < 8.0 < seconds[-1], seconds
         means[batch_size] = sum(seconds) / len(seconds)
     assert 5.5 < means[32] < 6.5 and abs(means[32] - means[64]) < 0.1, means
