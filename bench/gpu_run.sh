@@ -17,8 +17,8 @@
 # They run in this order:
 #   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
 #               batches in turn, spread over the lengths (the steady state of a long training, its padded shapes
-#               all recorded), batch 64 then 32 (GRAPHS_ALL_BATCHES), cudnn.benchmark on, after the same batches
-#               eager (the comparison, not profiled; at most 100 + 420 s)
+#               all recorded), batch 64 then 32 (GRAPHS_ALL_BATCHES), cudnn.benchmark on; at most 420 s. The same
+#               batches eager (the comparison, not profiled; at most 100 s) run after graphs_check
 #   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
 #               parts, and every part of batches padded to few lengths, two shapes in turn; at most 180 s; if
 #               the deadline has passed, a second call at once: SECTIONS=graphs_check DEADLINE_S=200)
@@ -141,8 +141,6 @@ if want graphs_all; then
     # and its batch 64 on four random buckets that happened to be short (3.6 s per item).
     pool=(--batch_sizes ${GRAPHS_ALL_BATCHES:-64 32} --precisions bf16 --steps 8 --bucketed
           --pad_frames_to 32 --pad_tokens_to 16 --batch_pool 4 --cudnn_benchmark)
-    # eager without profiled steps (they take the host tens of seconds): more time for the graphs
-    step graphs_all_eager 100 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
     step graphs_all 420 "${train[@]}" "${pool[@]}" --gpu_busy --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
 fi
@@ -150,6 +148,11 @@ if want graphs_check; then
     # that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms); never
     # run on a GPU yet; what is left before the deadline, or a second call: SECTIONS=graphs_check DEADLINE_S=200
     step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
+fi
+if want graphs_all; then
+    # the same batches eager, last: the comparison, not a target (not profiled: that takes the host tens of
+    # seconds), in what is left before the deadline
+    step graphs_all_eager 100 "${train[@]}" "${pool[@]}" --out "$out/train_step_pool_eager.jsonl"
 fi
 if want graphs; then
     # eager on the batches the graphs section times, for the comparison on the same machine
