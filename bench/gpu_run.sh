@@ -4,24 +4,25 @@
 # git; `bash bench/gpu_wheels.sh` makes it at this machine's .venv versions; carry it) and are installed here
 # into /tmp/semtts_site, offline, when they do not import or HyperPyYAML cannot load a document with them.
 #
-#   bash bench/gpu_run.sh OUT_DIR                     # default sections, one device call: about 9 minutes
-#   SECTIONS=graphs_check DEADLINE_S=200 bash bench/gpu_run.sh OUT_DIR2  # at once, if the first left it out
+#   bash bench/gpu_run.sh OUT_DIR                     # the default section, one device call: at most 9 minutes
+#   SECTIONS=graphs_all GRAPHS_ALL_BATCHES=32 GRAPHS_ALL_POOL=12 bash bench/gpu_run.sh OUT_DIR2  # a second call
 #   SECTIONS="tests mas infer" bash bench/gpu_run.sh OUT_DIR   # another call, only if budget is left: ~4 min
 #
 # In the device tool: carry [".whl"], timeout_s 600, command `bash bench/gpu_run.sh $OUT/gpu`; then copy
 # the files into bench/results/gpu_<card>/ (the script prints the folder's name at the start).
 #
-# Default sections (SECTIONS="graphs_all graphs_check"). The H200 runs of 2026-11-27 measured infer and
-# train_core (bench/results/gpu_h200/2026-11-27/), then every part as CUDA graphs at batch 32 and 64
-# (bench/results/gpu_h200/2026-11-27-graphs_all/: compiling took 197 s, recording new shapes 2-40 s a step).
-# They run in this order:
-#   graphs_all  every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens, four bucketed
-#               batches in turn, spread over the lengths (the steady state of a long training, its padded shapes
-#               all recorded), batch 64 then 32 (GRAPHS_ALL_BATCHES), cudnn.benchmark on; at most 420 s. The same
-#               batches eager (the comparison, not profiled; at most 100 s) run after graphs_check
+# The H200 runs of 2026-11-27 measured infer and train_core (bench/results/gpu_h200/2026-11-27/), then every
+# part as CUDA graphs at batch 32 (.../2026-11-27-graphs_all/) and 64 (.../2026-11-27-graphs_b64/): the
+# graphs_all section. Compiling every part took 197-327 s with cold caches, recording a new shape 2-40 s.
+# The default section (SECTIONS=graphs_check):
 #   graphs_check  that the graphed parts train as eager does (tiny model, CUDA-only test: the fixed-length
-#               parts, and every part of batches padded to few lengths, two shapes in turn; at most 180 s; if
-#               the deadline has passed, a second call at once: SECTIONS=graphs_check DEADLINE_S=200)
+#               parts, which passed on the H200, and every part of batches padded to few lengths, two shapes in
+#               turn, which was still compiling at its 126 s limit; at most 480 s)
+# By name: graphs_all, every part as CUDA graphs: batches padded to multiples of 32 frames and 16 tokens,
+# GRAPHS_ALL_POOL (4) bucketed batches in turn, spread over the lengths (the steady state of a long training, its
+# padded shapes all recorded; a pool of 12 shows the memory of more recorded paths), batch 64 then 32
+# (GRAPHS_ALL_BATCHES), cudnn.benchmark on; at most 420 s. The same batches eager (the comparison, not
+# profiled; at most 100 s) run after graphs_check.
 # By name: graphs (new lengths every step, batch 32 and 64, eager, then with only the decoder and the
 # discriminator compiled, as CUDA graphs: their launches, cuDNN's included, cost the host nothing).
 # Every train-step record of these sections but graphs_all's eager one has gpu_busy_ms, the GPU's own time per
@@ -36,13 +37,13 @@
 # campplus, whisper, experiments (cudnn.benchmark and NHWC period discriminators, measured slower or bigger on
 # an H200 in bench/results/gpu_h200/), compile (batch 32, every part compiled, the variable-length ones without
 # CUDA graphs: new lengths every step). Each section writes its own jsonl (profile a .txt), all of it is in
-# OUT_DIR/log.txt; the default call leaves 3 or 4 files, "tests mas infer" 4 (the tool returns at most 8).
+# OUT_DIR/log.txt; the default call leaves 1 file, "tests mas infer" 4 (the tool returns at most 8).
 # Every step has a timeout, clamped to a deadline of DEADLINE_S seconds (default 570) after the start, so
 # one hang cannot eat the call; the last line is a one-line JSON summary of the steps. Exit status: 0 all
 # passed, 1 a step failed or was skipped, 2 no CUDA device (or an unknown section), 3 a package missing.
 set -uo pipefail
 out=${1:-bench/results/gpu}
-sections=${SECTIONS-graphs_all graphs_check}
+sections=${SECTIONS-graphs_check}
 deadline=$((SECONDS + ${DEADLINE_S:-570}))
 site=${SEMTTS_SITE:-/tmp/semtts_site}
 mkdir -p "$out" || exit 2
@@ -137,17 +138,16 @@ vary=(--precisions bf16 --steps 8 --vary_batches --bucketed --gpu_busy)
 if want graphs_all; then
     # every part as CUDA graphs, one per padded shape, after the same batches eager; gpu_busy_ms: what the GPU
     # itself needs of such a step; cuDNN's benchmarked algorithms (shapes recur). The pool's batches spread
-    # evenly over the 2-10 s lengths. Batch 64 first: the H200 run of 2026-11-27 measured batch 32 (96.5 ms),
-    # and its batch 64 on four random buckets that happened to be short (3.6 s per item).
+    # evenly over the 2-10 s lengths (H200: 96.5 ms at batch 32, 122.1 ms at batch 64).
     pool=(--batch_sizes ${GRAPHS_ALL_BATCHES:-64 32} --precisions bf16 --steps 8 --bucketed
-          --pad_frames_to 32 --pad_tokens_to 16 --batch_pool 4 --cudnn_benchmark)
+          --pad_frames_to 32 --pad_tokens_to 16 --batch_pool "${GRAPHS_ALL_POOL:-4}" --cudnn_benchmark)
     step graphs_all 420 "${train[@]}" "${pool[@]}" --gpu_busy --compile --compile_mode reduce-overhead \
         --out "$out/train_step_graphs_all.jsonl"
 fi
 if want graphs_check; then
-    # that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms); never
-    # run on a GPU yet; what is left before the deadline, or a second call: SECTIONS=graphs_check DEADLINE_S=200
-    step graphs_check 180 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
+    # that the graphed parts train as eager does (tiny model: none declined, same losses and grad norms); its
+    # second case compiles every part with cold caches (the first passed on the H200 in under 126 s)
+    step graphs_check 480 python3 -m pytest -q -p no:cacheprovider tests/test_compiled_parts.py -k train_as_eager
 fi
 if want graphs_all; then
     # the same batches eager, last: the comparison, not a target (not profiled: that takes the host tens of
