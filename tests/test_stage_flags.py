@@ -108,6 +108,11 @@ def test_a_stage_command_line_is_checked():
         parse_stage_args([MINI, "--n_vald", "3"], driver=True)
     with pytest.raises(ConfigError, match=r"^unknown flag\(s\) --ngpus \(did you mean --ngpu\?\)"):
         parse_stage_args([MINI, "--ngpus", "2"], driver=True)
+    # --shard belongs to stages 3 and 4 run as modules: the driver says so rather than guess a key
+    with pytest.raises(ConfigError, match=r"^unknown flag\(s\) --shard \(a flag of stages 3 and 4 run as modules: "
+                                          r"python -m semtts.stages.speaker_embeddings HPARAMS --shard i/n; run.sh "
+                                          r"takes --nj N\); valid:"):
+        parse_stage_args([MINI, "--shard", "0/4"], driver=True)
     with pytest.raises(ConfigError, match=r"^--sample_rate: expected an integer, got 'abc'$"):
         parse_stage_args([MINI, "--sample_rate", "abc"])
     with pytest.raises(ConfigError, match=r"^bad command line \(argument --precision: invalid choice: 'bf17'"):

@@ -328,6 +328,10 @@ def _unknown_message(hparams_file: str | Path, unknown: list[str], keys: list[st
     named = []
     for key in unknown:
         close = difflib.get_close_matches(key, keys + options + (["ngpu", "stop_stage"] if driver else []), n=1)
+        if key == "shard":  # a flag of the sharded stages' modules, not of a range of stages
+            close = None
+            key += (" (a flag of stages 3 and 4 run as modules: python -m semtts.stages.speaker_embeddings "
+                    "HPARAMS --shard i/n; run.sh takes --nj N)")
         named.append(f"--{key}" + (f" (did you mean --{close[0]}?)" if close else ""))
     own = "--stage --stop_stage --force --ngpu --help" if driver else "--force"
     return (f"unknown flag(s) {' '.join(named)}; valid: {own}, the hparams of {hparams_file}: "
