@@ -15,14 +15,17 @@ Both updates honour ``--precision`` (autocast through SpeechBrain's
 ``training_ctx``; one gradient scaler per optimizer for fp16; losses and
 STFTs in float32) and ``--max_grad_norm`` (gradients unscaled, then clipped,
 per network). A step whose discriminator loss, reconstruction losses or
-gradient norms are not finite updates neither network; a non-finite total
-generator loss skips the generator update. Either is counted and logged, and
-more than ``--nonfinite_patience`` such steps in a row stop training with
+discriminator gradient norm is not finite updates neither network; a
+non-finite total generator loss or generator gradient norm skips the
+generator update (the discriminator's is done by then). Either is counted
+and logged (the fp16 scales left as they were), and more than
+``--nonfinite_patience`` such steps in a row stop training with
 :class:`NonFiniteLossError`. Under DDP all processes agree on every skip.
 With fp16, overflowing scaled gradients are the scalers' business, as in
 ``torch.GradScaler``: that network's update is skipped and its scale
 lowered; such a step is not counted as an update, nor in the loss means,
-nor against the patience.
+nor against the patience, unless a run of them outlasts it by 40 halvings
+of the scale (gradients not finite at any scale).
 
 Stages A, B and C differ by hparams, not by subclasses. The checkpoint
 (:func:`semtts.checkpoint.make_checkpointer`) gets both optimizers and
@@ -59,7 +62,7 @@ from semtts.losses import MaskedL1, kl_loss, stochastic_duration_loss
 from semtts.semantic_distillation import semantic_distillation
 from semtts.speaker_consistency import speaker_consistency_loss
 from semtts.tensorboard_media import log_media
-from semtts.update_gate import RunningMeans, StepOutcomes, UpdateGate, build_optimizer
+from semtts.update_gate import RunningMeans, StepOutcomes, UpdateGate, build_optimizer, keep_implementation_flags
 
 __all__ = ["NonFiniteLossError", "VITSForward", "VITSBrain"]
 
@@ -230,6 +233,9 @@ class VITSBrain(CheckpointedTraining, sb.Brain):
     def on_fit_start(self) -> None:
         """Wrap for DDP, build the optimizers, resume, open TensorBoard (main process)."""
         super().on_fit_start()
+        for name, optimizer in self.optimizers_dict.items():  # not the checkpoint's flags (e.g. an unfused run's)
+            if keep_implementation_flags(optimizer):
+                logger.info(f"VITSBrain: the {name} optimizer resumed with this run's flags, not the checkpoint's")
         folder = getattr(self.hparams, "tensorboard_folder", None)
         if folder and if_main_process() and self.tensorboard is None:
             from torch.utils.tensorboard import SummaryWriter

@@ -193,6 +193,7 @@ class CheckpointedTraining:
             "step": self.step, "avg_train_loss": float(self.avg_train_loss), "optimizer_step": self.optimizer_step,
             "global_step": self.global_step, "nonfinite_total": self.nonfinite_total,
             "nonfinite_in_a_row": self.nonfinite_in_a_row, "fp16_overflows": self.outcomes.overflows,
+            "fp16_overflows_in_a_row": self.outcomes.overflows_in_a_row,
             "batch_plan": self._batch_plan,
         }
         Path(path).write_text(yaml.safe_dump(state), encoding="utf-8")
@@ -206,5 +207,7 @@ class CheckpointedTraining:
         self.step, self.avg_train_loss = (0, 0.0) if end_of_epoch else (state["step"], state["avg_train_loss"])
         self.optimizer_step, self.global_step = state["optimizer_step"], state["global_step"]
         self.outcomes.total, self.outcomes.in_a_row = state["nonfinite_total"], state["nonfinite_in_a_row"]
-        self.outcomes.overflows = state.get("fp16_overflows", 0)  # absent from checkpoints before it was counted
+        # absent from checkpoints before they were counted
+        self.outcomes.overflows = state.get("fp16_overflows", 0)
+        self.outcomes.overflows_in_a_row = state.get("fp16_overflows_in_a_row", 0)
         self.outcomes.pending, self._avg_loss = [], None

@@ -110,6 +110,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    fsync_path(path.parent)  # the rename itself is durable once the folder's entries are
 
 
 def aside_folders(target: str | Path, legacy: bool = False) -> list[Path]:

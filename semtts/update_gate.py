@@ -39,9 +39,14 @@ import torch
 
 from semtts.errors import NonFiniteLossError
 
-__all__ = ["RunningMeans", "StepOutcomes", "UpdateGate", "build_optimizer", "supports_device_skip"]
+__all__ = ["RunningMeans", "StepOutcomes", "UpdateGate", "build_optimizer", "keep_implementation_flags",
+           "supports_device_skip"]
 
 logger = logging.getLogger(__name__)
+
+OVERFLOW_HALVINGS = 40
+"""fp16 overflows in a row tolerated beyond the patience: the scaler halves its
+scale at each, and 2**40 below its start no finite gradient overflows."""
 
 
 def build_optimizer(opt_class: Any, module: torch.nn.Module, device: str | torch.device) -> torch.optim.Optimizer:
@@ -71,6 +76,48 @@ def build_optimizer(opt_class: Any, module: torch.nn.Module, device: str | torch
     preset = getattr(opt_class, "keywords", None) or {}
     fused = torch.device(device).type == "cuda" and "fused" not in preset and _takes_fused(opt_class)
     return opt_class(module.parameters(), **({"fused": True} if fused else {}))
+
+
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+"""An optimizer's flags that choose how it computes, not what: after a checkpoint is loaded they are
+this run's (fused on CUDA), not the saving run's."""
+
+
+def keep_implementation_flags(optimizer: torch.optim.Optimizer) -> bool:
+    """After ``optimizer.load_state_dict``: give every parameter group this
+    run's :data:`IMPLEMENTATION_FLAGS` again (``load_state_dict`` takes the
+    checkpoint's, so a CPU or unfused checkpoint resumed on CUDA would make a
+    fused AdamW run unfused and refuse the device-side skip), and its state
+    the placement they need (a fused step counter on the parameters' device).
+
+    Arguments
+    ---------
+    optimizer : torch.optim.Optimizer
+        An optimizer whose state was just loaded.
+
+    Returns
+    -------
+    bool
+        Whether any flag had to change.
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(2, 1)
+    >>> saved = torch.optim.AdamW(net.parameters())           # an unfused run's checkpoint
+    >>> net(torch.ones(1, 2)).sum().backward(); saved.step()
+    >>> opt = torch.optim.AdamW(net.parameters(), fused=True)
+    >>> opt.load_state_dict(saved.state_dict())
+    >>> opt.param_groups[0]["fused"], keep_implementation_flags(opt), opt.param_groups[0]["fused"]
+    (None, True, True)
+    """
+    wanted = {key: optimizer.defaults[key] for key in IMPLEMENTATION_FLAGS if key in optimizer.defaults}
+    if all(group.get(key) == value for group in optimizer.param_groups for key, value in wanted.items()):
+        return False
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        group.update(wanted)
+    optimizer.load_state_dict(state)  # places the state as the flags need it (torch reads the groups' flags)
+    return True
 
 
 def _takes_fused(opt_class: Any) -> bool:
@@ -222,8 +269,12 @@ class UpdateGate:
         if self.scaler.is_enabled():
             # the scaler skips on its own overflow check (poisoned gradients
             # included), on the device for a fused optimizer
+            kept = self._scale_state()
             self.scaler.step(self.optimizer)
-        elif self.deferred:
+            self.scaler.update()
+            self._restore_scale_where_skipped(ok, kept)
+            return
+        if self.deferred:
             self.optimizer.found_inf = 1.0 - ok
             try:
                 self.optimizer.step()
@@ -232,6 +283,19 @@ class UpdateGate:
         elif bool(ok.item()):
             self.optimizer.step()
         self.scaler.update()
+
+    def _scale_state(self) -> list[torch.Tensor]:
+        """Copies of the enabled scaler's scale and growth tracker (none before its first ``scale``)."""
+        tensors = [getattr(self.scaler, name, None) for name in ("_scale", "_growth_tracker")]
+        return [t.clone() for t in tensors] if all(isinstance(t, torch.Tensor) for t in tensors) else []
+
+    def _restore_scale_where_skipped(self, ok: torch.Tensor, kept: list[torch.Tensor]) -> None:
+        """Undo the scaler's back-off where ``ok`` is 0: the step was skipped for a
+        non-finite loss (its gradients poisoned), which says nothing about the
+        scale, which only scales the backward pass. On the device, no sync."""
+        for name, before in zip(("_scale", "_growth_tracker"), kept):
+            now = getattr(self.scaler, name)
+            now.copy_(torch.where(ok.to(now.device) > 0, now, before))
 
 
 class RunningMeans:
@@ -319,6 +383,9 @@ class StepOutcomes:
     (overflowing gradients, a third flag of 0) is not an update either, but
     it is the scaler's routine work, not a failure: it is counted in
     :attr:`overflows` and neither breaks nor extends a run of skipped steps.
+    The scaler halves its scale at each, so more than ``patience`` +
+    :data:`OVERFLOW_HALVINGS` of them in a row mean gradients that are not
+    finite at any scale (a NaN from a finite loss): that stops training too.
 
     Example
     -------
@@ -336,6 +403,7 @@ class StepOutcomes:
         self.total = 0  # skipped steps
         self.in_a_row = 0
         self.overflows = 0  # steps an fp16 scaler skipped (finite losses, overflowing gradients)
+        self.overflows_in_a_row = 0
         self.stop_reason: str | None = None  # set when the patience runs out
         self.pending: list[tuple[int, torch.Tensor]] = []  # (step, device [d_ok, g_ok, applied]) not yet read back
 
@@ -376,15 +444,25 @@ class StepOutcomes:
             self.pending = []
             for step, (d_ok, g_ok, applied) in zip(steps, flags):
                 if d_ok and g_ok and not applied:
-                    self.overflows += 1
+                    self._overflowed(step)
                 elif d_ok and g_ok:
                     updated += 1
-                    self.in_a_row = 0
+                    self.in_a_row = self.overflows_in_a_row = 0
                 else:
                     self._skipped(step, "discriminator and generator" if not d_ok else "generator")
         if stop and self.stop_reason is not None:
             raise NonFiniteLossError(self.stop_reason)
         return updated
+
+    def _overflowed(self, step: int) -> None:
+        self.overflows += 1
+        self.overflows_in_a_row += 1
+        if self.overflows_in_a_row > self.patience + OVERFLOW_HALVINGS and self.stop_reason is None:
+            self.stop_reason = (
+                f"training stopped at step {step}: {self.overflows_in_a_row} steps in a row had finite losses "
+                f"but fp16 gradients that overflowed at every scale (--nonfinite_patience {self.patience} + "
+                f"{OVERFLOW_HALVINGS} halvings of the scale); try --precision bf16 or fp32, or a lower lr"
+            )
 
     def _skipped(self, step: int, what: str) -> None:
         self.total += 1

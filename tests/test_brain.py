@@ -1,6 +1,7 @@
 """Tests of semtts.brain.VITSBrain on the tiny model (CPU): learning, precision,
 exact resume, interrupted checkpoints, non-finite steps, DDP and clipping."""
 
+import functools
 import math
 import subprocess
 import sys
@@ -388,6 +389,37 @@ def test_an_fp16_overflow_is_the_scalers_skip_not_a_nonfinite_step(tmp_path):
     brain.settle_steps()
     assert (brain.outcomes.overflows, brain.optimizer_step) == (1, 1)
     assert all(math.isfinite(v) for v in brain.running.means("window").values())
+
+
+def test_a_skipped_step_leaves_the_fp16_scales_as_they_were(tmp_path):
+    # a non-finite loss says nothing about the loss scale (which only scales the backward pass)
+    _, _, brain = make_run(tmp_path, 0, checkpoint=False)
+    brain.on_fit_start()
+    use_scalers(brain, 1.0)
+    forward = brain.compute_forward
+    brain.compute_forward = lambda b, s: (lambda p: p._replace(output=p.output._replace(z_p=p.output.z_p * math.nan)))(
+        forward(b, s))
+    brain.fit_batch(fixed_batch())
+    brain.settle_steps()
+    assert (brain.nonfinite_total, brain.outcomes.overflows, brain.optimizer_step) == (1, 0, 0)
+    assert brain.scaler_g.get_scale() == brain.scaler_d.get_scale() == 1.0
+
+
+def test_a_resumed_optimizer_keeps_this_runs_flags(tmp_path):
+    # an unfused run's checkpoint (a CPU run's, an older semtts's) resumed where the optimizers are fused
+    # (on CUDA): the checkpoint's fused=None would turn off the fused kernel and its device-side skip
+    overrides, opts = {"number_of_epochs": 1}, {"ckpt_interval_steps": 2}
+    hp, _, brain = make_run(tmp_path, 0, overrides, opts)
+    with pytest.raises(Killed):
+        fit(brain, hp, kill_before_step=3)
+    hp, _, brain = make_run(tmp_path, 0, overrides, opts)
+    for key in ("generator_opt_class", "discriminator_opt_class"):
+        setattr(brain.hparams, key, functools.partial(getattr(brain.hparams, key), fused=True))
+    fit(brain, hp)
+    assert brain.global_step == brain.optimizer_step == 4
+    for opt in (brain.optimizer_g, brain.optimizer_d):
+        assert [group["fused"] for group in opt.param_groups] == [True] * len(opt.param_groups)
+        assert float(next(iter(opt.state.values()))["step"]) == 4.0  # the state came from the checkpoint
 
 
 def test_speaker_inputs_follow_the_speaker_mode(tmp_path):

@@ -4,7 +4,8 @@ path on the CPU, the fused-optimizer path on CUDA."""
 import pytest
 import torch
 
-from semtts.update_gate import RunningMeans, StepOutcomes, UpdateGate, build_optimizer
+from semtts.errors import NonFiniteLossError
+from semtts.update_gate import OVERFLOW_HALVINGS, RunningMeans, StepOutcomes, UpdateGate, build_optimizer
 
 
 def make(device: str, precision_scaler: bool = False):
@@ -47,6 +48,7 @@ def test_an_enabled_scaler_skips_a_poisoned_step(device, why):
     step(net, gate, 1.0)
     before = [p.detach().clone() for p in net.parameters()]
     state_step = float(opt.state[net.weight]["step"])
+    scale, tracker = gate.scaler.get_scale(), int(gate.scaler._growth_tracker)
     loss = net(torch.ones(3, 4, device=device)).sum()
     gate.scaler.scale(loss).backward()
     if why == "other network skipped":
@@ -55,6 +57,10 @@ def test_an_enabled_scaler_skips_a_poisoned_step(device, why):
         ok, _ = gate.update([loss * float("nan")], None)  # the gradients themselves are finite
     assert float(ok) == 0.0 and all(torch.equal(a, p) for a, p in zip(before, net.parameters()))
     assert float(opt.state[net.weight]["step"]) == state_step
+    # a skip for a non-finite loss says nothing about the scale: the scaler's back-off is undone
+    assert (gate.scaler.get_scale(), int(gate.scaler._growth_tracker)) == (scale, tracker) == (65536.0, 1)
+    step(net, gate, 1e30)  # finite loss, overflowing scaled gradients: the scaler's own back-off stays
+    assert gate.scaler.get_scale() == scale / 2 and float(opt.state[net.weight]["step"]) == state_step
 
 
 def test_running_means_leave_out_skipped_steps():
@@ -72,6 +78,23 @@ def test_step_outcomes_take_three_flags_per_step():
         outcomes.add(7, torch.ones(2))  # the scaler's flag cannot be left out (it was read as 'applied')
     outcomes.add(8, torch.tensor([1.0, 1.0, 0.0]))
     assert outcomes.settle() == 0 and outcomes.overflows == 1 and outcomes.total == 0
+
+
+def test_overflows_at_every_scale_stop_training():
+    # an fp16 scaler halves its scale at each overflow: a run this long is a NaN gradient from a finite loss
+    outcomes = StepOutcomes(patience=2)
+    limit = 2 + OVERFLOW_HALVINGS
+    for step in range(1, limit + 1):
+        outcomes.add(step, torch.tensor([1.0, 1.0, 0.0]))
+    outcomes.add(limit + 1, torch.tensor([1.0, 1.0, 1.0]))  # an update ends the run
+    outcomes.add(limit + 2, torch.tensor([1.0, 0.0, 1.0]))  # a skipped step neither ends nor extends it
+    for step in range(limit + 3, 2 * limit + 3):
+        outcomes.add(step, torch.tensor([1.0, 1.0, 0.0]))
+    assert outcomes.settle() == 1 and outcomes.overflows_in_a_row == limit and outcomes.total == 1
+    outcomes.add(2 * limit + 3, torch.tensor([1.0, 1.0, 0.0]))
+    with pytest.raises(NonFiniteLossError, match=f"^training stopped at step {2 * limit + 3}: {limit + 1} steps in "
+                                                 "a row had finite losses but fp16 gradients that overflowed"):
+        outcomes.settle()
 
 
 @pytest.mark.parametrize("limit", [0.5, 1e6, None])
