@@ -222,6 +222,14 @@ class GraphedSynthesizer(nn.Module):
         """Number of graphs held now."""
         return len(self._durations) + len(self._decoders)
 
+    def release_graphs(self) -> None:
+        """Release every graph held, and with them their memory pools (after an
+        out-of-memory error: the memory of the shapes seen before is then free
+        for the retry; later calls capture their graphs again)."""
+        self._durations.clear()
+        self._decoders.clear()
+        self._last_used.clear()
+
     def _used(self, key: tuple) -> None:
         """Mark ``key`` as just used, then release the least recently used
         graphs beyond ``max_graphs`` (never the two of the current call)."""
@@ -306,7 +314,9 @@ class GraphedSynthesizer(nn.Module):
                 waveform, _, path, spec_mask = gen.decode_durations(text, durations, g, noise_scale=noise_scale)
         hop = gen.hop_length
         return VITSInference(
-            waveform[:, :, :n_frames * hop].float(), spec_lengths * hop, durations[:, :n_tokens].long(),
+            # a copy: a graph's output is overwritten by its next replay
+            waveform[:, :, :n_frames * hop].to(torch.float32, copy=True), spec_lengths * hop,
+            durations[:, :n_tokens].long(),
             spec_lengths, path[:, :n_frames, :n_tokens].clone(), token_mask[:, :, :n_tokens].clone(),
             spec_mask[:, :, :n_frames].clone(),
         )

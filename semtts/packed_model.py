@@ -286,8 +286,13 @@ class PackedModel:
         texts = [texts] if isinstance(texts, str) else list(texts)
         if labels is not None and len(labels) != len(texts):
             raise ValueError(f"encode_texts: {len(labels)} labels for {len(texts)} texts")
-        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+        if not texts:
             raise DataError("synthesize: give one or more non-empty texts")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                label = labels[i] if labels is not None else f"text {i}"
+                raise DataError(f"synthesize: {label} is {'empty' if isinstance(text, str) else type(text).__name__}; "
+                                "give non-empty texts")
         removed = sum(self.frontend.removed_letters(texts), Counter())
         if removed:
             logger.warning("synthesize: the %s cleaner left out letters it cannot read: %s",
@@ -364,6 +369,9 @@ class PackedModel:
             if not self.speakers:
                 raise ConfigError(f"{self.folder}: give a {what} (a reference wav)")
             speaker = self.speakers[0]
+            if len(self.speakers) > 1:
+                logger.warning("no %s given: speaking as %r, the first of the %d this model knows", what, speaker,
+                               len(self.speakers))
         if speaker not in self.speakers:
             shown = ", ".join(self.speakers[:8]) + (" ..." if len(self.speakers) > 8 else "")
             raise ConfigError(f"unknown {what} {speaker!r}; this model knows: {shown}")

@@ -143,6 +143,9 @@ def check_run_opts(run_opts: dict | None) -> dict:
     return {"device": device, "cuda_graphs": cuda_graphs, "precision": precision, "max_frames_per_token": most}
 
 
+TOO_LONG_TO_ALLOCATE = "too long to allocate"
+
+
 def _size_failure(err: BaseException) -> str | None:
     """What went wrong when synthesis failed on an output too long to allocate, non-finite durations, or
     durations past the synthesizer's ``max_frames_per_token`` (:class:`DurationsTooLong`)."""
@@ -150,7 +153,7 @@ def _size_failure(err: BaseException) -> str | None:
     if isinstance(err, DurationsTooLong):  # refused before decoding
         return text
     if out_of_memory(err):
-        return "too long to allocate"
+        return TOO_LONG_TO_ALLOCATE
     if "inconsistent with step sign" in text:  # torch.arange over non-finite lengths
         return "not finite"
     return None
@@ -362,17 +365,25 @@ class SemTTS(PackedModel):
         if size < len(ids):  # one batch keeps the given order (and so the random draws of each text)
             order.sort(key=lambda i: -len(ids[i]))
         pending = [order[start:start + size] for start in range(0, len(order), size)][::-1]  # a stack
+        freed_for = None  # the batch retried as it was after the graphs were released
         while pending:
             indices = pending.pop()
             try:
                 batch = self._synthesize_ids([ids[i] for i in indices], indices, voice, length_scale, noise_scale,
                                              noise_scale_w)
             except _TooBig as too_big:
+                memory = too_big.failure == TOO_LONG_TO_ALLOCATE
+                if memory:  # the graphs of earlier shapes hold their memory pools
+                    self.synthesizer.release_graphs()
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                if memory and len(indices) == 1 and freed_for != indices:  # once more, without them
+                    freed_for = indices
+                    pending.append(indices)
+                    continue
                 if len(indices) > 1:
                     logger.warning("synthesize: a batch of %d texts failed (the predicted durations are %s); "
                                    "splitting it", len(indices), too_big.failure)
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
                     half = len(indices) // 2
                     pending += [indices[half:], indices[:half]]
                     continue

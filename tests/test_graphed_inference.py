@@ -134,6 +134,15 @@ def test_padded_shapes_and_graph_limit_on_the_cpu(monkeypatch):
         assert all(decoders_of.values()) and sum(map(len, decoders_of.values())) == len(fast._decoders)
     assert EagerGraph.captured == 6  # token buckets 16, 16, 8, 16: the last call recaptures the released pair
     assert EagerGraph.devices == [torch.device("cpu")] * 6  # every graph is given its inputs' device
+    # a result is the caller's: the next replay of the same graphs does not overwrite it
+    kept = ours.waveform.clone()
+    fast(tokens.flip(1), token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0)
+    assert EagerGraph.captured == 6 and torch.equal(ours.waveform, kept)
+    # after an out-of-memory error every graph is released (their memory pools with them); later calls recapture
+    fast.release_graphs()
+    assert fast.graphs == 0
+    fast(tokens, token_lengths, sid=sid, noise_scale=0.0, noise_scale_w=0.0)
+    assert EagerGraph.captured == 8 and fast.graphs == 2
     with pytest.raises(Exception, match="max_graphs must be >= 2"):
         GraphedSynthesizer(gen, max_graphs=1)
 

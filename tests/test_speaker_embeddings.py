@@ -42,6 +42,21 @@ def test_random_init_needs_the_switch(tmp_path):
         load_campplus(None, 192, allow_random_init=False, cache_dir=tmp_path)
 
 
+def test_random_init_leaves_every_generator_as_it_was(monkeypatch):
+    # a caller's seed holds: the CPU generator restored, and no CUDA generator seeded (torch.manual_seed would
+    # seed them, or queue it until CUDA starts, where fork_rng(devices=[]) restores nothing)
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    seeded.clear()
+    first, _ = load_campplus(None, 64, allow_random_init=True, seed=3)
+    assert torch.equal(torch.rand(3), expected) and seeded == []
+    second, _ = load_campplus(None, 64, allow_random_init=True, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
 def test_missing_file_is_weights_not_found(tmp_path):
     with pytest.raises(WeightsNotFound, match=r"nope\.bin: file not found.*campplus_cn_common\.bin"):
         load_campplus(str(tmp_path / "nope.bin"), 192, allow_random_init=True, cache_dir=tmp_path)
@@ -417,7 +432,9 @@ def test_save_array_atomic_flushes_before_the_rename(tmp_path, monkeypatch):
                                                          real_replace(src, dst))[1])
     target = tmp_path / "feats" / "u.npy"
     save_array_atomic(target, np.arange(3, dtype=np.float32))
-    assert [kind for kind, _ in events] == ["fsync", "replace"] and events[0][1] == events[1][1]
+    # the file's data flushed, renamed, then the folder's entries flushed (the rename is durable)
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"] and events[0][1] == events[1][1]
+    assert events[2][1] == str(target.parent)
     np.testing.assert_array_equal(np.load(target), np.arange(3))
 
     def full_disk(src, dst):

@@ -75,6 +75,31 @@ def test_durations_past_the_limit_are_refused_before_decoding(model):
     assert waveforms[0].numel() > 0
 
 
+def out_of_memory_once(real_call, failures: list):
+    """A ``GraphedSynthesizer.__call__`` out of device memory at its first call (recorded in ``failures``)."""
+    def call(self, tokens, *args, **kwargs):
+        if not failures:
+            failures.append(tokens.shape)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_call(self, tokens, *args, **kwargs)
+
+    return call
+
+
+def test_out_of_memory_releases_the_graphs_and_retries_a_single_text(model, monkeypatch):
+    # the graphs of earlier shapes hold their memory pools: released, a text that fits alone is retried once
+    failures, released = [], []
+    monkeypatch.setattr(GraphedSynthesizer, "__call__", out_of_memory_once(GraphedSynthesizer.__call__, failures))
+    monkeypatch.setattr(GraphedSynthesizer, "release_graphs", lambda self: released.append(True))
+    waveforms, _ = model.synthesize(["hello there"])
+    assert len(failures) == 1 and released == [True] and waveforms[0].numel() > 0
+    monkeypatch.setattr(GraphedSynthesizer, "__call__", lambda *a, **k: (_ for _ in ()).throw(
+        torch.OutOfMemoryError("CUDA out of memory")))
+    with pytest.raises(DataError, match=r"^synthesize: text 0: the predicted durations are too long to allocate"):
+        model.synthesize(["hello there"])  # once more only
+    assert released == [True] * 3
+
+
 def test_the_limit_on_frames_per_token_is_a_cli_flag_and_a_run_option(capsys, packed, tmp_path):
     status, stderr = main_status(capsys, "synth", "--model", packed, "--text", "hello there",
                                  "--max-frames-per-token", "1", "-o", tmp_path / "x.wav")
@@ -222,5 +247,13 @@ def test_stage_8_synthesizes_a_batch_out_of_device_memory_in_halves(tmp_path, mo
                                             torch.device("cpu"))
     monkeypatch.setattr(GraphedSynthesizer, "__call__", lambda *a, **k: (_ for _ in ()).throw(
         torch.OutOfMemoryError("CUDA out of memory")))
+    released = []
+    monkeypatch.setattr(GraphedSynthesizer, "release_graphs", lambda self: released.append(True))
     with pytest.raises(DataError, match=r"^u0: out of device memory synthesizing it alone \(4 tokens\); "):
         synthesize.synthesize_split(hp, generator, data, tmp_path / "none", torch.device("cpu"))
+    assert released == [True]  # its graphs released, then tried once more
+    # one utterance that fits once the graphs of earlier shapes are released
+    failures = []
+    monkeypatch.setattr(GraphedSynthesizer, "__call__", out_of_memory_once(real_call, failures))
+    assert synthesize.synthesize_split(hp, generator, data, tmp_path / "retried", torch.device("cpu"))[
+        "utterances"] == 3 and len(failures) == 1 and released == [True] * 2

@@ -321,8 +321,8 @@ class WhisperASR:
         if not allow_random_init:
             raise weights_not_found(model, cache, reason, "eval_asr_model")
         dims = random_whisper_dims(model, random_dims, "eval_asr_random_dims", "eval_asr_model")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its generator seeded (and restored)
+            torch.default_generator.manual_seed(seed)
             full = Whisper(dims)
         logger.warning("WARNING: the evaluation ASR %r is RANDOMLY INITIALISED (seed %d, %s; allow_random_init "
                        "is set): its WER and CER are meaningless", model, seed, reason)

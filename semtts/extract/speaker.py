@@ -198,8 +198,8 @@ def load_campplus(ckpt: str | None, embed_dim: int = 192, allow_random_init: boo
     """
     if not ckpt:
         identity = checkpoint_identity(ckpt, allow_random_init, cache_dir, seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its generator seeded (and restored)
+            torch.default_generator.manual_seed(seed)
             model = CAMPPlus(embedding_size=embed_dim)
         logger.warning("CAM++ has random weights (allow_random_init, seed %d): its embeddings carry no "
                        "speaker identity; use a pretrained checkpoint for real training", seed)

@@ -173,8 +173,8 @@ class WhisperTeacher(nn.Module):
         global RNG is left as it was); ``dims`` as ModelDimensions or a dict
         over the named size ``name``'s dims."""
         dims = dims if isinstance(dims, ModelDimensions) else random_whisper_dims(name, dims)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its generator seeded (and restored)
+            torch.default_generator.manual_seed(seed)
             encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state,
                                    dims.n_audio_head, dims.n_audio_layer)
         return cls(encoder, dims, layer, name=name, sha256=RANDOM_INIT, random_init_seed=seed)

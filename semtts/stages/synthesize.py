@@ -204,23 +204,25 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
     in two halves, each as wide as its longest item (recursively); one utterance that does not fit alone
     is a :class:`DataError` naming it."""
     if splits.most_items is None or len(ids) <= splits.most_items:
-        out = None
-        try:
-            out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"],
-                              spk_embed=inputs["spk_embed"], noise_scale=hp["noise_scale"],
-                              noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
-        except RuntimeError as err:
-            if not out_of_memory(err):
-                raise
-            if len(ids) == 1:
-                raise DataError(f"{ids[0]}: out of device memory synthesizing it alone "
-                                f"({int(inputs['lengths'][0])} tokens); synthesize on a larger device or "
-                                "lower length_scale") from None
-        if out is not None:  # (copied to the host as they are: no device memory needed)
-            return [(utt_id, out.waveform[i, 0, : int(out.wav_lengths[i])].cpu().float(),
-                     out.durations[i, : int(inputs["lengths"][i])].tolist()) for i, utt_id in enumerate(ids)]
-        if torch.cuda.is_available():  # (out of the except block: the failed call's tensors are freed)
-            torch.cuda.empty_cache()
+        for attempt in range(2 if len(ids) == 1 else 1):  # one utterance: once more without the graphs held
+            out = None
+            try:
+                out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"],
+                                  spk_embed=inputs["spk_embed"], noise_scale=hp["noise_scale"],
+                                  noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
+            except RuntimeError as err:
+                if not out_of_memory(err):
+                    raise
+                if attempt == 1:
+                    raise DataError(f"{ids[0]}: out of device memory synthesizing it alone "
+                                    f"({int(inputs['lengths'][0])} tokens); synthesize on a larger device or "
+                                    "lower length_scale") from None
+            if out is not None:  # (copied to the host as they are: no device memory needed)
+                return [(utt_id, out.waveform[i, 0, : int(out.wav_lengths[i])].cpu().float(),
+                         out.durations[i, : int(inputs["lengths"][i])].tolist()) for i, utt_id in enumerate(ids)]
+            synthesizer.release_graphs()  # the graphs of earlier shapes hold their memory pools
+            if torch.cuda.is_available():  # (out of the except block: the failed call's tensors are freed)
+                torch.cuda.empty_cache()
         splits.first_ids.append(ids[0])
         splits.most_items = len(ids) // 2 if splits.most_items is None else min(splits.most_items, len(ids) // 2)
     half = len(ids) // 2
