@@ -226,3 +226,19 @@ def test_generate_says_generated_reused_and_why_it_regenerates(tmp_path, capsys)
     assert "regenerating" in out and "settings changed: seed 5 -> 6" in out and "removing its wavs/" in out
     assert "mini corpus generated in" in out
     assert json.loads((folder / ".complete").read_text())["seed"] == 6
+
+
+def test_a_cache_that_cannot_be_written_stops_the_run_and_drops_nothing(tmp_path):
+    # resampled audio goes to the cache: a full or unwritable cache is not a corrupt corpus file
+    root = _ljspeech(tmp_path / "LJ", [])
+    cache = _bytes(tmp_path / "cache", b"a file where the cache folder should be")
+    with pytest.raises(DataError, match=r"cannot write the resampled audio \(NotADirectoryError.*then rerun"):
+        prepare_manifests("ljspeech", root, tmp_path / "out", sample_rate=22050, min_duration=0.1,
+                          max_duration=5.0, min_keep_ratio=0.5, n_valid=1, n_test=1, heldout_speakers=[], seed=0,
+                          cleaner="english", cache_dir=cache)
+    assert not (tmp_path / "out" / "report.json").exists()
+    cache.unlink()  # space freed: the rerun resamples every file
+    report = prepare_manifests("ljspeech", root, tmp_path / "out", sample_rate=22050, min_duration=0.1,
+                               max_duration=5.0, min_keep_ratio=0.5, n_valid=1, n_test=1, heldout_speakers=[],
+                               seed=0, cleaner="english", cache_dir=cache)
+    assert report["kept"] == 10 and len(list(cache.rglob("*.wav"))) == 10

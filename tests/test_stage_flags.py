@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from semtts.errors import ConfigError
-from semtts.stages.common import parse_stage_args
+from semtts.stages.common import changed_settings, load_hparams, parse_stage_args
 from semtts.stages.flags import check_overrides, check_value, recipe_defaults, split_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,3 +134,17 @@ def test_a_stage_called_directly_checks_its_flags(stage, argv, message, tmp_path
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "exp").exists() and not (tmp_path / "mini").exists()  # nothing ran
+
+
+def test_a_mapping_flag_over_a_null_default_is_one_line_and_the_recipes_default_to_empty_mappings(tmp_path):
+    path = tmp_path / "h.yaml"
+    path.write_text("dims: null\nlr: 1\n")
+    with pytest.raises(ConfigError, match=r"h.yaml: --dims gives a mapping where the file has another kind of value"):
+        load_hparams(str(path), "dims: {a: 1}")
+    for recipe in RECIPES:  # their mapping flags take mappings from the command line
+        hp = load_hparams(recipe, "whisper_random_dims: {n_audio_state: 64}\neval_asr_random_dims: {n_text_ctx: 8}\n"
+                                  "data_folder: /corpus")
+        assert hp["whisper_random_dims"]["n_audio_state"] == 64 and hp["eval_asr_random_dims"]["n_text_ctx"] == 8
+    # markers written when such a default was null still match (null, {} and a missing key: no value)
+    assert changed_settings({"dims": None, "lr": 1}, {"dims": {}, "lr": 1, "new": {}}) == []
+    assert changed_settings({"dims": None}, {"dims": {"a": 1}}) == ["dims"]

@@ -261,6 +261,20 @@ def test_stage_end_to_end_resume_and_metadata(tmp_path, capsys):
     assert not np.array_equal(_features(out)["spk0_utt0"], feats["spk0_utt0"])
 
 
+def test_a_done_stage_with_other_weights_behind_the_same_name_is_refused(model, tmp_path, capsys):
+    # done with random weights (the checkpoint was missing); then the checkpoint appears under the same name
+    yaml, hp = _experiment(tmp_path)
+    assert _run(str(yaml)) == 0 and "already done" not in capsys.readouterr().out
+    path = Path(hp["whisper_model"])
+    torch.save({"dims": asdict(model.dims), "model_state_dict": model.state_dict()}, path)
+    assert _run(str(yaml)) == 2
+    err = capsys.readouterr().err
+    assert f"sha256 is '{RANDOM_INIT}' there but '{file_sha256(path)}' in the hparams" in err and "--force" in err
+    assert _run(str(yaml), "--force") == 0
+    assert read_metadata(tmp_path / "exp" / "teacher" / "meta.json")["sha256"] == file_sha256(path)
+    assert _run(str(yaml)) == 0 and "skipped: already done" in capsys.readouterr().out
+
+
 def test_stage_bad_whisper_model_is_one_line(tmp_path, capsys):
     yaml, _ = _experiment(tmp_path)
     cases = [

@@ -38,7 +38,7 @@ import torch
 from semtts.audio import audio_info, load_audio, resample, save_audio
 from semtts.audio_formats import AUDIO_SUFFIXES
 from semtts.data.manifest import CACHE_ROOT, DATA_ROOT, write_json_atomic
-from semtts.errors import ConfigError, SemttsError
+from semtts.errors import ConfigError, DataError, SemttsError
 
 __all__ = [
     "DROP_REASONS",
@@ -174,8 +174,13 @@ def validate_utterance(
             # atomic (parallel workers or a kill leave no partial file); audio past full scale (a float
             # source louder than it, or the resampler's overshoot) keeps its level as float samples, as the
             # uncached files of the corpus do
-            save_audio(cached, fixed, sample_rate, keep_range=True)
-            write_json_atomic(_source_record_path(cached), source)  # last: what the file was made of
+            try:
+                save_audio(cached, fixed, sample_rate, keep_range=True)
+                write_json_atomic(_source_record_path(cached), source)  # last: what the file was made of
+            except OSError as err:  # the cache's fault (full, read-only), not the corpus file's: stop the run
+                raise DataError(f"{cached}: cannot write the resampled audio ({type(err).__name__}: {err}); "
+                                "free space or choose another cache folder, then rerun (what is done is kept)"
+                                ) from None
             n_frames = fixed.shape[1]
         duration = n_frames / sample_rate
         wav = f"{CACHE_ROOT}/{relative.as_posix()}"

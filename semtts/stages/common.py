@@ -147,6 +147,10 @@ def load_hparams(hparams_file: str, overrides: str | dict = "") -> dict:
             match = re.match(r"'(\w+)' is a !PLACEHOLDER", str(err))
             if match:
                 raise ConfigError(f"{hparams_file}: set --{match.group(1)} (it has no default)") from None
+            if "structure of the overrides doesn't match" in str(err):
+                mappings = [f"--{key}" for key, value in _overrides_dict(overrides).items() if isinstance(value, dict)]
+                raise ConfigError(f"{hparams_file}: {' '.join(mappings) or 'an override'} gives a mapping where the "
+                                  "file has another kind of value; set it in a copy of the file") from None
             raise
 
 
@@ -371,4 +375,10 @@ def changed_settings(recorded: dict, settings: dict, ignore: Collection[str] = (
     ['lr']
     """
     keys = (set(recorded) | set(settings)) - set(ignore)
-    return sorted(k for k in keys if recorded.get(k) != settings.get(k))
+    return sorted(k for k in keys if recorded.get(k) != settings.get(k)
+                  and not (_unset(recorded.get(k)) and _unset(settings.get(k))))
+
+
+def _unset(value: Any) -> bool:
+    """No value: null, an empty mapping, or a key a marker does not have (the same outputs)."""
+    return value is None or value == {}

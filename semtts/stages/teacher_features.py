@@ -46,9 +46,9 @@ import torch
 from semtts.data.manifest import read_record, resolve_audio_path, write_json_atomic
 from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
-from semtts.extract.common import (collect_items, feature_path, parse_shard, pop_option, read_metadata, run_shards,
-                                   shard_items, write_metadata)
-from semtts.extract.teacher import extract_teacher_features, load_whisper_teacher
+from semtts.extract.common import (check_metadata, collect_items, feature_path, parse_shard, pop_option, read_metadata,
+                                   run_shards, shard_items, write_metadata)
+from semtts.extract.teacher import expected_metadata, extract_teacher_features, load_whisper_teacher
 from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
                                   parse_stage_args, read_done, run_stage)
@@ -150,6 +150,18 @@ def _claim_output(out_dir: Path, progress: dict, meta: dict) -> None:
     if not (out_dir / "meta.json").is_file() or any(read_metadata(out_dir / "meta.json").get(k) != v
                                                      for k, v in comparable_settings(meta).items()):
         write_metadata(out_dir / "meta.json", meta)
+
+
+def _check_done_teacher(out_dir: Path, hp: dict, settings: dict, force: bool) -> None:
+    """A finished stage whose settings are the hparams' must also have the
+    hparams' weights: the file behind a ``whisper_model`` path (or the cache,
+    after a random-init run) can change while the name stays."""
+    marker, meta = out_dir / DONE_NAME, out_dir / "meta.json"
+    if force or not marker.is_file() or not meta.is_file():
+        return
+    if changed_settings(read_done(marker)["settings"], comparable_settings(settings)):
+        return  # run_stage names the changed settings
+    check_metadata(meta, {"sha256": expected_metadata(hp)["sha256"]}, "teacher features")
 
 
 def _check_done_for_shard(marker: Path, settings: dict, force: bool) -> bool:
@@ -265,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = _summarise(out_dir, audio, reports)
         return {k: v for k, v in summary.items() if k != "skipped"} | {"skipped": len(summary["skipped"])}
 
+    _check_done_teacher(out_dir, hp, settings, args.force)
     run_stage(STAGE, out_dir, settings, body, force=args.force)
     return 0
 
