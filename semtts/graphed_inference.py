@@ -216,6 +216,7 @@ class GraphedSynthesizer(nn.Module):
         self._durations: dict[tuple, tuple[dict[str, torch.Tensor], _Graph]] = {}
         self._decoders: dict[tuple, _Graph] = {}
         self._last_used: OrderedDict[tuple, None] = OrderedDict()  # both kinds of key, oldest first
+        self.captured = 0  # graphs captured so far (a call that captured is no measure of replay speed)
 
     @property
     def graphs(self) -> int:
@@ -351,6 +352,7 @@ class GraphedSynthesizer(nn.Module):
 
             # captured on placeholder inputs, on the tokens' device
             self._durations[key] = (static, _Graph(durations_fn, tokens.device))
+            self.captured += 1
         self._used(key)
         static, graph = self._durations[key]
         self._fill(static, tokens, token_lengths, g, noise_scale, length_scale, noise_scale_w)
@@ -370,6 +372,7 @@ class GraphedSynthesizer(nn.Module):
 
             # reads, never writes, the first half's outputs
             self._decoders[decode_key] = _Graph(decode_fn, static["tokens"].device)
+            self.captured += 1
         self._used(decode_key)
         return self._decoders[decode_key].replay()
 
