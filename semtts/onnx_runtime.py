@@ -240,4 +240,9 @@ class OnnxSynthesizer(PackedModel):
         waveform, wav_lengths, durations = self.run(tokens.numpy(), lengths.numpy(), speaker_inputs,
                                                     noise_scale, length_scale, noise_scale_w)
         self.last_durations = [durations[i, :n] for i, n in enumerate(lengths.tolist())]
-        return [waveform[i, 0, :int(n)].astype(np.float32) for i, n in enumerate(wav_lengths)], self.sample_rate
+        waveforms = [waveform[i, 0, :int(n)].astype(np.float32) for i, n in enumerate(wav_lengths)]
+        for index, wav in enumerate(waveforms):
+            if not np.isfinite(wav).all():  # (saving would clip NaN to a full-scale square)
+                raise DataError(f"{self.folder}: the model synthesized non-finite audio for text {index} (its "
+                                "weights may have diverged: export an earlier checkpoint)")
+        return waveforms, self.sample_rate

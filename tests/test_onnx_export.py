@@ -35,6 +35,11 @@ def test_packed_export_matches_pytorch(packed, wavs):  # noqa: F811
     second, _ = onnx_tts.synthesize("hello there.", speaker="spk0")
     assert np.isfinite(first[0]).all() and first[0].std() > 0
     assert first[0].shape != second[0].shape or not np.array_equal(first[0], second[0])
+    # a diverged model's non-finite audio is refused, naming the text, not returned
+    run = onnx_tts.run
+    onnx_tts.run = lambda *args: (lambda out: (out[0] * np.float32("nan"), *out[1:]))(run(*args))
+    with pytest.raises(DataError, match=r"non-finite audio for text 0 \(its weights may have diverged"):
+        onnx_tts.synthesize("hello there.", speaker="spk0")
 
 
 def test_sid_and_semantic_generators(tmp_path):
