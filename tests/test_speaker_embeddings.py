@@ -444,3 +444,19 @@ def test_save_array_atomic_flushes_before_the_rename(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_array_atomic(target, np.zeros(3, dtype=np.float32))
     assert sorted(p.name for p in target.parent.iterdir()) == ["u.npy"]  # no temporary file left behind
+
+
+def test_audio_cut_off_since_stage_1_stays_pending(tmp_path):
+    # a file cut off (a copy in progress) is not embedded in part nor skipped for good: a rerun tries again
+    from semtts.audio import save_audio
+    from semtts.extract.speaker import _load_16k
+
+    path = tmp_path / "cut.wav"
+    save_audio(path, 0.1 * torch.randn(1, 32000), 16000)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    wav, reason, retry = _load_16k(str(path), 0.5)
+    assert wav is None and retry and reason.startswith(f"unreadable audio {path} (truncated: ")
+    path.write_bytes(whole)  # copied again whole
+    wav, reason, retry = _load_16k(str(path), 0.5)
+    assert wav is not None and wav.numel() == 32000 and not retry

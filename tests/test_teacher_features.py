@@ -381,3 +381,11 @@ def test_partial_outputs_of_other_manifests_are_refused(tmp_path, capsys):
         assert "(manifests_sha256 differ)" in err and "\n" not in err
     assert not (out / "teacher" / "done").exists()
     assert _run(str(yaml), "--force") == 0 and (out / "teacher" / "done").is_file()
+
+
+def test_audio_cut_off_since_stage_1_is_refused_not_read_in_part(tmp_path):
+    path = tmp_path / "cut.wav"
+    save_audio(path, _audio(1.0).unsqueeze(0), 16000)
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])  # the header still promises 16000 samples
+    with pytest.raises(DataError, match=r"cut.wav: cannot read the audio \(truncated: \d+ of 16000 samples\)"):
+        read_teacher_audio(path)

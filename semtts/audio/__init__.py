@@ -21,8 +21,9 @@ torch.Size([1, 80, 86])
 
 from semtts.audio.features import (SpectrogramConfig, dynamic_range_compression, hann_window, linear_spectrogram,
                                    mel_filterbank, mel_spectrogram, spec_to_mel)
-from semtts.audio.io import audio_info, load_audio, read_checked_audio, resample, resampler, save_audio
+from semtts.audio.io import audio_info, declared_frames, load_audio, read_checked_audio, resample, resampler, save_audio
 
-__all__ = ["SpectrogramConfig", "audio_info", "dynamic_range_compression", "hann_window", "linear_spectrogram",
+__all__ = ["SpectrogramConfig", "audio_info", "declared_frames", "dynamic_range_compression", "hann_window",
+           "linear_spectrogram",
            "load_audio", "mel_filterbank", "mel_spectrogram", "read_checked_audio", "resample", "resampler",
            "save_audio", "spec_to_mel"]

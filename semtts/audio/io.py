@@ -16,6 +16,8 @@ Example
 torch.Size([1, 16000])
 """
 
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ from torch import nn
 from semtts.durable import write_atomically
 from semtts.errors import DataError, first_line
 
-__all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info"]
+__all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info", "declared_frames"]
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
@@ -209,3 +211,56 @@ def resampler(orig_sr: int, new_sr: int) -> nn.Module:
     if orig_sr == new_sr:
         return nn.Identity()
     return AT.Resample(orig_sr, new_sr, dtype=torch.float32)  # float32, as resample() computes it
+
+
+def declared_frames(path: str | Path, header_frames: int | None = None) -> int:
+    """The number of frames an audio file's header promises (more than can be
+    read from a file cut off after it was written).
+
+    libsndfile shortens the frame count of a WAV whose data chunk is cut off,
+    so for RIFF files the ``data`` chunk size is read from the header itself;
+    other formats (FLAC's STREAMINFO, ...) report the declared count.
+
+    Arguments
+    ---------
+    path : str or Path
+        The audio file.
+    header_frames : int, optional
+        The frame count soundfile reports (read here when not given).
+
+    Returns
+    -------
+    int
+    """
+    if header_frames is None:
+        header_frames = sf.info(str(path)).frames
+    declared = _riff_declared_frames(Path(path))
+    return header_frames if declared is None else max(declared, header_frames)
+
+
+def _riff_declared_frames(path: Path) -> int | None:
+    """Frames declared by a RIFF/WAVE header (data chunk size / block align),
+    or None when the file is not a plain RIFF WAVE or the size is unset."""
+    block_align = None
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"fmt ":
+                fmt = f.read(min(size, 16))
+                if len(fmt) < 14:
+                    return None
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+                f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
+            elif chunk_id == b"data":
+                # 0 and 0xFFFFFFFF mark streams written without a final size.
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + (size & 1), os.SEEK_CUR)

@@ -30,12 +30,11 @@ Example
 import glob
 import json
 import os
-import struct
 from pathlib import Path
 
 import torch
 
-from semtts.audio import audio_info, load_audio, resample, save_audio
+from semtts.audio import audio_info, declared_frames, load_audio, resample, save_audio
 from semtts.audio_formats import AUDIO_SUFFIXES
 from semtts.data.manifest import CACHE_ROOT, DATA_ROOT, write_json_atomic
 from semtts.errors import ConfigError, DataError, SemttsError
@@ -145,7 +144,7 @@ def validate_utterance(
         # The header opened but decoding stopped early: fewer samples can be
         # read than the header declares.
         return None, "truncated_audio"
-    declared = _declared_frames(path, info.frames)
+    declared = declared_frames(path, info.frames)
     if audio.shape[1] < declared:
         return None, "truncated_audio"
     if audio.shape[1] == 0:
@@ -293,42 +292,3 @@ def _cached_frames(cached: Path, source: dict, sample_rate: int) -> int | None:
     if info.samplerate != sample_rate or info.channels != 1 or info.frames == 0:
         return None
     return int(info.frames)
-
-
-def _declared_frames(path: Path, header_frames: int) -> int:
-    """The number of frames the file's header promises.
-
-    libsndfile shortens the frame count of a WAV whose data chunk is cut off,
-    so for RIFF files the ``data`` chunk size is read from the header itself;
-    other formats (FLAC's STREAMINFO, ...) report the declared count.
-    """
-    declared = _riff_declared_frames(path)
-    return header_frames if declared is None else max(declared, header_frames)
-
-
-def _riff_declared_frames(path: Path) -> int | None:
-    """Frames declared by a RIFF/WAVE header (data chunk size / block align),
-    or None when the file is not a plain RIFF WAVE or the size is unset."""
-    block_align = None
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"fmt ":
-                fmt = f.read(min(size, 16))
-                if len(fmt) < 14:
-                    return None
-                block_align = struct.unpack("<H", fmt[12:14])[0]
-                f.seek(size - len(fmt) + (size & 1), os.SEEK_CUR)
-            elif chunk_id == b"data":
-                # 0 and 0xFFFFFFFF mark streams written without a final size.
-                if not block_align or size in (0, 0xFFFFFFFF):
-                    return None
-                return size // block_align
-            else:
-                f.seek(size + (size & 1), os.SEEK_CUR)

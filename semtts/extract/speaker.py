@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semtts.audio import load_audio, resample
+from semtts.audio import declared_frames, load_audio, resample
 from semtts.audio.kaldi_fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
 from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
@@ -351,8 +351,11 @@ def _load_16k(path: str, min_seconds: float) -> tuple[torch.Tensor | None, str, 
         return None, f"audio file not found: {path}", True
     try:
         wav, sr = load_audio(path, mono=True)
+        declared = declared_frames(path)
     except (RuntimeError, OSError, ValueError, EOFError) as err:
         return None, f"unreadable audio {path} ({str(err).strip()[:160]})", True
+    if wav.shape[-1] < declared:  # cut off since stage 1 checked it (a copy in progress): retried by a rerun
+        return None, f"unreadable audio {path} (truncated: {wav.shape[-1]} of {declared} samples)", True
     seconds = wav.shape[-1] / sr
     if seconds < max(min_seconds, FBANK["frame_length_ms"] / 1000):
         return None, f"too short ({seconds:.3f} s < {min_seconds} s)", False

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from whisper.model import AudioEncoder, ModelDimensions
 
-from semtts.audio import load_audio, resample
+from semtts.audio import declared_frames, load_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.extract.common import feature_path, file_sha256, load_array, save_array_atomic
 from semtts.extract.whisper_loading import (NAMED_DIMS, download_whisper, load_whisper_checkpoint, model_url,
@@ -356,8 +356,11 @@ def read_teacher_audio(path: str | Path) -> torch.Tensor:
     :class:`DataError`."""
     try:
         audio, sr = load_audio(path, mono=True)
+        declared = declared_frames(path)
     except _AUDIO_ERRORS as err:
         raise DataError(f"{path}: cannot read the audio ({first_line(err)})") from None
+    if audio.shape[-1] < declared:  # cut off since stage 1 checked it: features of part of it would not match
+        raise DataError(f"{path}: cannot read the audio (truncated: {audio.shape[-1]} of {declared} samples)")
     audio = resample(audio, sr, SAMPLE_RATE)[0]
     if not bool(torch.isfinite(audio).all()):
         raise DataError(f"{path}: the audio has non-finite samples")
