@@ -170,7 +170,7 @@ def test_cli_names_the_flags_and_lines_the_user_gave(capsys, packed, tmp_path):
         assert_one_line(status, stderr, "--precision: precision fp16 needs a CUDA device")
 
 
-def test_stage_8_refuses_runaway_durations(tmp_path):
+def test_stage_8_refuses_runaway_durations(tmp_path, monkeypatch):
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain.dataio.dataset import DynamicItemDataset
 
@@ -183,10 +183,22 @@ def test_stage_8_refuses_runaway_durations(tmp_path):
                                "u2": {"token_ids": torch.randint(1, 20, (5,)), "spk_id": 1}})
     hp = {"sample_rate": 22050, "hop_length": generator.hop_length, "spk_embed_dim": 0, "synth_batch_size": 2,
           "n_speakers": 2, "noise_scale": 0.667, "noise_scale_w": 10.0, "length_scale": 10.0}
-    with pytest.raises(DataError, match=r"^test: batch u1, u2: the predicted durations are \d+ frames per token, "
+    with pytest.raises(DataError, match=r"^test: u[12]: the predicted durations are \d+ frames per token, "
                                         r"more than max_frames_per_token 200 \(noise_scale_w 10.0"):
         synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))
+    # the batch is halved down to the utterance that has them: only u2's run away here
+    real_call = GraphedSynthesizer.__call__
+
+    def runaway_u2(self, tokens, lengths, **kwargs):
+        if 5 in lengths.tolist():
+            raise DurationsTooLong("300 frames per token, more than max_frames_per_token 200")
+        return real_call(self, tokens, lengths, **kwargs)
+
     hp.update(noise_scale_w=0.8, length_scale=1.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(GraphedSynthesizer, "__call__", runaway_u2)
+        with pytest.raises(DataError, match=r"^test: u2: the predicted durations are 300 frames per token"):
+            synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))
     assert synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))["utterances"] == 2
 
 

@@ -159,9 +159,8 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
         inputs = {"tokens": tokens, "lengths": lengths, "sid": sid, "spk_embed": spk_embed}
         try:
             items = _synthesize_in_parts(synthesizer, hp, list(batch.id), inputs, splits)
-        except DurationsTooLong as err:  # refused before hours of audio were decoded
-            shown = ", ".join(batch.id[:3]) + (" ..." if len(batch.id) > 3 else "")
-            raise DataError(f"{out_dir.name}: batch {shown}: the predicted durations are {err} "
+        except _RunawayDurations as err:  # refused before hours of audio were decoded
+            raise DataError(f"{out_dir.name}: {err.utt_id}: the predicted durations are {err.what} "
                             f"(noise_scale_w {hp['noise_scale_w']}, length_scale {hp['length_scale']}); is the "
                             "model trained long enough?") from None
         for utt_id, wav, item_durations in items:
@@ -188,6 +187,14 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
     return report
 
 
+class _RunawayDurations(Exception):
+    """One utterance's durations refused (:class:`DurationsTooLong`), found by halving its batch."""
+
+    def __init__(self, utt_id: str, what: str):
+        super().__init__(f"{utt_id}: {what}")
+        self.utt_id, self.what = utt_id, what
+
+
 @dataclass
 class MemorySplits:
     """What stage 8 learnt of the device's memory in one split: the first utterance of each batch that
@@ -202,7 +209,8 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
     """Synthesize one batch: ``(id, float32 CPU waveform, per-token durations)`` per item. A batch that
     runs out of device memory, or has more utterances than fitted after that (``splits``), is synthesized
     in two halves, each as wide as its longest item (recursively); one utterance that does not fit alone
-    is a :class:`DataError` naming it."""
+    is a :class:`DataError` naming it. A batch with runaway durations is halved too, down to the
+    utterance that has them (:class:`_RunawayDurations`)."""
     if splits.most_items is None or len(ids) <= splits.most_items:
         for attempt in range(2 if len(ids) == 1 else 1):  # one utterance: once more without the graphs held
             out = None
@@ -210,6 +218,10 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
                 out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"],
                                   spk_embed=inputs["spk_embed"], noise_scale=hp["noise_scale"],
                                   noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
+            except DurationsTooLong as err:  # before decoding; which utterance it is: in halves
+                if len(ids) == 1:
+                    raise _RunawayDurations(ids[0], str(err)) from None
+                return _in_halves(synthesizer, hp, ids, inputs, splits)
             except RuntimeError as err:
                 if not out_of_memory(err):
                     raise
@@ -225,6 +237,12 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
                 torch.cuda.empty_cache()
         splits.first_ids.append(ids[0])
         splits.most_items = len(ids) // 2 if splits.most_items is None else min(splits.most_items, len(ids) // 2)
+    return _in_halves(synthesizer, hp, ids, inputs, splits)
+
+
+def _in_halves(synthesizer: GraphedSynthesizer, hp: dict, ids: list[str], inputs: dict,
+               splits: MemorySplits) -> list[tuple[str, torch.Tensor, list[int]]]:
+    """:func:`_synthesize_in_parts` of each half of a batch, each as wide as its longest item."""
     half = len(ids) // 2
     parts = [{key: None if value is None else value[part] for key, value in inputs.items()}
              for part in (slice(0, half), slice(half, None))]
