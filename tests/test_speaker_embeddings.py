@@ -460,3 +460,21 @@ def test_audio_cut_off_since_stage_1_stays_pending(tmp_path):
     path.write_bytes(whole)  # copied again whole
     wav, reason, retry = _load_16k(str(path), 0.5)
     assert wav is not None and wav.numel() == 32000 and not retry
+
+
+def test_checkpoint_urls_are_cached_by_url(tmp_path, monkeypatch):
+    # ModelScope API URLs all end in /repo?...&FilePath=<file>: two models must not share one cached file
+    from semtts.extract.speaker import resolve_checkpoint
+
+    downloads = []
+
+    def download(url, dst, progress=True):
+        downloads.append(url)
+        Path(dst).write_text(url)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    base = "https://modelscope.cn/api/v1/models/iic/{}/repo?Revision=master&FilePath=campplus_cn_common.bin"
+    first, second = (base.format(model) for model in ("model_a", "model_b"))
+    paths = [resolve_checkpoint(url, tmp_path) for url in (first, second, first)]
+    assert paths[0] != paths[1] and paths[0] == paths[2] and downloads == [first, second]
+    assert paths[0].name.endswith("-campplus_cn_common.bin") and paths[1].read_text() == second

@@ -30,11 +30,12 @@ torch.Size([2, 192])
 'random-init-seed0'
 """
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import torch
@@ -83,7 +84,7 @@ def resolve_checkpoint(ckpt: str, cache_dir: str | Path) -> Path:
     ckpt : str
         A file path or URL.
     cache_dir : str or Path
-        Where downloaded checkpoints are kept (by file name).
+        Where downloaded checkpoints are kept (by URL).
 
     Returns
     -------
@@ -96,8 +97,11 @@ def resolve_checkpoint(ckpt: str, cache_dir: str | Path) -> Path:
         When the file is missing or the download fails (e.g. offline).
     """
     if str(ckpt).startswith(("http://", "https://")):
-        name = Path(urlparse(ckpt).path).name or "campplus.bin"
-        target = Path(cache_dir).expanduser() / name
+        url = urlparse(ckpt)
+        # the file's name (a ModelScope API URL names it in FilePath=), after a digest of the whole URL: two
+        # URLs that end alike (.../repo?FilePath=...) never share a cached file
+        name = Path(parse_qs(url.query).get("FilePath", [url.path])[0]).name or "campplus.bin"
+        target = Path(cache_dir).expanduser() / f"{hashlib.sha256(ckpt.encode()).hexdigest()[:12]}-{name}"
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
