@@ -421,7 +421,9 @@ class PackedModel:
             return {}
         if self.embedded:
             if speaker_wav is not None:
-                vector = self.embed_wav(speaker_wav).cpu()
+                # the target of a conversion is its reference recording too: named as such
+                vector = self.embed_wav(speaker_wav, "target reference recording" if what == "target speaker"
+                                        else "reference recording").cpu()
             else:
                 vector = self.spk_means[self.speaker_row(speaker, what)]
             return {"spk_embed": vector[None].expand(batch, -1).contiguous()}

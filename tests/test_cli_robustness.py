@@ -134,7 +134,7 @@ def test_empty_error_text_load_weights(monkeypatch, packed):
 def test_unusable_reference_is_refused(model, wavs, name, expected):
     with pytest.raises(DataError, match=rf"{name}.wav: the reference recording {expected}"):
         model.synthesize(["hi there"], speaker_wav=wavs[name])
-    with pytest.raises(DataError, match=rf"{name}.wav: the reference recording {expected}"):
+    with pytest.raises(DataError, match=rf"{name}.wav: the target reference recording {expected}"):
         model.convert_voice(wavs["good"], target_wav=wavs[name])
 
 
