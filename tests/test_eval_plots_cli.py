@@ -190,5 +190,8 @@ def test_voices_and_weights(packed, tmp_path):  # noqa: F811
     sid_model.synthesize = capturing_first
     synthesize_manifest(sid_model, {k: items[k] for k in ("u2", "u3")}, refs, tmp_path / "sid_out")
     assert calls == [[items["u2"]["text"]]] * 2 + [[items["u3"]["text"]]]
+    assert (tmp_path / "sid_out" / "durations.json").is_file()
     with pytest.raises(ConfigError, match="'zed' is not one of the model's training speakers"):
         synthesize_manifest(sid_model, {"u2": items["u2"] | {"spk": "zed"}}, refs, tmp_path / "sid_out")
+    # a failed run leaves no earlier run's records beside its own (or no) wavs
+    assert sorted(p.name for p in (tmp_path / "sid_out").iterdir()) == []

@@ -158,8 +158,8 @@ def synthesize_manifest(model: SemTTS, items: dict[str, dict], references: dict[
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.wav"):
-        stale.unlink()
+    for stale in [*out_dir.glob("*.wav"), out_dir / "durations.json", out_dir / "report.json"]:
+        stale.unlink(missing_ok=True)  # (a failure part-way never leaves new wavs beside old records)
     torch.manual_seed(seed)
     durations, silent, audio_s, seconds = {}, [], 0.0, 0.0
     for utt_id, item in items.items():
