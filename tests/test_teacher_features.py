@@ -275,6 +275,21 @@ def test_a_done_stage_with_other_weights_behind_the_same_name_is_refused(model, 
     assert _run(str(yaml)) == 0 and "skipped: already done" in capsys.readouterr().out
 
 
+def test_a_rerun_extracts_skipped_audio_that_can_be_read_now(tmp_path, capsys):
+    yaml, _ = _experiment(tmp_path)
+    out = tmp_path / "exp"
+    assert _run(str(yaml)) == 0 and "broken" not in _features(out)
+    assert _run(str(yaml)) == 0 and "1 utterance(s) still skipped (e.g. broken" in capsys.readouterr().out
+    save_audio(tmp_path / "corpus" / "wavs" / "broken.wav", _audio(0.8, seed=9), 16000)  # copied again, whole
+    kept = {u: feature_path(out / "teacher", u).stat().st_mtime_ns for u in _features(out)}
+    assert _run(str(yaml)) == 0
+    assert "1 of the 1 skipped utterances can be read now (e.g. broken)" in capsys.readouterr().out
+    done = json.loads((out / "teacher" / "done").read_text())["summary"]
+    assert done["extracted"] == 1 and done["existing"] == 4 and done["skipped"] == 0
+    assert all(feature_path(out / "teacher", u).stat().st_mtime_ns == t for u, t in kept.items())
+    assert _run(str(yaml)) == 0 and "skipped: already done" in capsys.readouterr().out
+
+
 def test_stage_bad_whisper_model_is_one_line(tmp_path, capsys):
     yaml, _ = _experiment(tmp_path)
     cases = [

@@ -48,7 +48,8 @@ from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import (check_metadata, collect_items, feature_path, parse_shard, pop_option, read_metadata,
                                    run_shards, shard_items, write_metadata)
-from semtts.extract.teacher import expected_metadata, extract_teacher_features, load_whisper_teacher
+from semtts.extract.teacher import (expected_metadata, extract_teacher_features, load_whisper_teacher,
+                                   read_teacher_audio)
 from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
                                   parse_stage_args, read_done, run_stage)
@@ -278,8 +279,36 @@ def main(argv: list[str] | None = None) -> int:
         return {k: v for k, v in summary.items() if k != "skipped"} | {"skipped": len(summary["skipped"])}
 
     _check_done_teacher(out_dir, hp, settings, args.force)
+    if not args.force:
+        _retry_readable_again(out_dir, hp, settings)
     run_stage(STAGE, out_dir, settings, body, force=args.force)
     return 0
+
+
+def _retry_readable_again(out_dir: Path, hp: dict, settings: dict) -> None:
+    """A finished stage that skipped utterances whose audio can be read now
+    (restored, copied again whole) is not finished: the rerun extracts those
+    (and keeps every feature file there)."""
+    marker = out_dir / DONE_NAME
+    if not marker.is_file() or changed_settings(read_done(marker)["settings"], comparable_settings(settings)):
+        return
+    audio = collect_audio(hp)
+    missing = [u for u in audio if not feature_path(out_dir, u).is_file()]
+    back = [u for u in missing if _readable(audio[u])]
+    if back:
+        log(STAGE, f"{len(back)} of the {len(missing)} skipped utterances can be read now (e.g. {back[0]}): "
+                   "extracting them")
+        marker.unlink()
+    elif missing:
+        log(STAGE, f"{len(missing)} utterance(s) still skipped (e.g. {missing[0]}; see {out_dir / 'report.json'})")
+
+
+def _readable(path: str) -> bool:
+    try:
+        read_teacher_audio(path)
+    except DataError:
+        return False
+    return True
 
 
 if __name__ == "__main__":
