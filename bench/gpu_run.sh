@@ -4,7 +4,7 @@
 # git; `bash bench/gpu_wheels.sh` makes it at this machine's .venv versions; carry it) and are installed here
 # into /tmp/semtts_site, offline, when they do not import or HyperPyYAML cannot load a document with them.
 #
-#   bash bench/gpu_run.sh OUT_DIR                     # the default section, one device call: at most 9 minutes
+#   bash bench/gpu_run.sh OUT_DIR                     # the default section, one device call: at most 9.5 min
 #   SECTIONS=graphs_all GRAPHS_ALL_BATCHES=32 GRAPHS_ALL_POOL=12 bash bench/gpu_run.sh OUT_DIR2  # a second call
 #   SECTIONS="tests mas infer" bash bench/gpu_run.sh OUT_DIR   # another call, only if budget is left: ~4 min
 #

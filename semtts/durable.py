@@ -83,7 +83,7 @@ def fsync_tree(folder: str | Path) -> None:
         fsync_path(root)
 
 
-def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
+def write_atomically(path: str | Path, write: Callable[[Path], object], sync_folder: bool = True) -> None:
     """Write ``path`` whole or not at all: ``write(tmp)`` fills a hidden
     temporary file beside it, which is flushed to disk and renamed onto
     ``path``. A failed or interrupted write leaves an earlier file at
@@ -98,6 +98,10 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
         The destination.
     write : callable
         ``write(tmp_path)`` writes the content to ``tmp_path``.
+    sync_folder : bool
+        Flush the folder's entries after the rename, so that the new name
+        survives a crash too (off for one file of many that a rerun
+        recomputes when it is missing: a flush each is costly).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,8 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_path(path.parent)  # the rename itself is durable once the folder's entries are
+    if sync_folder:
+        fsync_path(path.parent)  # the rename itself is durable once the folder's entries are
 
 
 def aside_folders(target: str | Path, legacy: bool = False) -> list[Path]:

@@ -145,7 +145,17 @@ synth --max-frames-per-token``): 200 frames are 2.3 s per phoneme at 22.05 kHz, 
 
 
 class DurationsTooLong(RuntimeError):
-    """Predicted durations past :attr:`GraphedSynthesizer.max_frames_per_token`, refused before decoding."""
+    """Predicted durations past :attr:`GraphedSynthesizer.max_frames_per_token`, refused before decoding;
+    ``row`` is the batch item with the most frames per token (None when not known)."""
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
+
+
+def _worst_row(per_token: torch.Tensor) -> int:
+    """The item with the most frames per token, a non-finite count first."""
+    return int(torch.nan_to_num(per_token.double(), nan=math.inf).argmax())
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -303,10 +313,10 @@ class GraphedSynthesizer(nn.Module):
         n_frames, most = torch.stack([spec_lengths.max().double(), per_token.max().double()]).tolist()
         n_frames, n_tokens = int(n_frames), tokens.size(1)  # the one read-back: it sizes the output
         if not math.isfinite(most) and self.max_frames_per_token is None:  # (no limit: still no NaN lengths)
-            raise DurationsTooLong("not finite")
+            raise DurationsTooLong("not finite", _worst_row(per_token))
         if self.max_frames_per_token is not None and not most <= self.max_frames_per_token:
             raise DurationsTooLong(f"{most:.0f} frames per token, more than max_frames_per_token "
-                                   f"{self.max_frames_per_token}")
+                                   f"{self.max_frames_per_token}", _worst_row(per_token))
         if graphed:
             waveform, path, spec_mask = self._decode_graphed(
                 static, (hidden, m_p, logs_p, token_mask, durations), _round_up(n_frames, self.frame_bucket))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from semtts.durable import ASIDE_PREFIX, aside_folders, recover_replaced_folder, remove_folder, replace_folder
+from semtts.durable import (ASIDE_PREFIX, aside_folders, recover_replaced_folder, remove_folder, replace_folder,
+                            write_atomically)
 from semtts.errors import ConfigError
 
 
@@ -134,3 +135,13 @@ def test_a_deletion_goes_through_trash_and_its_leftovers_are_cleared(tmp_path, m
     make_folder(tmp_path / "model", "new")
     assert recover_replaced_folder(tmp_path / "model") == (None, [])
     assert names(tmp_path) == ["model"]
+
+
+@pytest.mark.parametrize("sync_folder", [True, False])
+def test_a_file_is_flushed_before_its_rename_and_its_folder_after(tmp_path, monkeypatch, sync_folder):
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append("replace"), real_replace(src, dst))[1])
+    write_atomically(tmp_path / "a.txt", lambda tmp: tmp.write_text("whole"), sync_folder=sync_folder)
+    assert events[1:] == ["replace"] + ([str(tmp_path)] if sync_folder else []) and ".a.txt.tmp-" in events[0]
+    assert (tmp_path / "a.txt").read_text() == "whole"

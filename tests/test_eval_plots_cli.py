@@ -6,6 +6,7 @@ import math
 import struct
 import subprocess
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ import torch
 from test_evaluation import ASR_DIMS, _fake_experiment, voice
 from test_pack_cli import ENV, FRONTEND, ROOT, TEXTS, packed, tiny, write_wav  # noqa: F401 (packed: a fixture)
 
-from semtts.audio import SpectrogramConfig
+from semtts.audio import SpectrogramConfig, load_audio
 from semtts.data.manifest import write_json_atomic, write_manifest
 from semtts.errors import ConfigError, DataError, WeightsNotFound
+from semtts.evaluation import packed_eval
 from semtts.evaluation.packed_eval import reference_paths, scoring_embedder, synthesize_manifest
 from semtts.evaluation.plots import (alignment_matrix, plot_alignment, plot_duration_histogram, plot_mel_comparison,
                                      plot_synthesized_split, read_durations)
@@ -167,7 +169,7 @@ def test_eval_end_to_end(packed, tmp_path, capsys):  # noqa: F811
     assert png_size(out / "plots" / "test" / "u1_mel.png")[0] > 0 and png_size(out / "mcd.png")[0] > 0
 
 
-def test_voices_and_weights(packed, tmp_path):  # noqa: F811
+def test_voices_and_weights(packed, tmp_path, monkeypatch):  # noqa: F811
     manifest, corpus = _manifest(tmp_path)
     items = json.loads(manifest.read_text())
     refs = reference_paths(items, manifest, corpus, manifest.parent.parent / "data" / "audio_cache")
@@ -179,19 +181,30 @@ def test_voices_and_weights(packed, tmp_path):  # noqa: F811
                                                speakers=["spk0", "spk1"]))
     report = synthesize_manifest(sid_model, {k: items[k] for k in ("u2", "u3")}, refs, tmp_path / "sid_out")
     assert report["utterances"] == 2 and (tmp_path / "sid_out" / "u3.wav").is_file()
-    # a call that captured CUDA graphs is timed again, replaying them: the real-time factor leaves out captures
-    calls, synthesize = [], sid_model.synthesize
+    first = {name: load_audio(tmp_path / "sid_out" / f"{name}.wav")[0] for name in ("u2", "u3")}
+    # a call that captured CUDA graphs is left out of the real-time factor (one that replays them is kept),
+    # and the audio (its random draws) does not depend on it
+    synthesize, clock = sid_model.synthesize, iter(range(100))
 
     def capturing_first(texts, **kwargs):
-        calls.append(texts)
-        sid_model.synthesizer.captured += len(calls) == 1
+        sid_model.synthesizer.captured += texts == [items["u2"]["text"]]  # u2's call captures, slowly
         return synthesize(texts, **kwargs)
 
     sid_model.synthesize = capturing_first
-    synthesize_manifest(sid_model, {k: items[k] for k in ("u2", "u3")}, refs, tmp_path / "sid_out")
-    assert calls == [[items["u2"]["text"]]] * 2 + [[items["u3"]["text"]]]
-    assert (tmp_path / "sid_out" / "durations.json").is_file()
+    monkeypatch.setattr(packed_eval, "time", SimpleNamespace(perf_counter=lambda: 1000.0 * next(clock) ** 2))
+    replayed = synthesize_manifest(sid_model, {k: items[k] for k in ("u2", "u3")}, refs, tmp_path / "sid_out")
+    u3_seconds = json.loads((tmp_path / "sid_out" / "durations.json").read_text())["u3"]["n_samples"] / SR
+    assert replayed["rtf"] == round(5000.0 / u3_seconds, 4)
+    for name in ("u2", "u3"):
+        assert torch.equal(load_audio(tmp_path / "sid_out" / f"{name}.wav")[0], first[name])
+    done = sorted(p.name for p in (tmp_path / "sid_out").iterdir())
+    assert done == ["durations.json", "report.json", "u2.wav", "u3.wav"]
     with pytest.raises(ConfigError, match="'zed' is not one of the model's training speakers"):
         synthesize_manifest(sid_model, {"u2": items["u2"] | {"spk": "zed"}}, refs, tmp_path / "sid_out")
-    # a failed run leaves no earlier run's records beside its own (or no) wavs
-    assert sorted(p.name for p in (tmp_path / "sid_out").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "sid_out").iterdir()) == done  # checked first: nothing removed
+    # a failure part-way leaves no earlier run's records beside the new wavs
+    sid_model.synthesize = lambda texts, **kwargs: (_ for _ in ()).throw(DataError("no")) if texts == [
+        items["u3"]["text"]] else synthesize(texts, **kwargs)
+    with pytest.raises(DataError, match="^'u3': no$"):
+        synthesize_manifest(sid_model, {k: items[k] for k in ("u2", "u3")}, refs, tmp_path / "sid_out")
+    assert sorted(p.name for p in (tmp_path / "sid_out").iterdir()) == ["u2.wav"]

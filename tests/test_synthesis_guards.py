@@ -186,19 +186,26 @@ def test_stage_8_refuses_runaway_durations(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"^test: u[12]: the predicted durations are \d+ frames per token, "
                                         r"more than max_frames_per_token 200 \(noise_scale_w 10.0"):
         synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))
-    # the batch is halved down to the utterance that has them: only u2's run away here
-    real_call = GraphedSynthesizer.__call__
+    # the utterance that has them is named: only u2's run away here (the second item of the batch)
+    synthesizer = GraphedSynthesizer(generator)
+    tokens = torch.nn.utils.rnn.pad_sequence([data[0]["token_ids"], data[1]["token_ids"]], batch_first=True)
+    lengths = torch.tensor([9, 5])
+    real_predict = generator.predict_durations
 
-    def runaway_u2(self, tokens, lengths, **kwargs):
-        if 5 in lengths.tolist():
-            raise DurationsTooLong("300 frames per token, more than max_frames_per_token 200")
-        return real_call(self, tokens, lengths, **kwargs)
+    def u2_runs_away(*args, **kwargs):
+        text, durations = real_predict(*args, **kwargs)
+        durations[1, :5] = 1000.0
+        return text, durations
 
-    hp.update(noise_scale_w=0.8, length_scale=1.0)
     with monkeypatch.context() as patch:
-        patch.setattr(GraphedSynthesizer, "__call__", runaway_u2)
-        with pytest.raises(DataError, match=r"^test: u2: the predicted durations are 300 frames per token"):
-            synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))
+        patch.setattr(generator, "predict_durations", u2_runs_away)
+        with pytest.raises(DurationsTooLong) as err:
+            synthesizer(tokens, lengths, sid=torch.tensor([0, 1]))
+        assert err.value.row == 1
+        with pytest.raises(DataError, match=r"^test: u2: the predicted durations are 1000 frames per token"):
+            synthesize_split({**hp, "noise_scale_w": 0.8, "length_scale": 1.0}, generator, data, tmp_path / "test",
+                             torch.device("cpu"))
+    hp.update(noise_scale_w=0.8, length_scale=1.0)
     assert synthesize_split(hp, generator, data, tmp_path / "test", torch.device("cpu"))["utterances"] == 2
 
 

@@ -288,6 +288,14 @@ def test_a_rerun_extracts_skipped_audio_that_can_be_read_now(tmp_path, capsys):
     assert done["extracted"] == 1 and done["existing"] == 4 and done["skipped"] == 0
     assert all(feature_path(out / "teacher", u).stat().st_mtime_ns == t for u, t in kept.items())
     assert _run(str(yaml)) == 0 and "skipped: already done" in capsys.readouterr().out
+    # features that came out non-finite are skipped for good: readable audio is no reason to redo the stage
+    feature_path(out / "teacher", "broken").unlink()
+    report = json.loads((out / "teacher" / "report.json").read_text())
+    report["skipped"] = {"broken": "non-finite teacher features (fp16 overflow?)"}
+    (out / "teacher" / "report.json").write_text(json.dumps(report))
+    assert _run(str(yaml)) == 0
+    printed = capsys.readouterr().out
+    assert "1 utterance(s) still skipped (e.g. broken" in printed and "skipped: already done" in printed
 
 
 def test_stage_bad_whisper_model_is_one_line(tmp_path, capsys):

@@ -21,9 +21,10 @@ torch.Size([1, 80, 86])
 
 from semtts.audio.features import (SpectrogramConfig, dynamic_range_compression, hann_window, linear_spectrogram,
                                    mel_filterbank, mel_spectrogram, spec_to_mel)
-from semtts.audio.io import audio_info, declared_frames, load_audio, read_checked_audio, resample, resampler, save_audio
+from semtts.audio.io import (audio_info, cut_off, declared_frames, load_audio, read_checked_audio, resample, resampler,
+                             save_audio)
 
-__all__ = ["SpectrogramConfig", "audio_info", "declared_frames", "dynamic_range_compression", "hann_window",
+__all__ = ["SpectrogramConfig", "audio_info", "cut_off", "declared_frames", "dynamic_range_compression", "hann_window",
            "linear_spectrogram",
            "load_audio", "mel_filterbank", "mel_spectrogram", "read_checked_audio", "resample", "resampler",
            "save_audio", "spec_to_mel"]

@@ -30,7 +30,8 @@ from torch import nn
 from semtts.durable import write_atomically
 from semtts.errors import DataError, first_line
 
-__all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info", "declared_frames"]
+__all__ = ["load_audio", "read_checked_audio", "save_audio", "resample", "resampler", "audio_info", "cut_off",
+           "declared_frames"]
 
 
 def audio_info(path: str | Path) -> sf._SoundFileInfo:
@@ -236,6 +237,27 @@ def declared_frames(path: str | Path, header_frames: int | None = None) -> int:
         header_frames = sf.info(str(path)).frames
     declared = _riff_declared_frames(Path(path))
     return header_frames if declared is None else max(declared, header_frames)
+
+
+def cut_off(path: str | Path, n_read: int) -> str | None:
+    """What is missing when ``n_read`` frames were read from ``path`` but its
+    header promises more (a file cut off after it was written, e.g. a copy in
+    progress), or None.
+
+    Arguments
+    ---------
+    path : str or Path
+        The audio file.
+    n_read : int
+        The frames read from it.
+
+    Returns
+    -------
+    str or None
+        ``"truncated: <read> of <declared> samples"``.
+    """
+    declared = declared_frames(path)
+    return f"truncated: {n_read} of {declared} samples" if n_read < declared else None
 
 
 def _riff_declared_frames(path: Path) -> int | None:

@@ -34,6 +34,7 @@ from semtts.errors import ConfigError
 from semtts.extract.teacher import SAMPLE_RATE
 from semtts.extract.whisper_loading import (download_whisper, load_whisper_checkpoint, model_url, random_whisper_dims,
                                             weights_not_found, whisper_cache_dir, whisper_source)
+from semtts.random_init import cpu_seeded
 from semtts.text.cleaners import clean_text
 
 __all__ = ["ASR_SAMPLE_RATE", "CHARACTER_LANGUAGES", "normalize_text", "text_units", "edit_distance", "utterance_errors",
@@ -321,8 +322,7 @@ class WhisperASR:
         if not allow_random_init:
             raise weights_not_found(model, cache, reason, "eval_asr_model")
         dims = random_whisper_dims(model, random_dims, "eval_asr_random_dims", "eval_asr_model")
-        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its generator seeded (and restored)
-            torch.default_generator.manual_seed(seed)
+        with cpu_seeded(seed):
             full = Whisper(dims)
         logger.warning("WARNING: the evaluation ASR %r is RANDOMLY INITIALISED (seed %d, %s; allow_random_init "
                        "is set): its WER and CER are meaningless", model, seed, reason)

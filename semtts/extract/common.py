@@ -273,7 +273,8 @@ def pending_utterances(utt_ids: list[str], root: str | Path, untried: bool = Fal
 def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
     """Save a ``.npy`` file through a temporary name and a rename; the data
     are flushed to disk before the rename, so after a crash the name holds
-    the whole array or nothing (never an empty or truncated file).
+    the whole array or nothing (never an empty or truncated file; a missing
+    one is recomputed, so the folder is not flushed after each).
 
     Arguments
     ---------
@@ -286,7 +287,7 @@ def save_array_atomic(path: str | Path, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save adds no suffix
             np.save(f, array)
 
-    write_atomically(path, write)
+    write_atomically(path, write, sync_folder=False)
 
 
 def load_array(path: str | Path) -> np.ndarray:

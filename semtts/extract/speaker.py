@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semtts.audio import declared_frames, load_audio, resample
+from semtts.audio import cut_off, load_audio, resample
 from semtts.audio.kaldi_fbank import FBANK, SAMPLE_RATE, compute_fbank
 from semtts.data.manifest import resolve_audio_path, write_json_atomic
 from semtts.errors import ConfigError, DataError, WeightsNotFound, first_line
@@ -49,6 +49,7 @@ from semtts.extract.common import (RETRIED_REASONS, SKIP_SUFFIX, UNREADABLE_SUFF
                                    load_array, load_or_discard, pending_utterances, read_metadata, save_array_atomic,
                                    skip_reason, unreadable_reason, write_metadata)
 from semtts.lobes.campplus import CAMPPlus
+from semtts.random_init import cpu_seeded
 
 __all__ = [
     "SAMPLE_RATE", "FBANK", "CHECKPOINTS", "SKIP_SUFFIX", "UNREADABLE_SUFFIX", "RETRIED_REASONS", "compute_fbank",
@@ -102,6 +103,10 @@ def resolve_checkpoint(ckpt: str, cache_dir: str | Path) -> Path:
         # URLs that end alike (.../repo?FilePath=...) never share a cached file
         name = Path(parse_qs(url.query).get("FilePath", [url.path])[0]).name or "campplus.bin"
         target = Path(cache_dir).expanduser() / f"{hashlib.sha256(ckpt.encode()).hexdigest()[:12]}-{name}"
+        legacy = Path(cache_dir).expanduser() / (Path(url.path).name or "campplus.bin")  # the name it had before
+        if not target.is_file() and legacy.is_file():
+            logger.info("campplus_ckpt %s: using %s, downloaded under its earlier cache name", ckpt, legacy)
+            return legacy
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -202,8 +207,7 @@ def load_campplus(ckpt: str | None, embed_dim: int = 192, allow_random_init: boo
     """
     if not ckpt:
         identity = checkpoint_identity(ckpt, allow_random_init, cache_dir, seed)
-        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its generator seeded (and restored)
-            torch.default_generator.manual_seed(seed)
+        with cpu_seeded(seed):
             model = CAMPPlus(embedding_size=embed_dim)
         logger.warning("CAM++ has random weights (allow_random_init, seed %d): its embeddings carry no "
                        "speaker identity; use a pretrained checkpoint for real training", seed)
@@ -355,11 +359,11 @@ def _load_16k(path: str, min_seconds: float) -> tuple[torch.Tensor | None, str, 
         return None, f"audio file not found: {path}", True
     try:
         wav, sr = load_audio(path, mono=True)
-        declared = declared_frames(path)
+        missing = cut_off(path, wav.shape[-1])
     except (RuntimeError, OSError, ValueError, EOFError) as err:
         return None, f"unreadable audio {path} ({str(err).strip()[:160]})", True
-    if wav.shape[-1] < declared:  # cut off since stage 1 checked it (a copy in progress): retried by a rerun
-        return None, f"unreadable audio {path} (truncated: {wav.shape[-1]} of {declared} samples)", True
+    if missing:  # cut off since stage 1 checked it (a copy in progress): retried by a rerun
+        return None, f"unreadable audio {path} ({missing})", True
     seconds = wav.shape[-1] / sr
     if seconds < max(min_seconds, FBANK["frame_length_ms"] / 1000):
         return None, f"too short ({seconds:.3f} s < {min_seconds} s)", False

@@ -50,17 +50,19 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from whisper.model import AudioEncoder, ModelDimensions
 
-from semtts.audio import declared_frames, load_audio, resample
+from semtts.audio import cut_off, load_audio, resample
 from semtts.errors import ConfigError, DataError, first_line
 from semtts.extract.common import feature_path, file_sha256, load_array, save_array_atomic
 from semtts.extract.whisper_loading import (NAMED_DIMS, download_whisper, load_whisper_checkpoint, model_url,
                                             random_whisper_dims, read_whisper_checkpoint, release_sha256,
                                             weights_not_found, whisper_cache_dir, whisper_source)
+from semtts.random_init import cpu_seeded
 
 __all__ = [
     "SAMPLE_RATE",
     "FRAME_RATE",
     "RANDOM_INIT",
+    "UNREADABLE",
     "valid_frames",
     "WhisperTeacher",
     "load_whisper_teacher",
@@ -173,8 +175,7 @@ class WhisperTeacher(nn.Module):
         global RNG is left as it was); ``dims`` as ModelDimensions or a dict
         over the named size ``name``'s dims."""
         dims = dims if isinstance(dims, ModelDimensions) else random_whisper_dims(name, dims)
-        with torch.random.fork_rng(devices=[]):  # built on the CPU: only its generator seeded (and restored)
-            torch.default_generator.manual_seed(seed)
+        with cpu_seeded(seed):
             encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state,
                                    dims.n_audio_head, dims.n_audio_layer)
         return cls(encoder, dims, layer, name=name, sha256=RANDOM_INIT, random_init_seed=seed)
@@ -348,6 +349,8 @@ def expected_metadata(hp: dict) -> dict[str, Any]:
 
 
 _AUDIO_ERRORS = (sf.SoundFileError, RuntimeError, OSError, ValueError, EOFError)
+UNREADABLE = "cannot read the audio"
+"""How a skip for audio that could not be read (or was cut off) begins: such files may be readable later."""
 
 
 def read_teacher_audio(path: str | Path) -> torch.Tensor:
@@ -356,11 +359,11 @@ def read_teacher_audio(path: str | Path) -> torch.Tensor:
     :class:`DataError`."""
     try:
         audio, sr = load_audio(path, mono=True)
-        declared = declared_frames(path)
+        missing = cut_off(path, audio.shape[-1])
     except _AUDIO_ERRORS as err:
-        raise DataError(f"{path}: cannot read the audio ({first_line(err)})") from None
-    if audio.shape[-1] < declared:  # cut off since stage 1 checked it: features of part of it would not match
-        raise DataError(f"{path}: cannot read the audio (truncated: {audio.shape[-1]} of {declared} samples)")
+        raise DataError(f"{path}: {UNREADABLE} ({first_line(err)})") from None
+    if missing:  # cut off since stage 1 checked it: features of part of it would not match
+        raise DataError(f"{path}: {UNREADABLE} ({missing})")
     audio = resample(audio, sr, SAMPLE_RATE)[0]
     if not bool(torch.isfinite(audio).all()):
         raise DataError(f"{path}: the audio has non-finite samples")

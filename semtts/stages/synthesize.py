@@ -188,7 +188,7 @@ def synthesize_split(hp: dict, generator: torch.nn.Module, dataset: DynamicItemD
 
 
 class _RunawayDurations(Exception):
-    """One utterance's durations refused (:class:`DurationsTooLong`), found by halving its batch."""
+    """One utterance's durations refused (:class:`DurationsTooLong`)."""
 
     def __init__(self, utt_id: str, what: str):
         super().__init__(f"{utt_id}: {what}")
@@ -209,8 +209,8 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
     """Synthesize one batch: ``(id, float32 CPU waveform, per-token durations)`` per item. A batch that
     runs out of device memory, or has more utterances than fitted after that (``splits``), is synthesized
     in two halves, each as wide as its longest item (recursively); one utterance that does not fit alone
-    is a :class:`DataError` naming it. A batch with runaway durations is halved too, down to the
-    utterance that has them (:class:`_RunawayDurations`)."""
+    is a :class:`DataError` naming it. Runaway durations are a :class:`_RunawayDurations` naming the
+    utterance that has them."""
     if splits.most_items is None or len(ids) <= splits.most_items:
         for attempt in range(2 if len(ids) == 1 else 1):  # one utterance: once more without the graphs held
             out = None
@@ -218,10 +218,8 @@ def _synthesize_in_parts(synthesizer: GraphedSynthesizer, hp: dict, ids: list[st
                 out = synthesizer(inputs["tokens"], inputs["lengths"], sid=inputs["sid"],
                                   spk_embed=inputs["spk_embed"], noise_scale=hp["noise_scale"],
                                   noise_scale_w=hp["noise_scale_w"], length_scale=hp["length_scale"])
-            except DurationsTooLong as err:  # before decoding; which utterance it is: in halves
-                if len(ids) == 1:
-                    raise _RunawayDurations(ids[0], str(err)) from None
-                return _in_halves(synthesizer, hp, ids, inputs, splits)
+            except DurationsTooLong as err:  # before decoding: the utterance that has them
+                raise _RunawayDurations(ids[err.row or 0], str(err)) from None
             except RuntimeError as err:
                 if not out_of_memory(err):
                     raise

@@ -48,8 +48,8 @@ from semtts.data.manifest_digest import manifests_sha256
 from semtts.errors import ConfigError, DataError, entry_point
 from semtts.extract.common import (check_metadata, collect_items, feature_path, parse_shard, pop_option, read_metadata,
                                    run_shards, shard_items, write_metadata)
-from semtts.extract.teacher import (expected_metadata, extract_teacher_features, load_whisper_teacher,
-                                   read_teacher_audio)
+from semtts.extract.teacher import (UNREADABLE, expected_metadata, extract_teacher_features,
+                                   load_whisper_teacher, read_teacher_audio)
 from semtts.host_memory import keep_freed_memory
 from semtts.stages.common import (DONE_NAME, changed_settings, comparable_settings, load_stage_hparams, log,
                                   parse_stage_args, read_done, run_stage)
@@ -294,7 +294,11 @@ def _retry_readable_again(out_dir: Path, hp: dict, settings: dict) -> None:
         return
     audio = collect_audio(hp)
     missing = [u for u in audio if not feature_path(out_dir, u).is_file()]
-    back = [u for u in missing if _readable(audio[u])]
+    try:  # why each was skipped: only audio that could not be read may have changed (not non-finite features)
+        reasons = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))["skipped"]
+    except (OSError, ValueError, KeyError, TypeError):
+        reasons = {}
+    back = [u for u in missing if UNREADABLE in str(reasons.get(u, UNREADABLE)) and _readable(audio[u])]
     if back:
         log(STAGE, f"{len(back)} of the {len(missing)} skipped utterances can be read now (e.g. {back[0]}): "
                    "extracting them")
